@@ -1,0 +1,101 @@
+"""The engine alone: microseconds per evaluation, and the batch phenotyper's throughput.
+
+An evaluation is what the service does per hook call once the request is parsed: read the 10
+PGx Observations of examples/order-select-poor-metabolizer.json, phenotype them, match the
+clopidogrel order against the rules and build the card. The yardstick, run in the same process,
+is orjson parsing that same request body: a fixed, machine-dependent unit of work, so the ratio
+travels between machines better than the microseconds do.
+
+    python bench/engine_eval.py [--lines 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine.cards import CardContext  # noqa: E402
+from engine.library import load_library  # noqa: E402
+from engine.orders import Order  # noqa: E402
+from engine.phenotyper import _call_cached  # noqa: E402
+from hooks.fhir_pgx import ResultReader  # noqa: E402
+from hooks.identifiers import Identifiers  # noqa: E402
+
+
+def per_call(fn, seconds: float = 2.0) -> float:
+    """Mean microseconds per call of ``fn`` over about ``seconds``."""
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for _ in range(200):
+            fn()
+        calls += 200
+    return (time.perf_counter() - started) / calls * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=50_000)
+    args = parser.parse_args()
+
+    body = (ROOT / "examples" / "order-select-poor-metabolizer.json").read_bytes()
+    request = orjson.loads(body)
+    library = load_library(ROOT / "rules")
+    reader = ResultReader(library.genes, library.rules_by_code)
+    draft = request["context"]["draftOrders"]["entry"][0]["resource"]
+    order = Order(f"MedicationRequest/{draft['id']}", frozenset({"309362"}), resource=draft)
+    patient = request["context"]["patientId"]
+    context = CardContext(patient, request["context"]["userId"], Identifiers(b"k" * 32).stable_uuid)
+    prefetch = list(request["prefetch"].values())
+
+    def evaluate() -> list:
+        results = library.interpret(reader.read(prefetch, patient))
+        return [library.card(m, context) for m in library.match([order], results) if m.shows_card]
+
+    def evaluate_cold() -> list:
+        _call_cached.cache_clear()
+        return evaluate()
+
+    assert evaluate()[0]["indicator"] == "critical"
+    yardstick = per_call(lambda: orjson.loads(body))
+    warm, cold = per_call(evaluate), per_call(evaluate_cold)
+    print(f"engine evaluation (10 Observations -> phenotypes -> rule -> card), {len(library.rules)} rule(s)")
+    print(f"  yardstick: orjson.loads of the {len(body)} byte request  {yardstick:7.1f} us")
+    print(f"  evaluation, phenotype cache warm                    {warm:7.1f} us  ({warm / yardstick:.2f} x yardstick)")
+    print(f"  evaluation, phenotype cache cleared each time       {cold:7.1f} us  ({cold / yardstick:.2f} x yardstick)")
+    print(f"  target < 200 us: {'met' if cold < 200 else 'NOT met'}")
+
+    gene = library.genes["CYP2C19"]
+    alleles = [*gene.allele_function, "*99", "*2A"]
+    pairs = list(itertools.combinations_with_replacement(alleles, 2))
+    rng = random.Random(7)
+    lines = "gene,diplotype\n" + "".join(
+        f"CYP2C19,{a}/{b}\n" if rng.random() < 0.5 else f"CYP2C19,{b}/{a}\n"
+        for a, b in (rng.choice(pairs) for _ in range(args.lines))
+    )
+    command = [sys.executable, "-m", "pgx_loop.cli", "phenotype"]
+    started = time.perf_counter()
+    single = subprocess.run([*command, "CYP2C19", "*1/*2"], capture_output=True, check=True, cwd=ROOT)
+    one = time.perf_counter() - started
+    started = time.perf_counter()
+    batch = subprocess.run([*command, "--batch"], input=lines.encode(), capture_output=True, check=True, cwd=ROOT)
+    many = time.perf_counter() - started
+    assert single.stdout and batch.stdout.count(b"\n") == args.lines + 1
+    print(f"pgx-loop phenotype --batch, {args.lines} CSV lines")
+    print(f"  one diplotype (process start, rules load, one call)  {one:6.2f} s")
+    print(
+        f"  {args.lines:<6d} lines                                        {many:6.2f} s  ({many / one:.2f} x one call)"
+    )
+
+
+if __name__ == "__main__":
+    main()

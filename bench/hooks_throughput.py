@@ -1,0 +1,117 @@
+"""Throughput and latency of the order-select service against a do-nothing FastAPI baseline.
+
+Both run under uvicorn with one worker, one after the other, driven by the same load: 16
+keep-alive connections sending a realistic order-select for a CYP2C19 poor metabolizer with
+10 PGx Observations in prefetch (examples/order-select-poor-metabolizer.json). Each round
+alternates baseline and service to spread machine noise evenly.
+
+    python bench/hooks_throughput.py [--seconds 5] [--rounds 3] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import LoadResult, run_load
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = (ROOT / "examples" / "order-select-poor-metabolizer.json").read_bytes()
+PATH = "/cds-services/pgx-order-select"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    if app.endswith("()"):
+        command = [*command[:3], app.removesuffix("()"), "--factory", *command[4:]]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(
+                f"http://127.0.0.1:{port}{PATH}", content=BODY, headers={"Content-Type": "application/json"}, timeout=2
+            )
+            return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"{app} did not start")
+
+
+def merge(results: list[LoadResult]) -> LoadResult:
+    return LoadResult(
+        sum(r.requests for r in results),
+        sum(r.errors for r in results),
+        sum(r.seconds for r in results),
+        [x for r in results for x in r.latencies_ms],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as var:
+        ports = {"baseline": free_port(), "pgx-loop": free_port()}
+        processes = {
+            "baseline": start("bench.baseline_app:app", ports["baseline"], {}),
+            "pgx-loop": start("hooks.app:create_app()", ports["pgx-loop"], {"PGX_LOOP_VAR_DIR": var}),
+        }
+        try:
+            results: dict[str, list[LoadResult]] = {"baseline": [], "pgx-loop": []}
+            for _ in range(args.rounds):
+                for name, port in ports.items():
+                    expect = b'"cards":[]' if name == "baseline" else b"critical"
+                    results[name].append(
+                        asyncio.run(
+                            run_load(
+                                "127.0.0.1",
+                                port,
+                                PATH,
+                                BODY,
+                                connections=args.connections,
+                                seconds=args.seconds,
+                                expect=expect,
+                            )
+                        )
+                    )
+        finally:
+            for process in processes.values():
+                process.terminate()
+                process.wait(timeout=10)
+
+    print(
+        f"order-select, {len(BODY)} byte body, {args.connections} connections, "
+        f"{args.rounds} x {args.seconds:g} s each, 1 worker"
+    )
+    merged = {name: merge(runs) for name, runs in results.items()}
+    for name, result in merged.items():
+        print(f"  {name:9s} {result.describe()}")
+    ratio = merged["pgx-loop"].throughput / merged["baseline"].throughput
+    print(
+        f"  ratio     {ratio:.3f} of baseline throughput (target >= 0.8); "
+        f"pgx-loop p99 {merged['pgx-loop'].percentile(99):.2f} ms (target < 25 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Run the worked examples that gene and rule files carry, reporting failures at their line."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.genes import GeneDefinition
+from engine.orders import Order
+from engine.phenotyper import call_diplotype
+from engine.results import ReportedResult
+from engine.rules import Rule
+from engine.yamlsource import Problem, YamlDocument
+
+if TYPE_CHECKING:
+    from engine.library import Library
+
+
+def gene_example_problems(gene: GeneDefinition, document: YamlDocument) -> list[Problem]:
+    problems = []
+    for diplotype, expected in gene.examples.items():
+        call = call_diplotype(gene, diplotype)
+        if call.phenotype != expected:
+            problems.append(
+                document.problem(
+                    ("examples", diplotype), f"example {diplotype}: expected {expected!r}, got {call.phenotype!r}"
+                )
+            )
+    return problems
+
+
+def rule_example_problems(library: Library, rule: Rule, document: YamlDocument) -> list[Problem]:
+    problems = []
+    for index, example in enumerate(rule.examples):
+        where = ("examples", index)
+        results = library.interpret(ReportedResult(gene, diplotype=text) for gene, text in example.genotype.items())
+        order = Order(reference="MedicationRequest/example", rxnorm=frozenset({example.order}))
+        matches = [m for m in library.match([order], results) if m.rule.id == rule.id and m.shows_card]
+        got = matches[0].tier if matches else "no card"
+        described = ", ".join(f"{gene} {text}" for gene, text in example.genotype.items())
+        if got != example.expect:
+            problems.append(
+                document.problem(
+                    (*where, "expect"), f"example {index + 1} ({described}): expected {example.expect}, got {got}"
+                )
+            )
+        elif matches and example.summary:
+            summary = matches[0].recommendation.summary_for(matches[0].drug.name)
+            if summary != example.summary:
+                problems.append(
+                    document.problem((*where, "summary"), f"example {index + 1} ({described}): summary is {summary!r}")
+                )
+    return problems

@@ -1,0 +1,240 @@
+"""FHIR Observations -> reported PGx results, read as tolerantly as real servers require.
+
+Recognised (see ../shared/reference/fhir-pgx.md):
+- Genotype: ``code`` LOINC 84413-4; gene in component 48018-6 (HGNC id or symbol), diplotype in
+  ``valueCodeableConcept`` (text, display or code, e.g. "CYP2C19 *1/*2") or ``valueString``.
+- Therapeutic implication: ``code`` tbd-codes-cs#therapeutic-implication, phenotype in the
+  component ``therapeutic-implication``, ``predicted-therapeutic-implication`` or LOINC 53040-2.
+- STU1 medication-metabolism: ``code`` LOINC 53040-2 with the phenotype as the value.
+An implication's gene comes from a gene-studied component, else from the genotype it is derived
+from, else from the drug it assesses when exactly one of our genes has a rule for that drug.
+
+Only final results about the request's patient are used; everything else is skipped and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from engine.genes import GeneDefinition
+from engine.orders import RXNORM_SYSTEM
+from engine.results import ReportedResult
+from engine.rules import Drug, Rule
+
+log = logging.getLogger(__name__)
+
+LOINC = "http://loinc.org"
+GENOMICS_TBD = "http://hl7.org/fhir/uv/genomics-reporting/CodeSystem/tbd-codes-cs"
+GENOTYPE = (LOINC, "84413-4")
+GENE_STUDIED = frozenset({(LOINC, "48018-6")})
+MEDICATION_ASSESSED = frozenset({(LOINC, "51963-7")})
+METABOLISM_EFFECT = (LOINC, "53040-2")
+# Observation.code -> what kind of PGx result the Observation is.
+KINDS = {
+    GENOTYPE: "genotype",
+    (GENOMICS_TBD, "therapeutic-implication"): "implication",
+    METABOLISM_EFFECT: "implication",
+}
+PHENOTYPE_COMPONENTS = frozenset(
+    {
+        (GENOMICS_TBD, "therapeutic-implication"),
+        (GENOMICS_TBD, "predicted-therapeutic-implication"),
+        METABOLISM_EFFECT,
+    }
+)
+USABLE_STATUS = {"final", "amended", "corrected"}
+
+# LOINC answers for metabolizer status (LL3856-3) -> CPIC terms.
+LOINC_PHENOTYPES = {
+    "LA10315-2": "Ultrarapid Metabolizer",
+    "LA25390-8": "Rapid Metabolizer",
+    "LA25391-6": "Normal Metabolizer",
+    "LA10317-8": "Intermediate Metabolizer",
+    "LA9657-3": "Poor Metabolizer",
+}
+
+
+# These helpers run for every Observation of every call: plain loops, no intermediate lists.
+def _codings(concept: Any) -> list[Any] | tuple[()]:
+    if type(concept) is dict:
+        codings = concept.get("coding")
+        if type(codings) is list:
+            return codings
+    return ()
+
+
+def _has_code(concept: Any, wanted: frozenset[tuple[str, str]]) -> bool:
+    for coding in _codings(concept):
+        if type(coding) is dict and (coding.get("system"), coding.get("code")) in wanted:
+            return True
+    return False
+
+
+def _texts(concept: Any) -> list[str]:
+    """Candidate strings of a CodeableConcept, most human first: text, displays, codes."""
+    if type(concept) is not dict:
+        return []
+    codings = [coding for coding in _codings(concept) if type(coding) is dict]
+    texts = [concept.get("text")]
+    texts += [coding.get("display") for coding in codings] + [coding.get("code") for coding in codings]
+    return [text.strip() for text in texts if isinstance(text, str) and text.strip()]
+
+
+def observations(resources: Iterable[Any]) -> list[dict[str, Any]]:
+    """The Observations among prefetch values: bundles are unpacked, anything else is skipped."""
+    found = []
+    for resource in resources:
+        if not isinstance(resource, dict):
+            continue
+        if resource.get("resourceType") == "Bundle":
+            for entry in resource.get("entry") or []:
+                inner = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(inner, dict) and inner.get("resourceType") == "Observation":
+                    found.append(inner)
+        elif resource.get("resourceType") == "Observation":
+            found.append(resource)
+    return found
+
+
+class ResultReader:
+    """Reads PGx Observations for one library's genes and drugs."""
+
+    def __init__(self, genes: Mapping[str, GeneDefinition], rules_by_code: Mapping[str, tuple[tuple[Rule, Drug], ...]]):
+        self._genes = genes
+        self._by_hgnc = {gene.hgnc: symbol for symbol, gene in genes.items()}
+        self._by_symbol = {symbol.casefold(): symbol for symbol in genes}
+        self._rules_by_code = rules_by_code
+
+    def read(self, resources: Iterable[Any], patient_id: str) -> list[ReportedResult]:
+        """Every usable PGx result for ``patient_id`` among the given prefetch/fetch values."""
+        genotypes, implications = [], []
+        for obs in observations(resources):
+            kind = _kind(obs)
+            if kind is not None and self._usable(obs, patient_id):
+                (genotypes if kind == "genotype" else implications).append(obs)
+        reports = []
+        genotype_genes = {}  # "Observation/id" -> gene, for implications derived from a genotype
+        for obs in genotypes:
+            report = self._genotype(obs)
+            if report is not None:
+                reports.append(report)
+                if obs.get("id"):
+                    genotype_genes[f"Observation/{obs['id']}"] = report.gene
+        for obs in implications:
+            report = self._implication(obs, genotype_genes)
+            if report is not None:
+                reports.append(report)
+        return reports
+
+    @staticmethod
+    def _usable(obs: dict[str, Any], patient_id: str) -> bool:
+        if obs.get("status") not in USABLE_STATUS:
+            log.info("skipped an Observation with status %r", obs.get("status"))
+            return False
+        subject = (obs.get("subject") or {}).get("reference") if isinstance(obs.get("subject"), dict) else None
+        if not isinstance(subject, str) or not (
+            subject == f"Patient/{patient_id}" or subject.endswith(f"/Patient/{patient_id}")
+        ):
+            # Never use a result that is not explicitly this patient's.
+            log.warning("skipped an Observation whose subject is not the request's patient")
+            return False
+        return True
+
+    def _gene_symbol(self, text: Any) -> str | None:
+        """One of our genes, from an HGNC id ("HGNC:2621") or a symbol ("CYP2C19")."""
+        if type(text) is not str:
+            return None
+        text = text.strip()
+        return self._by_hgnc.get(text) or self._by_symbol.get(text.casefold())
+
+    def _gene_studied(self, obs: dict[str, Any]) -> tuple[bool, str | None]:
+        """Whether the Observation names its gene, and which of our genes that is (if any)."""
+        components = obs.get("component")
+        for component in components if type(components) is list else ():
+            if type(component) is dict and _has_code(component.get("code"), GENE_STUDIED):
+                value = component.get("valueCodeableConcept")
+                for coding in _codings(value):
+                    if type(coding) is dict:
+                        symbol = self._gene_symbol(coding.get("code")) or self._gene_symbol(coding.get("display"))
+                        if symbol:
+                            return True, symbol
+                return True, self._gene_symbol(value.get("text")) if type(value) is dict else None
+        return False, None
+
+    def _genotype(self, obs: dict[str, Any]) -> ReportedResult | None:
+        named, gene = self._gene_studied(obs)
+        if named and gene is None:
+            return None  # a gene we have no definitions for
+        values = _texts(obs.get("valueCodeableConcept"))
+        if isinstance(obs.get("valueString"), str) and obs["valueString"].strip():
+            values.insert(0, obs["valueString"].strip())
+        for value in values:
+            symbol = gene or self._gene_symbol(_leading_word(value))
+            if symbol and "/" in value:
+                return ReportedResult(symbol, diplotype=value, effective=_effective(obs))
+        if values:
+            log.info("skipped a genotype Observation with no recognised gene and diplotype")
+        return None
+
+    def _implication(self, obs: dict[str, Any], genotype_genes: Mapping[str, str]) -> ReportedResult | None:
+        phenotype = None
+        if _has_code(obs.get("code"), frozenset({METABOLISM_EFFECT})):
+            phenotype = _phenotype_text(obs.get("valueCodeableConcept"))
+        for component in obs.get("component") or []:
+            if (
+                phenotype is None
+                and isinstance(component, dict)
+                and _has_code(component.get("code"), PHENOTYPE_COMPONENTS)
+            ):
+                phenotype = _phenotype_text(component.get("valueCodeableConcept"))
+        if phenotype is None:
+            return None
+        _, gene = self._gene_studied(obs)
+        for reference in obs.get("derivedFrom") or []:
+            if gene is None and isinstance(reference, dict):
+                gene = genotype_genes.get(str(reference.get("reference")))
+        if gene is None:
+            gene = self._gene_from_assessed_drug(obs)
+        if gene is None:
+            log.info("skipped a therapeutic implication whose gene could not be determined")
+            return None
+        return ReportedResult(gene, phenotype=phenotype, effective=_effective(obs))
+
+    def _gene_from_assessed_drug(self, obs: dict[str, Any]) -> str | None:
+        genes = set()
+        for component in obs.get("component") or []:
+            if isinstance(component, dict) and _has_code(component.get("code"), MEDICATION_ASSESSED):
+                for coding in _codings(component.get("valueCodeableConcept")):
+                    if coding.get("system") == RXNORM_SYSTEM:
+                        genes.update(rule.gene for rule, _ in self._rules_by_code.get(str(coding.get("code")), ()))
+        return genes.pop() if len(genes) == 1 else None
+
+
+def _kind(obs: dict[str, Any]) -> str | None:
+    for coding in _codings(obs.get("code")):
+        if type(coding) is dict:
+            kind = KINDS.get((coding.get("system"), coding.get("code")))
+            if kind:
+                return kind
+    return None
+
+
+def _leading_word(value: str) -> str:
+    """The gene symbol a diplotype string may start with: "CYP2C19" in "CYP2C19 *1/*2" or "CYP2C19*2/*2"."""
+    words = value.split("*", 1)[0].split()
+    return words[0] if words else ""
+
+
+def _phenotype_text(concept: Any) -> str | None:
+    for coding in _codings(concept):
+        if coding.get("system") == LOINC and coding.get("code") in LOINC_PHENOTYPES:
+            return LOINC_PHENOTYPES[coding["code"]]
+    texts = [text for text in _texts(concept) if not text.startswith("LA")]
+    return texts[0] if texts else None
+
+
+def _effective(obs: dict[str, Any]) -> str | None:
+    value = obs.get("effectiveDateTime") or (obs.get("effectivePeriod") or {}).get("start") or obs.get("issued")
+    return value[:10] if isinstance(value, str) and value else None

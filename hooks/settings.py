@@ -1,0 +1,42 @@
+"""Service configuration, from ``PGX_LOOP_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def default_rules_dir() -> Path:
+    """The repository's ``rules/`` when running from a checkout, else ``./rules``."""
+    bundled = REPOSITORY / "rules"
+    return bundled if bundled.is_dir() else Path("rules")
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PGX_LOOP_", extra="ignore")
+
+    rules_dir: Path = Field(default_factory=default_rules_dir, description="Gene and rule files")
+    var_dir: Path = Field(default=Path("var"), description="Where the service keeps its state")
+    event_log_dir: Path | None = Field(default=None, description="Card and feedback event log (default var/events)")
+    key_file: Path | None = Field(
+        default=None, description="Secret for pseudonymising patient ids in the event log (default var/pgx-loop.key)"
+    )
+    event_flush_ms: float = Field(
+        default=2.0, ge=0, le=50, description="Group-commit window of the event log, in milliseconds"
+    )
+    fhir_timeout: float = Field(default=3.0, gt=0, le=30, description="Seconds allowed for each FHIR fallback fetch")
+    fhir_max_pages: int = Field(default=10, ge=1, le=100, description="Pages of a searchset followed at most")
+
+    @property
+    def events_path(self) -> Path:
+        return self.event_log_dir or self.var_dir / "events"
+
+    @property
+    def key_path(self) -> Path:
+        return self.key_file or self.var_dir / "pgx-loop.key"

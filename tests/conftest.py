@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from engine.library import Library, load_library
+from hooks.app import create_app
+from hooks.eventlog import read_events
+from hooks.settings import Settings
+from tests.fhir_server import FhirServer
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+RULES = REPOSITORY / "rules"
+
+
+@pytest.fixture(scope="session")
+def library() -> Library:
+    return load_library(RULES)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(rules_dir=RULES, var_dir=tmp_path / "var", fhir_timeout=1.0)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def fhir_server() -> Iterator[FhirServer]:
+    with FhirServer() as server:
+        yield server
+
+
+def logged_events(settings: Settings) -> list[dict[str, Any]]:
+    """Every event in every segment of the service's event log."""
+    return [event for path in sorted(settings.events_path.glob("events-*.jsonl")) for event in read_events(path)]
