@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,14 @@ import pytest
 from engine.library import Library
 from engine.phenotyper import call_diplotype
 
-ORACLE = Path(__file__).resolve().parent.parent.parent / "shared" / "pgx-oracle"
+# The reference tables live beside the project (../shared/pgx-oracle); a clone elsewhere can
+# point at them with PGX_LOOP_ORACLE.
+CANDIDATES = [
+    Path(os.environ.get("PGX_LOOP_ORACLE", "")),
+    Path(__file__).resolve().parent.parent.parent / "shared" / "pgx-oracle",
+    Path("/work/shared/pgx-oracle"),
+]
+ORACLE = next((path for path in CANDIDATES if str(path) != "." and path.is_dir()), CANDIDATES[1])
 
 
 def oracle_rows(gene: str) -> list[dict[str, str]]:
