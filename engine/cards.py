@@ -1,7 +1,8 @@
 """Matches -> CDS Hooks cards.
 
 A card walks the clinician from the lab result to CPIC's recommendation in a few lines, offers
-the alternatives as one-click order swaps, and lists the reasons to override it.
+the alternatives as one-click order swaps (or, before a first dose, the test to order), and
+lists the reasons to override it.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.calls import NO_RESULT
 from engine.matching import Match
 from engine.orders import RXNORM_SYSTEM
 from engine.results import GeneResult
-from engine.rules import Drug, OverrideReason, Recommendation, Rule
+from engine.rules import Drug, OverrideReason, PreTest, Recommendation, Rule
 
 RULE_SYSTEM = "urn:pgx-loop:rule"
 OVERRIDE_REASON_SYSTEM = "urn:pgx-loop:override-reason"
@@ -46,22 +48,20 @@ class CardContext:
 
 @dataclass(frozen=True, slots=True)
 class SwapTemplate:
-    """The fixed parts of one "replace the drug with an alternative" suggestion."""
+    """The fixed parts of one suggestion: swap the drug for an alternative, or order a test."""
 
-    alternative: str
+    name: str
     label: str
-    delete_description: str
+    delete_description: str | None
     create_description: str
-    medication: dict[str, Any]
-    dosage: list[dict[str, Any]]
-    note: list[dict[str, Any]]
+    resource: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class CardTemplate:
     """Everything a card takes from its rule file, prepared once when the library loads.
 
-    Cards are built on every order; only the patient's result, the order and the ids differ
+    Cards are built on every order; only the patient's results, the order and the ids differ
     between two cards from the same template. Its dicts are shared: never mutate them.
     """
 
@@ -73,30 +73,49 @@ class CardTemplate:
     swaps: tuple[SwapTemplate, ...]
 
 
-TemplateKey = tuple[str, str, str]  # (rule id, phenotype, drug name)
+TemplateKey = tuple[str, int, str]  # (rule id, recommendation index or -1 for the pre-test card, drug name)
 
 
 def card_templates(rules: Iterable[Rule]) -> dict[TemplateKey, CardTemplate]:
-    """A template for every (rule, phenotype, drug) that may show a card."""
-    return {
-        (rule.id, recommendation.phenotype, drug.name): _template(rule, recommendation, drug)
-        for rule in rules
-        for recommendation in rule.recommendations
-        if recommendation.bounds[1] != "none"
-        for drug in rule.drugs
-    }
+    """A template for every (rule, recommendation, drug) that may show a card."""
+    templates: dict[TemplateKey, CardTemplate] = {}
+    for rule in rules:
+        for drug in rule.drugs:
+            for index, recommendation in enumerate(rule.recommendations):
+                if recommendation.bounds[1] != "none":
+                    templates[(rule.id, index, drug.name)] = _template(rule, recommendation, drug)
+            if rule.pretest is not None:
+                templates[(rule.id, -1, drug.name)] = _pretest_template(rule, rule.pretest, drug)
+    return templates
 
 
 def template_key(match: Match) -> TemplateKey:
-    return (match.rule.id, match.recommendation.phenotype, match.drug.name)
+    return (match.rule.id, match.index, match.drug.name)
+
+
+def _common(rule: Rule) -> dict[str, Any]:
+    guideline = rule.guideline
+    return {
+        "source": {
+            "label": guideline.label,
+            "url": guideline.url,
+            "topic": {"system": RULE_SYSTEM, "code": rule.id, "display": rule.title},
+        },
+        "links": [{"label": guideline.title, "url": guideline.url, "type": "absolute"}],
+        "override_reasons": [
+            {"system": OVERRIDE_REASON_SYSTEM, "code": reason.code, "display": reason.display}
+            for reason in rule.override_reasons or DEFAULT_OVERRIDE_REASONS
+        ],
+    }
 
 
 def _template(rule: Rule, recommendation: Recommendation, drug: Drug) -> CardTemplate:
-    guideline = rule.guideline
     advice = []
     if recommendation.implication:
         advice.append(f"**Implication:** {recommendation.implication}")
     advice.append(f"**CPIC recommendation ({recommendation.classification}):** {recommendation.recommendation}")
+    if recommendation.dose:
+        advice.append(f"**Dose:** {recommendation.dose}")
     if recommendation.note:
         advice.append(recommendation.note.strip())
     swaps = []
@@ -106,38 +125,61 @@ def _template(rule: Rule, recommendation: Recommendation, drug: Drug) -> CardTem
             continue
         swaps.append(
             SwapTemplate(
-                alternative=alternative.name,
+                name=alternative.name,
                 label=f"Replace {drug.name} with {alternative.name}",
                 delete_description=f"Remove the draft {drug.name} order",
                 create_description=f"Order {alternative.order_text}",
-                medication={
-                    "coding": [{"system": RXNORM_SYSTEM, "code": alternative.rxnorm, "display": alternative.name}],
-                    "text": alternative.name,
+                resource={
+                    "resourceType": "MedicationRequest",
+                    "status": "draft",
+                    "medicationCodeableConcept": {
+                        "coding": [{"system": RXNORM_SYSTEM, "code": alternative.rxnorm, "display": alternative.name}],
+                        "text": alternative.name,
+                    },
+                    "dosageInstruction": [{"text": alternative.order_text}],
+                    "note": [
+                        {"text": f"Replaces {drug.name} on pharmacogenomic advice. {recommendation.recommendation}"}
+                    ],
                 },
-                dosage=[{"text": alternative.order_text}],
-                note=[
-                    {
-                        "text": f"Replaces {drug.name}: {rule.gene} {recommendation.phenotype}. "
-                        f"{recommendation.recommendation}"
-                    }
-                ],
             )
         )
     return CardTemplate(
         summary=recommendation.summary_for(drug.name),
         advice="\n\n".join(advice),
-        source={
-            "label": guideline.label,
-            "url": guideline.url,
-            "topic": {"system": RULE_SYSTEM, "code": rule.id, "display": rule.title},
-        },
-        links=[{"label": guideline.title, "url": guideline.url, "type": "absolute"}],
-        override_reasons=[
-            {"system": OVERRIDE_REASON_SYSTEM, "code": reason.code, "display": reason.display}
-            for reason in rule.override_reasons or DEFAULT_OVERRIDE_REASONS
-        ],
         swaps=tuple(swaps),
+        **_common(rule),
     )
+
+
+def _pretest_template(rule: Rule, pretest: PreTest, drug: Drug) -> CardTemplate:
+    code: dict[str, Any] = {"text": pretest.test}
+    if pretest.code is not None:
+        coding = {"system": pretest.code.system, "code": pretest.code.code}
+        if pretest.code.display:
+            coding["display"] = pretest.code.display
+        code["coding"] = [coding]
+    order = SwapTemplate(
+        name="test",
+        label=f"Order {pretest.test}",
+        delete_description=None,
+        create_description=f"Order {pretest.test} before {drug.name}",
+        resource={
+            "resourceType": "ServiceRequest",
+            "status": "draft",
+            "code": code,
+            "reasonCode": [{"text": f"Pharmacogenomic testing before {drug.name} (CPIC)"}],
+        },
+    )
+    return CardTemplate(
+        summary=pretest.summary.replace("{drug}", drug.name),
+        advice=pretest.detail.strip().replace("{drug}", drug.name),
+        swaps=(order,),
+        **_common(rule),
+    )
+
+
+def summary_text(template: CardTemplate, match: Match) -> str:
+    return template.summary.replace("{phenotype}", match.key)
 
 
 def build_card(match: Match, context: CardContext, template: CardTemplate) -> dict[str, Any]:
@@ -148,11 +190,11 @@ def build_card(match: Match, context: CardContext, template: CardTemplate) -> di
     """
     rule, tier = match.rule, match.tier
     card_id = context.make_id(
-        "card", context.patient_id, match.order.reference, rule.id, rule.version, match.recommendation.phenotype, tier
+        "card", context.patient_id, match.order.reference, rule.id, rule.version, match.kind, match.key, tier
     )
     card: dict[str, Any] = {
         "uuid": card_id,
-        "summary": template.summary,
+        "summary": summary_text(template, match),
         "detail": card_detail(match, template),
         "indicator": tier,
         "source": template.source,
@@ -167,30 +209,23 @@ def build_card(match: Match, context: CardContext, template: CardTemplate) -> di
 
 
 def _suggestion(match: Match, swap: SwapTemplate, context: CardContext, card_id: str) -> dict[str, Any]:
-    """Delete the draft order, create a draft MedicationRequest for the alternative in its place."""
+    """Create the alternative (deleting the draft order, for a swap), in the draft order's context."""
     draft = match.order.resource
-    order: dict[str, Any] = {
-        "resourceType": "MedicationRequest",
-        "status": "draft",
+    resource: dict[str, Any] = {
+        **swap.resource,
         "intent": draft.get("intent") or "order",
         "subject": {"reference": f"Patient/{context.patient_id}"},
-        "medicationCodeableConcept": swap.medication,
-        "dosageInstruction": swap.dosage,
-        "note": swap.note,
     }
     for key in ("encounter", "reasonCode", "reasonReference", "category", "priority"):
-        if draft.get(key):  # keep the original order's context: visit, indication, priority
-            order[key] = draft[key]
+        if draft.get(key) and (key not in resource):  # keep the original order's visit, indication, priority
+            resource[key] = draft[key]
     if context.user_id:
-        order["requester"] = {"reference": context.user_id}
-    return {
-        "label": swap.label,
-        "uuid": context.make_id("suggestion", card_id, swap.alternative),
-        "actions": [
-            {"type": "delete", "description": swap.delete_description, "resourceId": match.order.reference},
-            {"type": "create", "description": swap.create_description, "resource": order},
-        ],
-    }
+        resource["requester"] = {"reference": context.user_id}
+    actions = []
+    if swap.delete_description:
+        actions.append({"type": "delete", "description": swap.delete_description, "resourceId": match.order.reference})
+    actions.append({"type": "create", "description": swap.create_description, "resource": resource})
+    return {"label": swap.label, "uuid": context.make_id("suggestion", card_id, swap.name), "actions": actions}
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
@@ -209,31 +244,51 @@ def _describe(result: GeneResult) -> str:
     call = result.call
     when = f" ({_escape(result.effective)})" if result.effective else ""
     if call.diplotype:
-        return f"genotype {_code(call.diplotype)} → {call.phenotype}{when}"
+        return f"genotype {_code(call.diplotype)} → {_phenotype(call)}{when}"
     stated = _escape(result.reported_phenotype) if result.reported_phenotype else call.phenotype
-    return f"reported phenotype: {stated}{when}"
+    return f"reported: {stated}{when}"
 
 
-def card_detail(match: Match, template: CardTemplate) -> str:
-    """Markdown that walks from the result to the phenotype to CPIC's recommendation."""
-    result, call = match.result, match.result.call
+def _phenotype(call) -> str:
+    text = call.phenotype.replace("*", "\\*")
+    return f"{text} (activity score {call.activity_score})" if call.activity_score else text
+
+
+def _result_lines(gene: str, result: GeneResult | None) -> list[str]:
+    if result is None:
+        return [f"**{gene}:** {NO_RESULT.lower()} on file"]
+    call = result.call
     reported = f" (reported {_escape(result.effective)})" if result.effective else ""
-    parts: list[str] = []
     if result.conflicting:
         listed = "\n".join(f"- {_describe(other)}" for other in result.conflicting)
-        parts.append(f"**{call.gene} results on file disagree:**\n{listed}")
-        parts.append(f"**Phenotype:** {call.phenotype}. Confirm the result with the laboratory before relying on it.")
-    elif call.diplotype:
-        parts.append(f"**{call.gene} genotype:** {_code(call.diplotype)}{reported}")
+        return [
+            f"**{gene} results on file disagree:**\n{listed}",
+            f"**{gene} phenotype:** {call.phenotype}. Confirm the result with the laboratory before relying on it.",
+        ]
+    lines = []
+    if call.diplotype:
         how = ""
         if call.functions:
             how = " — " + " + ".join(f"{_code(allele)} {function.lower()}" for allele, function in call.functions)
-        parts.append(f"**Phenotype (CPIC):** {call.phenotype}{how}")
+        lines.append(f"**{gene} genotype:** {_code(call.diplotype)}{reported}")
+        lines.append(f"**{gene} phenotype (CPIC):** {_phenotype(call)}{how}")
     else:
-        source = _escape(result.reported_phenotype) if result.reported_phenotype else call.phenotype
-        parts.append(f"**{call.gene} phenotype as reported:** {source}{reported}")
-    if not call.definite and call.reason and not result.conflicting:
-        parts.append(f"**Why indeterminate:** {_escape(call.reason)}.")
+        source = _escape(result.reported_phenotype) if result.reported_phenotype else _phenotype(call)
+        lines.append(f"**{gene} result as reported:** {source}{reported}")
+    if not call.definite and call.reason:
+        lines.append(f"**Why indeterminate:** {_escape(call.reason)}.")
+    return lines
+
+
+def card_detail(match: Match, template: CardTemplate) -> str:
+    """Markdown that walks from each result to the phenotype to CPIC's recommendation."""
+    parts: list[str] = []
+    if match.kind == "recommendation":
+        for gene, result in match.results.items():
+            parts.extend(_result_lines(gene, result))
+        population = match.population
+        if population.population is not None:
+            parts.append(f"**Population:** {population.population.label} ({population.why})")
     parts.append(template.advice)
     if match.tier_source == "local evidence":
         parts.append("*Alert level set from this hospital's own outcome data, within the bounds set by pharmacy.*")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.cards import summary_text, template_key
 from engine.genes import GeneDefinition
 from engine.orders import Order
 from engine.phenotyper import call_diplotype
+from engine.populations import SYSTEMS, PatientFacts
 from engine.results import ReportedResult
 from engine.rules import Rule
 from engine.yamlsource import Problem, YamlDocument
@@ -33,10 +35,11 @@ def rule_example_problems(library: Library, rule: Rule, document: YamlDocument) 
     for index, example in enumerate(rule.examples):
         where = ("examples", index)
         results = library.interpret(ReportedResult(gene, diplotype=text) for gene, text in example.genotype.items())
+        facts = PatientFacts(frozenset((SYSTEMS.get(c.system, c.system), c.code) for c in example.conditions), example.age)
         order = Order(reference="MedicationRequest/example", rxnorm=frozenset({example.order}))
-        matches = [m for m in library.match([order], results) if m.rule.id == rule.id and m.shows_card]
+        matches = [m for m in library.match([order], results, facts) if m.rule.id == rule.id and m.shows_card]
         got = matches[0].tier if matches else "no card"
-        described = ", ".join(f"{gene} {text}" for gene, text in example.genotype.items())
+        described = ", ".join(f"{gene} {text}" for gene, text in example.genotype.items()) or "no result"
         if got != example.expect:
             problems.append(
                 document.problem(
@@ -44,7 +47,7 @@ def rule_example_problems(library: Library, rule: Rule, document: YamlDocument) 
                 )
             )
         elif matches and example.summary:
-            summary = matches[0].recommendation.summary_for(matches[0].drug.name)
+            summary = summary_text(library.card_templates[template_key(matches[0])], matches[0])
             if summary != example.summary:
                 problems.append(
                     document.problem((*where, "summary"), f"example {index + 1} ({described}): summary is {summary!r}")

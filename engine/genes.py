@@ -1,19 +1,27 @@
-"""Gene definition files (``rules/genes/<GENE>.yaml``): their schema and loading.
+"""Gene definition files (``rules/genes/<GENE>.yaml``): their schema and the shared machinery.
 
-A gene file states, as CPIC does, the clinical function of each allele and the rule that turns
-a pair of allele functions into a phenotype. The loader checks the file is complete (every pair
-of functions it uses has exactly one phenotype) and that its own examples hold.
+A gene file states, as CPIC does, what each allele does and how a patient's two alleles become
+a phenotype. There are three kinds, one module each:
+
+- ``function pair`` (engine.function_pair): allele -> clinical function; a pair of functions ->
+  phenotype (CYP2C19, CYP3A5, TPMT, NUDT15, SLCO1B1, UGT1A1, VKORC1).
+- ``activity score`` (engine.activity_score): allele -> activity value; the sum -> phenotype
+  (CYP2C9, CYP2D6, DPYD). Recommendations are looked up by the score.
+- ``allele presence`` (engine.allele_presence): whether each allele of interest is carried
+  (HLA-A, HLA-B).
 """
 
 from __future__ import annotations
 
 import itertools
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.yamlsource import Problem, SourceError, YamlDocument
+from engine.calls import INDETERMINATE, PhenotypeCall, indeterminate
 
-INDETERMINATE = "Indeterminate"
+_SUBALLELE = re.compile(r"^(\*\d+[A-Za-z]*)\.\d+$")
 
 
 class Citation(BaseModel):
@@ -26,35 +34,62 @@ class Citation(BaseModel):
     data: str | None = None
 
 
-class GeneFile(BaseModel):
-    """The schema of one gene definition file."""
-
+class _GeneFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     gene: str = Field(pattern=r"^[A-Z0-9][A-Z0-9-]*$")
     hgnc: str = Field(pattern=r"^HGNC:\d+$", description="HGNC identifier, as FHIR results carry it")
-    kind: str = Field(description="How a diplotype becomes a phenotype: 'function pair'")
     source: Citation
-    alleles: dict[str, str] = Field(min_length=1, description="allele name -> CPIC clinical function")
-    phenotypes: dict[str, list[tuple[str, str]]] = Field(
-        min_length=1, description="phenotype -> the pairs of allele functions that give it"
+    notations: dict[str, str] = Field(
+        default_factory=dict, description="Other ways labs write a diplotype -> the diplotype as written here"
     )
     examples: dict[str, str] = Field(default_factory=dict, description="diplotype -> expected phenotype")
 
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, value: str) -> str:
-        if value != "function pair":
-            raise ValueError(f"unknown kind {value!r}; expected 'function pair'")
-        return value
 
-    @field_validator("alleles")
-    @classmethod
-    def _allele_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if "/" in name or not name.strip():
-                raise ValueError(f"allele name {name!r} must be non-empty and contain no '/'")
-        return value
+def _allele_names(value: dict) -> dict:
+    for name in value:
+        if "/" in name or not name.strip():
+            raise ValueError(f"allele name {name!r} must be non-empty and contain no '/'")
+    return value
+
+
+class FunctionPairFile(_GeneFile):
+    kind: Literal["function pair"]
+    alleles: dict[str, str] = Field(min_length=1, description="allele -> CPIC clinical function")
+    phenotypes: dict[str, list[tuple[str, str]]] = Field(
+        min_length=1, description="phenotype -> the pairs of allele functions that give it"
+    )
+
+    _names = field_validator("alleles")(_allele_names)
+
+
+class AlleleActivity(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    function: str = Field(min_length=1)
+    activity: float | str | None = Field(default=None, description='activity value; "≥3.0" for copies ≥ 3')
+
+
+class ActivityScoreFile(_GeneFile):
+    kind: Literal["activity score"]
+    alleles: dict[str, AlleleActivity] = Field(min_length=1)
+    phenotypes: dict[str, str] = Field(min_length=1, description='phenotype -> score range ("0.25 to 1.0")')
+
+    _names = field_validator("alleles")(_allele_names)
+
+
+class AllelePresenceFile(_GeneFile):
+    kind: Literal["allele presence"]
+    alleles_of_interest: dict[str, str] = Field(min_length=1, description="allele -> why it matters")
+    fields: int | None = Field(default=None, ge=1, le=4, description="HLA: allele fields compared (2 = *57:01)")
+    other_alleles: list[str] = Field(
+        default_factory=list,
+        description="Without fields: the other alleles known not to carry an allele of interest; any other name "
+        "gives Indeterminate",
+    )
+
+
+GeneFile = Annotated[FunctionPairFile | ActivityScoreFile | AllelePresenceFile, Field(discriminator="kind")]
 
 
 def allele_sort_key(name: str) -> tuple:
@@ -66,68 +101,76 @@ def allele_sort_key(name: str) -> tuple:
     return (1, 0, name)
 
 
-class GeneDefinition:
-    """A validated gene file, ready to phenotype diplotypes."""
+def _notation_key(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
-    def __init__(self, spec: GeneFile, source: str):
+
+class GeneDefinition:
+    """A validated gene file: turns diplotypes (and reported phenotypes) into phenotype calls."""
+
+    kind: str
+
+    def __init__(self, spec: _GeneFile, source: str):
         self.symbol = spec.gene
         self.hgnc = spec.hgnc
         self.source = source
         self.citation = spec.source
-        self.allele_function = dict(spec.alleles)
-        self.pair_phenotype = {
-            _pair_key(*pair): phenotype for phenotype, pairs in spec.phenotypes.items() for pair in pairs
-        }
-        self.phenotypes = tuple(dict.fromkeys([*spec.phenotypes, INDETERMINATE]))
         self.examples = dict(spec.examples)
+        self.notations = {_notation_key(alias): diplotype for alias, diplotype in spec.notations.items()}
+        self.phenotypes: tuple[str, ...] = (INDETERMINATE,)
 
-    def phenotype_of_functions(self, first: str, second: str) -> str:
-        return self.pair_phenotype.get(_pair_key(first, second), INDETERMINATE)
+    # --- diplotypes ---------------------------------------------------------------------------
 
+    def call(self, text: str) -> PhenotypeCall:
+        """Phenotype one diplotype string (use engine.phenotyper.call_diplotype: it caches)."""
+        stripped = self._strip_gene(text.strip())
+        stripped = self.notations.get(_notation_key(stripped), stripped)
+        alleles = self.split(stripped)
+        if alleles is None:
+            return indeterminate(self.symbol, text.strip() or None, f"not a diplotype: {text.strip()!r}")
+        return self.call_alleles(alleles)
 
-def _pair_key(first: str, second: str) -> tuple[str, str]:
-    return (first, second) if first <= second else (second, first)
+    def _strip_gene(self, text: str) -> str:
+        """Drop the gene symbol labs put in front: "CYP2C19 *1/*2", "CYP2C19*1/CYP2C19*2", "VKORC1 C/T"."""
+        symbol = re.escape(self.symbol)
+        text = re.sub(rf"^{symbol}\s+", "", text, flags=re.IGNORECASE)
+        return re.sub(rf"{symbol}\s*(?=\*)", "", text, flags=re.IGNORECASE)
 
+    def split(self, text: str) -> list[str] | None:
+        """The two allele names of a diplotype, or None."""
+        parts = [part.strip() for part in text.split("/")]
+        return parts if len(parts) == 2 and all(parts) else None
 
-def parse_gene_file(document: YamlDocument) -> GeneDefinition:
-    """Validate a parsed gene file: schema, completeness of the phenotype rule, examples."""
-    try:
-        spec = GeneFile.model_validate(document.data)
-    except ValidationError as exc:
-        raise SourceError(document.validation_problems(exc)) from None
-    problems: list[Problem] = []
-    seen: dict[tuple[str, str], str] = {}
-    for phenotype, pairs in spec.phenotypes.items():
-        for index, pair in enumerate(pairs):
-            key = _pair_key(*pair)
-            if key in seen and seen[key] != phenotype:
-                problems.append(
-                    document.problem(
-                        ("phenotypes", phenotype, index),
-                        f"functions {list(pair)} already give {seen[key]!r}; a pair may give only one phenotype",
-                    )
-                )
-            seen[key] = phenotype
-    used = sorted(set(spec.alleles.values()))
-    for first, second in itertools.combinations_with_replacement(used, 2):
-        if _pair_key(first, second) not in seen:
-            problems.append(
-                document.problem(
-                    ("phenotypes",),
-                    f"no phenotype for the function pair [{first}, {second}]; "
-                    f"add it (use {INDETERMINATE!r} if CPIC assigns none)",
-                )
-            )
-    for phenotype, pairs in spec.phenotypes.items():
-        for index, pair in enumerate(pairs):
-            for function in pair:
-                if function not in used:
-                    problems.append(
-                        document.problem(
-                            ("phenotypes", phenotype, index),
-                            f"function {function!r} is not the function of any allele in this file",
-                        )
-                    )
-    if problems:
-        raise SourceError(problems)
-    return GeneDefinition(spec, document.name)
+    def call_alleles(self, alleles: list[str]) -> PhenotypeCall:
+        raise NotImplementedError
+
+    def canonical_allele(self, name: str, known: dict) -> str:
+        """The defined allele ``name`` stands for: PharmVar sub-alleles (*2.001) share the core allele's function."""
+        if name in known:
+            return name
+        match = _SUBALLELE.match(name)
+        if match and match.group(1) in known:
+            return match.group(1)
+        return name
+
+    # --- reported phenotypes and rule lookups -------------------------------------------------
+
+    def reported(self, text: str) -> PhenotypeCall | None:
+        """A call from a phenotype stated without a diplotype ("poor metabolizer"), if recognised."""
+        wanted = " ".join(text.split()).casefold().removeprefix(self.symbol.casefold() + " ")
+        for term in self.phenotypes:
+            if term.casefold() == wanted:
+                return PhenotypeCall(self.symbol, None, term)
+        return None
+
+    def lookup_values(self) -> tuple[str, ...]:
+        """The values a rule may key a recommendation on for this gene (besides ranges)."""
+        return self.phenotypes
+
+    def representative_calls(self) -> list[PhenotypeCall]:
+        """One call for every distinct lookup outcome, to check that rules cover them all."""
+        return [PhenotypeCall(self.symbol, None, phenotype) for phenotype in self.phenotypes]
+
+    def describe(self, call: PhenotypeCall) -> str:
+        """A short text naming the result, for messages and event logs."""
+        return call.phenotype

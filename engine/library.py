@@ -17,11 +17,14 @@ from pydantic import ValidationError
 
 from engine.cards import CardContext, CardTemplate, TemplateKey, build_card, card_templates, template_key
 from engine.examples import gene_example_problems, rule_example_problems
-from engine.genes import GeneDefinition, parse_gene_file
+from engine.gene_files import parse_gene_file
+from engine.genes import GeneDefinition
+from engine.lookup import RuleLookup, compile_rule, coverage_problems
 from engine.matching import Match, StrengthTable, match_orders
 from engine.orders import Order
+from engine.populations import PatientFacts
 from engine.results import GeneResult, ReportedResult, interpret
-from engine.rules import SUMMARY_LIMIT, Drug, Rule
+from engine.rules import GENERAL, SUMMARY_LIMIT, Drug, Recommendation, Rule
 from engine.yamlsource import Problem, SourceError, YamlDocument, load_yaml
 
 
@@ -33,23 +36,29 @@ class Library:
     genes: Mapping[str, GeneDefinition]
     rules: tuple[Rule, ...]
     version: str
-    rules_by_code: Mapping[str, tuple[tuple[Rule, Drug], ...]]
+    lookups: Mapping[str, RuleLookup]
+    rules_by_code: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
     card_templates: Mapping[TemplateKey, CardTemplate]
 
     def interpret(self, reports: Iterable[ReportedResult]) -> dict[str, GeneResult]:
         return interpret(self.genes, reports)
 
     def match(
-        self, orders: Iterable[Order], results: Mapping[str, GeneResult], strengths: StrengthTable | None = None
+        self,
+        orders: Iterable[Order],
+        results: Mapping[str, GeneResult],
+        facts: PatientFacts | None = None,
+        strengths: StrengthTable | None = None,
     ) -> list[Match]:
-        return match_orders(self.rules_by_code, orders, results, strengths)
+        return match_orders(self.rules_by_code, orders, results, facts, strengths)
 
     def card(self, match: Match, context: CardContext) -> dict[str, Any]:
         """The CDS Hooks card for a match that shows one."""
         return build_card(match, context, self.card_templates[template_key(match)])
 
     def rule(self, rule_id: str) -> Rule | None:
-        return next((rule for rule in self.rules if rule.id == rule_id), None)
+        lookup = self.lookups.get(rule_id)
+        return lookup.rule if lookup else None
 
 
 def load_library(directory: Path) -> Library:
@@ -79,24 +88,32 @@ def load_library(directory: Path) -> Library:
         genes[gene.symbol] = gene
         gene_documents[gene.symbol] = document
 
-    rules: list[tuple[Rule, YamlDocument]] = []
+    rules: list[tuple[RuleLookup, YamlDocument]] = []
     for path in sorted(directory.glob("*.yaml")):
         document = _read(path, directory, digest, problems)
         if document is None:
             continue
-        rule = _parse_rule(document, genes, broken, problems)
-        if rule is not None:
-            rules.append((rule, document))
+        lookup = _parse_rule(document, genes, broken, problems)
+        if lookup is not None:
+            rules.append((lookup, document))
 
     problems.extend(_shared_code_problems(rules))
     if problems:
         raise SourceError(problems)
-    loaded = tuple(rule for rule, _ in rules)
-    library = Library(directory, genes, loaded, digest.hexdigest()[:16], _index_by_code(rules), card_templates(loaded))
+    loaded = tuple(lookup.rule for lookup, _ in rules)
+    library = Library(
+        directory,
+        genes,
+        loaded,
+        digest.hexdigest()[:16],
+        {lookup.rule.id: lookup for lookup, _ in rules},
+        _index_by_code(rules),
+        card_templates(loaded),
+    )
     for symbol, document in gene_documents.items():
         problems.extend(gene_example_problems(genes[symbol], document))
-    for rule, document in rules:
-        problems.extend(rule_example_problems(library, rule, document))
+    for lookup, document in rules:
+        problems.extend(rule_example_problems(library, lookup.rule, document))
     if problems:
         raise SourceError(problems)
     return library
@@ -114,106 +131,143 @@ def _read(path: Path, root: Path, digest, problems: list[Problem]) -> YamlDocume
 
 def _parse_rule(
     document: YamlDocument, genes: Mapping[str, GeneDefinition], broken: set[str], problems: list[Problem]
-) -> Rule | None:
+) -> RuleLookup | None:
     try:
         rule = Rule.model_validate(document.data)
     except ValidationError as exc:
         problems.extend(document.validation_problems(exc))
         return None
-    if rule.gene in broken:
-        return None
+    if broken.intersection(rule.gene_list):
+        return None  # its gene file's own problems are already reported
     found = _rule_problems(rule, document, genes)
+    if not found:
+        lookup, compile_problems = compile_rule(rule, genes)
+        found = [document.problem(where, message) for where, message in compile_problems]
+        if not found:
+            found = [document.problem(where, message) for where, message in coverage_problems(lookup, genes)]
     problems.extend(found)
     if found:
         return None
     version = hashlib.sha256(document.text.encode()).hexdigest()[:12]
-    return rule.located(document.name, version)
+    located = rule.located(document.name, version)
+    return RuleLookup(located, lookup.recommendations)
 
 
 def _rule_problems(rule: Rule, document: YamlDocument, genes: Mapping[str, GeneDefinition]) -> list[Problem]:
     problems = []
     if document.path.stem != rule.id:
         problems.append(document.problem(("id",), f"rule {rule.id} must be in a file named {rule.id}.yaml"))
-    gene = genes.get(rule.gene)
-    if gene is None:
+    unknown = [symbol for symbol in rule.gene_list if symbol not in genes]
+    if unknown:
         known = ", ".join(sorted(genes)) or "none"
-        return [*problems, document.problem(("gene",), f"unknown gene {rule.gene!r} (defined genes: {known})")]
-    seen: set[str] = set()
+        where = ("gene",) if rule.single_gene else ("genes",)
+        return [*problems, document.problem(where, f"unknown gene {', '.join(unknown)} (defined genes: {known})")]
+    problems.extend(_population_problems(rule, document))
     for index, recommendation in enumerate(rule.recommendations):
         where = ("recommendations", index)
-        if recommendation.phenotype not in gene.phenotypes:
-            problems.append(
-                document.problem(
-                    (*where, "phenotype"),
-                    f"{recommendation.phenotype!r} is not a {gene.symbol} phenotype "
-                    f"(expected one of: {', '.join(gene.phenotypes)})",
-                )
-            )
-        if recommendation.phenotype in seen:
-            problems.append(document.problem((*where, "phenotype"), f"{recommendation.phenotype!r} is listed twice"))
-        seen.add(recommendation.phenotype)
         for name in recommendation.suggest:
             if rule.alternative(name) is None:
                 problems.append(
                     document.problem((*where, "suggest"), f"suggests {name!r}, which is not in alternatives")
                 )
-        problems.extend(_summary_problems(rule, recommendation.summary, recommendation.phenotype, document, where))
-    for phenotype in gene.phenotypes:
-        if phenotype not in seen:
+        problems.extend(_summary_problems(rule, recommendation, genes, document, where))
+    if rule.pretest is not None:
+        for gene in rule.pretest.genes:
+            if gene not in rule.gene_list:
+                problems.append(document.problem(("pretest", "genes"), f"{gene} is not one of the rule's genes"))
+        for drug in rule.drugs:
+            text = rule.pretest.summary.replace("{drug}", drug.name)
+            if len(text) > SUMMARY_LIMIT:
+                problems.append(
+                    document.problem(
+                        ("pretest", "summary"),
+                        f"summary for {drug.name} is {len(text)} characters; the limit is {SUMMARY_LIMIT}",
+                    )
+                )
+    return problems
+
+
+def _population_problems(rule: Rule, document: YamlDocument) -> list[Problem]:
+    ids = [population.id for population in rule.populations]
+    problems = []
+    if rule.populations:
+        defaults = [population.id for population in rule.populations if population.default]
+        if len(defaults) != 1:
+            problems.append(document.problem(("populations",), "exactly one population must be marked default: true"))
+        if len(set(ids)) != len(ids):
+            problems.append(document.problem(("populations",), "population ids must be unique"))
+    allowed = set(ids) or {GENERAL}
+    for index, recommendation in enumerate(rule.recommendations):
+        if recommendation.population not in allowed:
             problems.append(
                 document.problem(
-                    ("recommendations",),
-                    f"no recommendation for {gene.symbol} {phenotype!r}; every phenotype the gene defines "
-                    "needs one (use tier: none for no card)",
+                    ("recommendations", index, "population"),
+                    f"population {recommendation.population!r} is not one of: {', '.join(sorted(allowed))}",
                 )
             )
     return problems
 
 
-def _summary_problems(rule: Rule, summary: str | None, phenotype: str, document: YamlDocument, where) -> list[Problem]:
+def _summary_problems(
+    rule: Rule, recommendation: Recommendation, genes: Mapping[str, GeneDefinition], document: YamlDocument, where
+) -> list[Problem]:
+    summary = recommendation.summary
     if not summary:
         return []
+    # The longest text {phenotype} can become: one value per gene, as the event log names results.
+    longest = sum(
+        max(len(value) for value in genes[symbol].lookup_values()) + len(symbol) + 3 for symbol in rule.gene_list
+    )
     problems = []
     for drug in rule.drugs:
         text = summary.replace("{drug}", drug.name)
-        if len(text) > SUMMARY_LIMIT:
+        worst = text.replace("{phenotype}", "x" * longest)
+        if len(worst) > SUMMARY_LIMIT:
             problems.append(
                 document.problem(
                     (*where, "summary"),
-                    f"summary for {drug.name} is {len(text)} characters; the limit is {SUMMARY_LIMIT}",
+                    f"summary for {drug.name} can reach {len(worst)} characters; the limit is {SUMMARY_LIMIT}",
                 )
             )
-        missing = [name for name in (rule.gene, phenotype, drug.name) if name.casefold() not in text.casefold()]
-        if missing:
-            problems.append(
-                document.problem(
-                    (*where, "summary"), f"summary must name the gene, phenotype and drug; missing {', '.join(missing)}"
+        named = [symbol for symbol in rule.gene_list if symbol.casefold() in text.casefold()]
+        if not named or drug.name.casefold() not in text.casefold():
+            problems.append(document.problem((*where, "summary"), "summary must name the gene and the drug"))
+        if "{phenotype}" not in text and rule.single_gene:
+            values = recommendation.values_for(rule.gene_list[0], True)
+            unnamed = [value for value in values if value.casefold() not in text.casefold()]
+            if unnamed:
+                problems.append(
+                    document.problem(
+                        (*where, "summary"),
+                        f"summary must name the result ({', '.join(unnamed)}) or use {{phenotype}}",
+                    )
                 )
-            )
     return problems
 
 
-def _shared_code_problems(rules: list[tuple[Rule, YamlDocument]]) -> list[Problem]:
+def _shared_code_problems(rules: list[tuple[RuleLookup, YamlDocument]]) -> list[Problem]:
     claimed: dict[tuple[str, str], Rule] = {}
     problems = []
-    for rule, document in rules:
+    for lookup, document in rules:
+        rule = lookup.rule
         for d, drug in enumerate(rule.drugs):
             for c, code in enumerate(drug.rxnorm):
-                other = claimed.setdefault((rule.gene, code), rule)
-                if other is not rule:
-                    problems.append(
-                        document.problem(
-                            ("drugs", d, "rxnorm", c),
-                            f"RxNorm {code} ({drug.name}) is already claimed for {rule.gene} by rule {other.id}",
+                for gene in rule.gene_list:
+                    other = claimed.setdefault((gene, code), rule)
+                    if other is not rule:
+                        problems.append(
+                            document.problem(
+                                ("drugs", d, "rxnorm", c),
+                                f"RxNorm {code} ({drug.name}) is already claimed for {gene} by rule {other.id}",
+                            )
                         )
-                    )
     return problems
 
 
-def _index_by_code(rules: list[tuple[Rule, YamlDocument]]) -> dict[str, tuple[tuple[Rule, Drug], ...]]:
-    index: dict[str, list[tuple[Rule, Drug]]] = {}
-    for rule, _ in rules:
-        for drug in rule.drugs:
+def _index_by_code(rules: list[tuple[RuleLookup, YamlDocument]]) -> dict[str, tuple[tuple[RuleLookup, Drug], ...]]:
+    index: dict[str, list[tuple[RuleLookup, Drug]]] = {}
+    for lookup, _ in rules:
+        for drug in lookup.rule.drugs:
             for code in dict.fromkeys(drug.rxnorm):
-                index.setdefault(code, []).append((rule, drug))
+                index.setdefault(code, []).append((lookup, drug))
     return {code: tuple(entries) for code, entries in index.items()}

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from engine.genes import INDETERMINATE, GeneDefinition
-from engine.phenotyper import PhenotypeCall, call_diplotype
+from engine.activity_score import ActivityScoreGene
+from engine.calls import PhenotypeCall, indeterminate
+from engine.genes import GeneDefinition
+from engine.phenotyper import call_diplotype
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,7 @@ class ReportedResult:
     gene: str
     diplotype: str | None = None
     phenotype: str | None = None
+    activity_score: str | None = None
     effective: str | None = None
 
 
@@ -42,50 +45,51 @@ class GeneResult:
         return self.call.gene
 
 
-def normalise_phenotype(gene: GeneDefinition, text: str) -> str | None:
-    """The gene's own phenotype term for a reported text (``"poor metabolizer"``), if any."""
-    wanted = " ".join(text.split()).casefold()
-    prefix = gene.symbol.casefold() + " "
-    wanted = wanted.removeprefix(prefix)
-    for term in gene.phenotypes:
-        if term.casefold() == wanted:
-            return term
-    return None
+def _reported_call(gene: GeneDefinition, report: ReportedResult) -> PhenotypeCall:
+    """The call a stated phenotype or activity score stands for (Indeterminate if unrecognised)."""
+    if report.activity_score and isinstance(gene, ActivityScoreGene):
+        call = gene.reported_score(report.activity_score)
+        if call is not None:
+            return call
+    call = gene.reported(report.phenotype) if report.phenotype else None
+    if call is not None:
+        return call
+    stated = report.phenotype or report.activity_score
+    return indeterminate(gene.symbol, None, f"reported result {stated!r} is not a {gene.symbol} phenotype term")
 
 
-def compatible(reported: str | None, called: str) -> bool:
-    """Whether a reported phenotype agrees with a called one.
+def _loose(phenotype: str) -> str:
+    # LOINC's answer list has no "Likely" terms, so a lab coding "Poor metabolizer" for a
+    # diplotype CPIC calls "Likely Poor Metabolizer" agrees with it (CPIC applies the same advice).
+    return phenotype.removeprefix("Likely ")
 
-    LOINC's answer list has no "Likely" terms, so a lab coding "Poor metabolizer" for a diplotype
-    CPIC calls "Likely Poor Metabolizer" agrees with it (CPIC applies the same recommendation).
-    """
-    if reported is None:
+
+def compatible(stated: PhenotypeCall, called: PhenotypeCall) -> bool:
+    """Whether a stated result agrees with a called one."""
+    if not stated.definite:
         return False
-    return reported.removeprefix("Likely ") == called.removeprefix("Likely ")
+    if stated.activity_score and called.activity_score:
+        return stated.activity_score == called.activity_score
+    called_keys = {_loose(key) for key in called.keys}
+    return all(_loose(key) in called_keys for key in stated.keys)
 
 
 def interpret_one(gene: GeneDefinition, report: ReportedResult) -> GeneResult:
-    """Interpret a single report: the diplotype if there is one, else the reported phenotype."""
-    reported = normalise_phenotype(gene, report.phenotype) if report.phenotype else None
+    """Interpret a single report: the diplotype if there is one, else the stated phenotype or score."""
+    stated_text = report.phenotype or report.activity_score
     if report.diplotype:
         call = call_diplotype(gene, report.diplotype)
-        result = GeneResult(call, report.effective, report.phenotype)
-        if report.phenotype and call.definite and not compatible(reported, call.phenotype):
-            stated = GeneResult(
-                PhenotypeCall(gene.symbol, None, reported or INDETERMINATE), report.effective, report.phenotype
-            )
-            return _disagreement(gene.symbol, (result, stated))
+        result = GeneResult(call, report.effective, stated_text)
+        if stated_text and call.definite:
+            stated = _reported_call(gene, report)
+            if not compatible(stated, call):
+                return _disagreement(gene.symbol, (result, GeneResult(stated, report.effective, stated_text)))
         return result
-    if reported is None:
-        reason = f"reported phenotype {report.phenotype!r} is not a {gene.symbol} phenotype term"
-        return GeneResult(
-            PhenotypeCall(gene.symbol, None, INDETERMINATE, reason=reason), report.effective, report.phenotype
-        )
-    return GeneResult(PhenotypeCall(gene.symbol, None, reported), report.effective, report.phenotype)
+    return GeneResult(_reported_call(gene, report), report.effective, stated_text)
 
 
 def _disagreement(gene: str, results: tuple[GeneResult, ...]) -> GeneResult:
-    call = PhenotypeCall(gene, None, INDETERMINATE, reason="the results on file disagree")
+    call = indeterminate(gene, None, "the results on file disagree")
     newest = max((result.effective or "" for result in results), default="") or None
     return GeneResult(call, newest, conflicting=results)
 
@@ -109,6 +113,6 @@ def _merge(results: list[GeneResult]) -> GeneResult:
     if not definite:
         return ranked[0]
     best = definite[0]
-    if all(compatible(result.call.lookup_key, best.call.lookup_key) for result in definite):
+    if all(compatible(result.call, best.call) for result in definite):
         return best
     return _disagreement(best.gene, tuple(definite))

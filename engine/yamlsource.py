@@ -87,11 +87,19 @@ class YamlDocument:
     def problem(self, loc: Iterable[str | int], message: str) -> Problem:
         return Problem(self.name, self.line_of(loc), message)
 
-    def validation_problems(self, error: ValidationError, prefix: Path_ = ()) -> list[Problem]:
-        """Turn a pydantic error on (part of) this document into located problems."""
+    def validation_problems(
+        self, error: ValidationError, prefix: Path_ = (), strip_first: str | None = None
+    ) -> list[Problem]:
+        """Turn a pydantic error on (part of) this document into located problems.
+
+        ``strip_first`` drops a leading location part that is not in the file (a union's tag).
+        """
         problems = []
         for item in error.errors(include_url=False):
-            loc = prefix + tuple(item["loc"])
+            loc = tuple(item["loc"])
+            if strip_first is not None and loc[:1] == (strip_first,):
+                loc = loc[1:]
+            loc = prefix + loc
             where = ".".join(str(part) for part in loc)
             message = item["msg"]
             if message.startswith("Value error, "):

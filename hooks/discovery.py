@@ -14,9 +14,14 @@ PGX_PREFETCH = {
         "http://loinc.org|53040-2"
     ),
 }
-# The Patient is read only to confirm that prefetch is about the patient in context; it is
-# never fetched when absent, because no decision depends on it.
-PREFETCH = {"patient": "Patient/{{context.patientId}}", **PGX_PREFETCH}
+# Optional context, never fetched when absent (see hooks.patient_facts): the Patient (age, and a
+# check that prefetch is about the patient in context) and active Conditions (the indication,
+# which selects the CPIC population, e.g. clopidogrel for ACS/PCI or a neurovascular indication).
+PREFETCH = {
+    "patient": "Patient/{{context.patientId}}",
+    "conditions": "Condition?patient={{context.patientId}}&clinical-status=active",
+    **PGX_PREFETCH,
+}
 
 USAGE = (
     "Reads pharmacogenomic results from prefetch (pgxGenotypes, pgxImplications). When a key is "

@@ -21,7 +21,8 @@ from typing import Any
 from engine.genes import GeneDefinition
 from engine.orders import RXNORM_SYSTEM
 from engine.results import ReportedResult
-from engine.rules import Drug, Rule
+from engine.lookup import RuleLookup
+from engine.rules import Drug
 
 log = logging.getLogger(__name__)
 
@@ -82,26 +83,29 @@ def _texts(concept: Any) -> list[str]:
     return [text.strip() for text in texts if isinstance(text, str) and text.strip()]
 
 
+def resources_of(value: Any, resource_type: str) -> list[dict[str, Any]]:
+    """The resources of one type in a prefetch value: a Bundle is unpacked, anything else skipped."""
+    if not isinstance(value, dict):
+        return []
+    if value.get("resourceType") == "Bundle":
+        found = []
+        for entry in value.get("entry") or []:
+            inner = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(inner, dict) and inner.get("resourceType") == resource_type:
+                found.append(inner)
+        return found
+    return [value] if value.get("resourceType") == resource_type else []
+
+
 def observations(resources: Iterable[Any]) -> list[dict[str, Any]]:
-    """The Observations among prefetch values: bundles are unpacked, anything else is skipped."""
-    found = []
-    for resource in resources:
-        if not isinstance(resource, dict):
-            continue
-        if resource.get("resourceType") == "Bundle":
-            for entry in resource.get("entry") or []:
-                inner = entry.get("resource") if isinstance(entry, dict) else None
-                if isinstance(inner, dict) and inner.get("resourceType") == "Observation":
-                    found.append(inner)
-        elif resource.get("resourceType") == "Observation":
-            found.append(resource)
-    return found
+    """The Observations among prefetch values."""
+    return [obs for resource in resources for obs in resources_of(resource, "Observation")]
 
 
 class ResultReader:
     """Reads PGx Observations for one library's genes and drugs."""
 
-    def __init__(self, genes: Mapping[str, GeneDefinition], rules_by_code: Mapping[str, tuple[tuple[Rule, Drug], ...]]):
+    def __init__(self, genes: Mapping[str, GeneDefinition], rules_by_code: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]):
         self._genes = genes
         self._by_hgnc = {gene.hgnc: symbol for symbol, gene in genes.items()}
         self._by_symbol = {symbol.casefold(): symbol for symbol in genes}
@@ -208,7 +212,8 @@ class ResultReader:
             if isinstance(component, dict) and _has_code(component.get("code"), MEDICATION_ASSESSED):
                 for coding in _codings(component.get("valueCodeableConcept")):
                     if coding.get("system") == RXNORM_SYSTEM:
-                        genes.update(rule.gene for rule, _ in self._rules_by_code.get(str(coding.get("code")), ()))
+                        entries = self._rules_by_code.get(str(coding.get("code")), ())
+                        genes.update(lookup.rule.gene for lookup, _ in entries if lookup.rule.single_gene)
         return genes.pop() if len(genes) == 1 else None
 
 

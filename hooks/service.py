@@ -23,6 +23,7 @@ from hooks.eventlog import EventLog
 from hooks.fhir_pgx import ResultReader
 from hooks.identifiers import Identifiers
 from hooks.orders import OrderError, orders_to_check
+from hooks.patient_facts import patient_facts
 from hooks.prefetch import FhirFetcher, PrefetchInvalid, pgx_resources
 from hooks.requests import HookRequest, OrderSelectContext, OrderSignContext
 
@@ -83,13 +84,16 @@ class HookHandler:
         except PrefetchInvalid as exc:
             raise BadRequest(str(exc)) from None
         results = library.interpret(reader.read(resources, context.patientId))
-        matches = [match for match in library.match(orders, results) if match.shows_card]
+        facts = patient_facts(request.prefetch, orders)
+        matches = [match for match in library.match(orders, results, facts) if match.shows_card]
         if not matches:
             return EMPTY_RESPONSE
         card_context = CardContext(context.patientId, context.userId, self._ids.stable_uuid)
         cards = [library.card(match, card_context) for match in matches]
+        # Shadow rules are evaluated and logged like any other, but their cards are not returned.
         await self._events.append(self._card_events(service, request, context.patientId, matches, cards, library))
-        return orjson.dumps({"cards": cards})
+        shown = [card for match, card in zip(matches, cards, strict=True) if match.rule.status == "active"]
+        return orjson.dumps({"cards": shown}) if shown else EMPTY_RESPONSE
 
     def _card_events(
         self,
@@ -100,7 +104,7 @@ class HookHandler:
         cards: list[dict[str, Any]],
         library: Library,
     ) -> list[dict[str, Any]]:
-        """One event per card shown: what analytics needs, with the patient and order pseudonymised."""
+        """One event per card (shown or shadow): what analytics needs, patient and order pseudonymised."""
         shared = {
             "type": "card",
             "time": datetime.now(UTC).isoformat(),
@@ -118,11 +122,14 @@ class HookHandler:
                 "card": card["uuid"],
                 "rule": match.rule.id,
                 "rule_version": match.rule.version,
-                "gene": match.rule.gene,
-                "phenotype": match.result.call.phenotype,
+                "gene": "+".join(match.rule.gene_list),
+                "phenotype": match.key,
+                "kind": match.kind,
+                "population": match.population.id,
                 "drug": match.drug.name,
                 "tier": match.tier,
                 "tier_source": match.tier_source,
+                "shadow": match.rule.status == "shadow",
             }
             for match, card in zip(matches, cards, strict=True)
         ]

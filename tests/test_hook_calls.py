@@ -170,7 +170,7 @@ def test_a_therapeutic_implication_alone_is_enough(client):
     body = hook_request(implications=[implication(poor)])
     _, payload = call(client, body)
     [card] = payload["cards"]
-    assert card["indicator"] == "critical" and "phenotype as reported" in card["detail"]
+    assert card["indicator"] == "critical" and "result as reported" in card["detail"]
 
 
 def test_a_text_only_predicted_implication_from_an_older_server(client):

@@ -1,0 +1,79 @@
+"""Genes read as "is this allele carried?" (HLA-A, HLA-B), as CPIC and PharmCAT do.
+
+A result such as ``*15:02/*57:01`` gives one status per allele of interest:
+``*15:02 positive; *57:01 positive; *58:01 negative``. HLA names are compared at two fields
+(``*57:01:01`` is ``*57:01``). Both "/" and GL-string "+" separate alleles; a listed allele
+counts as carried, the cautious reading of an ambiguous typing. A name that is not an HLA
+allele gives Indeterminate. Genes with star alleles (CYP4F2) list the alleles they know; any
+other allele gives Indeterminate, because it might carry the variant of interest.
+"""
+
+from __future__ import annotations
+
+import re
+
+from engine.calls import INDETERMINATE, PhenotypeCall, indeterminate
+from engine.genes import AllelePresenceFile, GeneDefinition, allele_sort_key
+
+_HLA_NAME = re.compile(r"^\*\d{2,3}(:\d{2,3}[A-Z]?)+$")
+OTHER = "Other"  # PharmCAT's placeholder for "none of the alleles of interest"
+
+
+class AllelePresenceGene(GeneDefinition):
+    kind = "allele presence"
+
+    def __init__(self, spec: AllelePresenceFile, source: str):
+        super().__init__(spec, source)
+        self.alleles_of_interest = dict(
+            sorted(spec.alleles_of_interest.items(), key=lambda item: allele_sort_key(item[0]))
+        )
+        self.fields = spec.fields
+        self.known = {*self.alleles_of_interest, *spec.other_alleles, OTHER}
+        statuses = [f"{allele} {status}" for allele in self.alleles_of_interest for status in ("positive", "negative")]
+        self.phenotypes = (*statuses, INDETERMINATE)
+
+    def split(self, text: str) -> list[str] | None:
+        text = text.rsplit("#", 1)[-1]  # GL string with a namespace prefix: hla#3.33.0#HLA-B*08:01/...
+        parts = [self._strip_gene(part.strip()) for part in re.split(r"[/+]", text)]
+        return parts if all(parts) else None
+
+    def _truncate(self, name: str) -> str | None:
+        if name.casefold() == OTHER.casefold():
+            return OTHER
+        if self.fields is None:
+            return name if name in self.known else None
+        if not _HLA_NAME.match(name):
+            return None
+        return ":".join(name.split(":")[: self.fields])
+
+    def call_alleles(self, alleles: list[str]) -> PhenotypeCall:
+        names = [self._truncate(name) for name in alleles]
+        if None in names:
+            bad = ", ".join(original for original, name in zip(alleles, names, strict=True) if name is None)
+            return indeterminate(self.symbol, "/".join(alleles), f"not a {self.symbol} allele name: {bad}")
+        carried = sorted(set(names), key=allele_sort_key)  # type: ignore[arg-type]
+        diplotype = "/".join(sorted(names, key=allele_sort_key))  # type: ignore[arg-type]
+        keys = tuple(
+            f"{allele} {'positive' if allele in carried else 'negative'}" for allele in self.alleles_of_interest
+        )
+        return PhenotypeCall(self.symbol, diplotype, "; ".join(keys), keys=keys)
+
+    def reported(self, text: str) -> PhenotypeCall | None:
+        """One or more statuses as a lab states them: "*57:01 positive" or "HLA-B*57:01 positive"."""
+        found = []
+        for part in re.split(r"[;,]", text):
+            words = " ".join(self._strip_gene(part.strip()).split()).casefold()
+            found += [status for status in self.phenotypes if status.casefold() == words and status != INDETERMINATE]
+        if not found:
+            return None
+        return PhenotypeCall(self.symbol, None, "; ".join(found), keys=tuple(found))
+
+    def representative_calls(self) -> list[PhenotypeCall]:
+        calls = []
+        alleles = list(self.alleles_of_interest)
+        for mask in range(2 ** len(alleles)):
+            keys = tuple(
+                f"{allele} {'positive' if mask >> index & 1 else 'negative'}" for index, allele in enumerate(alleles)
+            )
+            calls.append(PhenotypeCall(self.symbol, None, "; ".join(keys), keys=keys))
+        return [*calls, indeterminate(self.symbol, None, "representative")]

@@ -1,0 +1,38 @@
+"""Reading one gene file: schema, kind-specific checks, and the gene definition it yields."""
+
+from __future__ import annotations
+
+from pydantic import TypeAdapter, ValidationError
+
+from engine.activity_score import ActivityScoreGene, activity_score_problems
+from engine.allele_presence import AllelePresenceGene
+from engine.function_pair import FunctionPairGene, function_pair_problems
+from engine.genes import ActivityScoreFile, AllelePresenceFile, FunctionPairFile, GeneDefinition, GeneFile
+from engine.yamlsource import SourceError, YamlDocument
+
+_SCHEMA: TypeAdapter = TypeAdapter(GeneFile)
+KINDS = ("function pair", "activity score", "allele presence")
+
+
+def parse_gene_file(document: YamlDocument) -> GeneDefinition:
+    """Validate a parsed gene file and build its definition; SourceError lists every problem."""
+    data = document.data
+    if isinstance(data, dict) and data.get("kind") not in KINDS:
+        raise SourceError([document.problem(("kind",), f"kind must be one of: {', '.join(KINDS)}")])
+    try:
+        spec = _SCHEMA.validate_python(data)
+    except ValidationError as exc:
+        # A discriminated union puts the kind first in each error location; the file has no such level.
+        kind = data.get("kind") if isinstance(data, dict) else None
+        problems = document.validation_problems(exc, strip_first=kind)
+        raise SourceError(problems) from None
+    if isinstance(spec, FunctionPairFile):
+        problems, gene = function_pair_problems(spec, document), FunctionPairGene
+    elif isinstance(spec, ActivityScoreFile):
+        problems, gene = activity_score_problems(spec, document), ActivityScoreGene
+    else:
+        assert isinstance(spec, AllelePresenceFile)
+        problems, gene = [], AllelePresenceGene
+    if problems:
+        raise SourceError(problems)
+    return gene(spec, document.name)
