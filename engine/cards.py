@@ -109,15 +109,25 @@ def _common(rule: Rule) -> dict[str, Any]:
     }
 
 
+_STAR_ALLELE = re.compile(r"(?<![*\\])\*(?=\d)")
+
+
+def _stars(text: str) -> str:
+    """CPIC prose names alleles as *2, which markdown would read as emphasis."""
+    return _STAR_ALLELE.sub(r"\\*", text.strip())
+
+
 def _template(rule: Rule, recommendation: Recommendation, drug: Drug) -> CardTemplate:
     advice = []
     if recommendation.implication:
-        advice.append(f"**Implication:** {recommendation.implication}")
-    advice.append(f"**CPIC recommendation ({recommendation.classification}):** {recommendation.recommendation}")
+        advice.append(f"**Implication:** {_stars(recommendation.implication)}")
+    advice.append(f"**CPIC recommendation ({recommendation.classification}):** {_stars(recommendation.recommendation)}")
     if recommendation.dose:
-        advice.append(f"**Dose:** {recommendation.dose}")
+        advice.append(f"**Dose:** {_stars(recommendation.dose)}")
     if recommendation.note:
-        advice.append(recommendation.note.strip())
+        advice.append(_stars(recommendation.note))
+    if rule.note:
+        advice.append(_stars(rule.note))
     swaps = []
     for name in recommendation.suggest:
         alternative = rule.alternative(name)
@@ -172,7 +182,7 @@ def _pretest_template(rule: Rule, pretest: PreTest, drug: Drug) -> CardTemplate:
     )
     return CardTemplate(
         summary=pretest.summary.replace("{drug}", drug.name),
-        advice=pretest.detail.strip().replace("{drug}", drug.name),
+        advice=_stars(pretest.detail).replace("{drug}", drug.name),
         swaps=(order,),
         **_common(rule),
     )
@@ -199,8 +209,10 @@ def build_card(match: Match, context: CardContext, template: CardTemplate) -> di
         "indicator": tier,
         "source": template.source,
     }
-    if template.swaps:
-        card["suggestions"] = [_suggestion(match, swap, context, card_id) for swap in template.swaps]
+    withheld = {name for name, _ in match.withheld}
+    swaps = [swap for swap in template.swaps if swap.name not in withheld]
+    if swaps:
+        card["suggestions"] = [_suggestion(match, swap, context, card_id) for swap in swaps]
         card["selectionBehavior"] = "at-most-one"
     if tier in ("warning", "critical"):
         card["overrideReasons"] = template.override_reasons
@@ -289,7 +301,14 @@ def card_detail(match: Match, template: CardTemplate) -> str:
         population = match.population
         if population.population is not None:
             parts.append(f"**Population:** {population.population.label} ({population.why})")
+    if match.matched_by_name:
+        parts.append(
+            f"*This order carries no RxNorm code the rules know; it was recognised by the drug name "
+            f"({_escape(match.order.display or '')}). Check that it is {match.drug.name}.*"
+        )
     parts.append(template.advice)
+    for name, diagnosis in match.withheld:
+        parts.append(f"**{name.capitalize()} is not offered:** the patient's record shows {_escape(diagnosis)}.")
     if match.tier_source == "local evidence":
         parts.append("*Alert level set from this hospital's own outcome data, within the bounds set by pharmacy.*")
     guideline = match.rule.guideline

@@ -35,7 +35,9 @@ def rule_example_problems(library: Library, rule: Rule, document: YamlDocument) 
     for index, example in enumerate(rule.examples):
         where = ("examples", index)
         results = library.interpret(ReportedResult(gene, diplotype=text) for gene, text in example.genotype.items())
-        facts = PatientFacts(frozenset((SYSTEMS.get(c.system, c.system), c.code) for c in example.conditions), example.age)
+        facts = PatientFacts(
+            frozenset((SYSTEMS.get(c.system, c.system), c.code) for c in example.conditions), example.age
+        )
         order = Order(reference="MedicationRequest/example", rxnorm=frozenset({example.order}))
         matches = [m for m in library.match([order], results, facts) if m.rule.id == rule.id and m.shows_card]
         got = matches[0].tier if matches else "no card"

@@ -8,6 +8,7 @@ the service swaps whole libraries, so a request never sees half of one.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,8 @@ from engine.cards import CardContext, CardTemplate, TemplateKey, build_card, car
 from engine.examples import gene_example_problems, rule_example_problems
 from engine.gene_files import parse_gene_file
 from engine.genes import GeneDefinition
-from engine.lookup import RuleLookup, compile_rule, coverage_problems
-from engine.matching import Match, StrengthTable, match_orders
+from engine.lookup import RuleLookup, compile_rule, coverage
+from engine.matching import Match, StrengthTable, match_orders, rules_for
 from engine.orders import Order
 from engine.populations import PatientFacts
 from engine.results import GeneResult, ReportedResult, interpret
@@ -38,6 +39,7 @@ class Library:
     version: str
     lookups: Mapping[str, RuleLookup]
     rules_by_code: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
+    rules_by_name: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
     card_templates: Mapping[TemplateKey, CardTemplate]
 
     def interpret(self, reports: Iterable[ReportedResult]) -> dict[str, GeneResult]:
@@ -50,7 +52,11 @@ class Library:
         facts: PatientFacts | None = None,
         strengths: StrengthTable | None = None,
     ) -> list[Match]:
-        return match_orders(self.rules_by_code, orders, results, facts, strengths)
+        return match_orders(self.rules_by_code, orders, results, facts, strengths, self.rules_by_name)
+
+    def watches(self, order: Order) -> bool:
+        """Whether any rule watches the order's drug (by code, or by name when no code is known)."""
+        return bool(rules_for(order, self.rules_by_code, self.rules_by_name)[0])
 
     def card(self, match: Match, context: CardContext) -> dict[str, Any]:
         """The CDS Hooks card for a match that shows one."""
@@ -108,6 +114,7 @@ def load_library(directory: Path) -> Library:
         digest.hexdigest()[:16],
         {lookup.rule.id: lookup for lookup, _ in rules},
         _index_by_code(rules),
+        _index_by_name(rules),
         card_templates(loaded),
     )
     for symbol, document in gene_documents.items():
@@ -144,7 +151,11 @@ def _parse_rule(
         lookup, compile_problems = compile_rule(rule, genes)
         found = [document.problem(where, message) for where, message in compile_problems]
         if not found:
-            found = [document.problem(where, message) for where, message in coverage_problems(lookup, genes)]
+            covered = coverage(lookup, genes)
+            found = [document.problem(where, message) for where, message in covered.problems]
+            for index, recommendation in enumerate(rule.recommendations):
+                shown_for = covered.keys.get(index, set())
+                found += _summary_problems(rule, recommendation, shown_for, document, ("recommendations", index))
     problems.extend(found)
     if found:
         return None
@@ -170,7 +181,6 @@ def _rule_problems(rule: Rule, document: YamlDocument, genes: Mapping[str, GeneD
                 problems.append(
                     document.problem((*where, "suggest"), f"suggests {name!r}, which is not in alternatives")
                 )
-        problems.extend(_summary_problems(rule, recommendation, genes, document, where))
     if rule.pretest is not None:
         for gene in rule.pretest.genes:
             if gene not in rule.gene_list:
@@ -209,37 +219,39 @@ def _population_problems(rule: Rule, document: YamlDocument) -> list[Problem]:
 
 
 def _summary_problems(
-    rule: Rule, recommendation: Recommendation, genes: Mapping[str, GeneDefinition], document: YamlDocument, where
+    rule: Rule, recommendation: Recommendation, keys: set[str], document: YamlDocument, where
 ) -> list[Problem]:
+    """Within the limit for every drug and every result it can be shown for; names gene and drug."""
     summary = recommendation.summary
-    if not summary:
+    if not summary or not keys:
         return []
-    # The longest text {phenotype} can become: one value per gene, as the event log names results.
-    longest = sum(
-        max(len(value) for value in genes[symbol].lookup_values()) + len(symbol) + 3 for symbol in rule.gene_list
-    )
     problems = []
     for drug in rule.drugs:
-        text = summary.replace("{drug}", drug.name)
-        worst = text.replace("{phenotype}", "x" * longest)
-        if len(worst) > SUMMARY_LIMIT:
+        texts = [summary.replace("{drug}", drug.name).replace("{phenotype}", key) for key in sorted(keys)]
+        longest = max(texts, key=len)
+        if len(longest) > SUMMARY_LIMIT:
             problems.append(
                 document.problem(
                     (*where, "summary"),
-                    f"summary for {drug.name} can reach {len(worst)} characters; the limit is {SUMMARY_LIMIT}",
+                    f"summary for {drug.name} can reach {len(longest)} characters; the limit is {SUMMARY_LIMIT}: "
+                    f"{longest!r}",
                 )
             )
-        named = [symbol for symbol in rule.gene_list if symbol.casefold() in text.casefold()]
-        if not named or drug.name.casefold() not in text.casefold():
-            problems.append(document.problem((*where, "summary"), "summary must name the gene and the drug"))
-        if "{phenotype}" not in text and rule.single_gene:
+        for text in texts:
+            if drug.name.casefold() not in text.casefold() or not any(
+                gene.casefold() in text.casefold() for gene in rule.gene_list
+            ):
+                problems.append(
+                    document.problem((*where, "summary"), f"summary must name the gene and the drug: {text!r}")
+                )
+                break
+        if "{phenotype}" not in summary and rule.single_gene:
             values = recommendation.values_for(rule.gene_list[0], True)
-            unnamed = [value for value in values if value.casefold() not in text.casefold()]
+            unnamed = [value for value in values if value.casefold() not in summary.casefold()]
             if unnamed:
                 problems.append(
                     document.problem(
-                        (*where, "summary"),
-                        f"summary must name the result ({', '.join(unnamed)}) or use {{phenotype}}",
+                        (*where, "summary"), f"summary must name the result ({', '.join(unnamed)}) or use {{phenotype}}"
                     )
                 )
     return problems
@@ -271,3 +283,11 @@ def _index_by_code(rules: list[tuple[RuleLookup, YamlDocument]]) -> dict[str, tu
             for code in dict.fromkeys(drug.rxnorm):
                 index.setdefault(code, []).append((lookup, drug))
     return {code: tuple(entries) for code, entries in index.items()}
+
+
+def _index_by_name(rules: list[tuple[RuleLookup, YamlDocument]]) -> dict[str, tuple[tuple[RuleLookup, Drug], ...]]:
+    index: dict[str, list[tuple[RuleLookup, Drug]]] = {}
+    for lookup, _ in rules:
+        for drug in lookup.rule.drugs:
+            index.setdefault(" ".join(re.findall(r"[a-z0-9]+", drug.name.casefold())), []).append((lookup, drug))
+    return {name: tuple(entries) for name, entries in index.items()}

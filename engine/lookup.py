@@ -43,6 +43,15 @@ class Condition:
             return scores is not None and any(interval.contains(scores) for interval in self.intervals)
         return False
 
+    def could_match(self, result: GeneResult | None) -> bool:
+        """Whether some result consistent with ``result`` would match (a phenotype stated without its score)."""
+        if self.matches(result):
+            return True
+        if result is None or not self.intervals or not isinstance(self.gene, ActivityScoreGene):
+            return False
+        scores = self.gene.score_interval(result.call)
+        return scores is not None and any(interval.overlaps(scores) for interval in self.intervals)
+
     def matched_key(self, result: GeneResult | None) -> str:
         """The value this condition matched, for naming the result ("*57:01 positive", "1.0")."""
         if result is None:
@@ -51,7 +60,9 @@ class Condition:
         for key in call.keys:
             if key in self.keys:
                 return key
-        return self.gene.describe(call)
+        if call.activity_score:
+            return f"activity score {call.activity_score}"
+        return call.phenotype
 
 
 def compile_condition(gene: GeneDefinition, values: tuple[str, ...], multi_gene: bool) -> Condition:
@@ -116,9 +127,19 @@ class RuleLookup:
     def find(self, results: GeneResults, population: str) -> CompiledRecommendation | None:
         found = self._first(results, population)
         if found is None:
+            # A phenotype stated without its activity score may span entries CPIC keys on the
+            # score; if they all give the same advice at the same tier, that advice holds.
+            candidates = [
+                r
+                for r in self.recommendations
+                if r.spec.population == population
+                and all(c.could_match(results.get(gene)) for gene, c in r.conditions.items())
+            ]
+            if candidates and len({(r.spec.recommendation, r.spec.tier) for r in candidates}) == 1:
+                return candidates[0]
             # A phenotype stated without its activity score can span recommendations CPIC keys on
             # the score; fall back to the Indeterminate advice, saying why.
-            retry = {gene: _unscored(result, self.rule) for gene, result in results.items()}
+            retry = {gene: _unscored(result, self.recommendations) for gene, result in results.items()}
             if retry != dict(results):
                 return self._first(retry, population)
         return found
@@ -130,8 +151,11 @@ class RuleLookup:
         return None
 
 
-def _unscored(result: GeneResult | None, rule: Rule) -> GeneResult | None:
+def _unscored(result: GeneResult | None, recommendations: tuple[CompiledRecommendation, ...]) -> GeneResult | None:
     if result is None or result.call.activity_score or not result.call.definite or result.call.diplotype:
+        return result
+    conditions = recommendations[0].conditions if recommendations else {}
+    if not isinstance(getattr(conditions.get(result.gene), "gene", None), ActivityScoreGene):
         return result
     reason = f"{result.call.phenotype} was reported without an activity score; CPIC keys this advice on the score"
     return GeneResult(indeterminate(result.gene, None, reason), result.effective, result.reported_phenotype)
@@ -161,7 +185,16 @@ def compile_rule(rule: Rule, genes: Mapping[str, GeneDefinition]) -> tuple[RuleL
     return RuleLookup(rule, tuple(compiled)), problems
 
 
-def coverage_problems(lookup: RuleLookup, genes: Mapping[str, GeneDefinition]) -> list[tuple[tuple, str]]:
+@dataclass
+class Coverage:
+    """What checking every combination of results found: gaps, overlaps, and the result keys
+    each recommendation can be shown for (to check its summary at its longest)."""
+
+    problems: list[tuple[tuple, str]]
+    keys: dict[int, set[str]]
+
+
+def coverage(lookup: RuleLookup, genes: Mapping[str, GeneDefinition]) -> Coverage:
     """Every possible combination of results must meet exactly one recommendation per population."""
     rule = lookup.rule
     options: list[list[PhenotypeCall | None]] = []
@@ -172,6 +205,7 @@ def coverage_problems(lookup: RuleLookup, genes: Mapping[str, GeneDefinition]) -
         options.append(calls)
     populations = [population.id for population in rule.populations] or [GENERAL]
     problems = []
+    keys: dict[int, set[str]] = {}
     for population in populations:
         missing, ambiguous = [], []
         for combination in itertools.product(*options):
@@ -185,7 +219,9 @@ def coverage_problems(lookup: RuleLookup, genes: Mapping[str, GeneDefinition]) -
             described = _describe(results, genes)
             if not found:
                 missing.append(described)
-            elif len(found) > 1:
+            elif len(found) == 1:
+                keys.setdefault(found[0].index, set()).add(found[0].key(results, rule.single_gene))
+            else:
                 ambiguous.append(f"{described} (recommendations {', '.join(str(r.index + 1) for r in found)})")
         where = f" in population {population!r}" if rule.populations else ""
         if missing:
@@ -199,10 +235,11 @@ def coverage_problems(lookup: RuleLookup, genes: Mapping[str, GeneDefinition]) -
             problems.append(
                 (
                     ("recommendations",),
-                    f"more than one recommendation{where} applies to {len(ambiguous)} result(s), e.g. {'; '.join(ambiguous[:3])}",
+                    f"more than one recommendation{where} applies to {len(ambiguous)} result(s), "
+                    f"e.g. {'; '.join(ambiguous[:3])}",
                 )
             )
-    return problems
+    return Coverage(problems, keys)
 
 
 def _describe(results: Mapping[str, GeneResult | None], genes: Mapping[str, GeneDefinition]) -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from engine.lookup import RuleLookup
 from engine.orders import Order
-from engine.populations import PatientFacts, PopulationChoice, choose_population
+from engine.populations import PatientFacts, PopulationChoice, choose_population, has_condition
 from engine.results import GeneResult
 from engine.rules import TIER_RANK, TIERS, Drug, Recommendation, Rule, Tier
 
@@ -35,6 +36,8 @@ class Match:
     tier: Tier
     tier_source: str  # "rule file" or "local evidence"
     kind: Literal["recommendation", "pretest"] = "recommendation"
+    withheld: tuple[tuple[str, str], ...] = ()  # (alternative, the diagnosis that contraindicates it)
+    matched_by_name: bool = False
 
     @property
     def shows_card(self) -> bool:
@@ -58,27 +61,46 @@ def effective_tier(
     return TIERS[rank], "local evidence"
 
 
+RuleIndex = Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
+
+
+def rules_for(order: Order, by_code: RuleIndex, by_name: RuleIndex) -> tuple[list[tuple[RuleLookup, Drug]], bool]:
+    """The rules watching an order's drug, and whether they were found by name rather than code.
+
+    RxNorm codes come first. Only an order none of whose codes a rule knows (a local code, a
+    product code outside the rule files) is matched on its drug's name, as a whole word:
+    missing a clopidogrel order because of its coding would be the worse error.
+    """
+    found: dict[str, tuple[RuleLookup, Drug]] = {}
+    for code in sorted(order.rxnorm):
+        for lookup, drug in by_code.get(code, ()):
+            found.setdefault(lookup.rule.id, (lookup, drug))
+    if found or not order.display:
+        return list(found.values()), False
+    words = set(re.findall(r"[a-z0-9]+", order.display.casefold()))
+    for name, entries in by_name.items():
+        if set(name.split()) <= words:
+            for lookup, drug in entries:
+                found.setdefault(lookup.rule.id, (lookup, drug))
+    return list(found.values()), True
+
+
 def match_orders(
-    rules_by_code: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]],
+    by_code: RuleIndex,
     orders: Iterable[Order],
     results: Mapping[str, GeneResult],
     facts: PatientFacts | None = None,
     strengths: StrengthTable | None = None,
+    by_name: RuleIndex | None = None,
 ) -> list[Match]:
     """Every (rule, order) pair whose drug was ordered and for which the rule has something to say."""
     facts = facts or PatientFacts()
     matches: list[Match] = []
     for order in orders:
-        seen: set[str] = set()
-        for code in sorted(order.rxnorm):
-            for lookup, drug in rules_by_code.get(code, ()):
-                rule = lookup.rule
-                if rule.id in seen:
-                    continue
-                seen.add(rule.id)
-                match = _match_rule(lookup, drug, order, results, facts, strengths)
-                if match is not None:
-                    matches.append(match)
+        candidates, by_drug_name = rules_for(order, by_code, by_name or {})
+        for lookup, drug in candidates:
+            for match in _match_rule(lookup, drug, order, results, facts, strengths):
+                matches.append(replace(match, matched_by_name=by_drug_name) if by_drug_name else match)
     return matches
 
 
@@ -89,24 +111,51 @@ def _match_rule(
     results: Mapping[str, GeneResult],
     facts: PatientFacts,
     strengths: StrengthTable | None,
-) -> Match | None:
+) -> list[Match]:
+    """The rule's advice for this order: a recommendation, a pre-test card, or both.
+
+    Both, when the genes the pre-test card is about were never tested but another gene of the
+    guideline was: an HLA-A*31:01 result must not hide behind "please test HLA-B" (carbamazepine).
+    """
     rule = lookup.rule
     own = {gene: results.get(gene) for gene in rule.gene_list}
     population = choose_population(rule, facts)
-    # The pre-test card wins when the genes it is about were never tested, even if another gene
-    # of the guideline was (carbamazepine: an HLA-A result does not replace HLA-B testing).
+    found: list[Match] = []
+    if any(result is not None for result in own.values()):
+        compiled = lookup.find(own, population.id)
+        # The loader proves coverage; a gap here would be a bug, so stay silent rather than guess.
+        if compiled is not None:
+            key = compiled.key(own, rule.single_gene)
+            tier, source = effective_tier(rule, compiled.spec, key, strengths)
+            withheld = _withheld(rule, compiled.spec, facts)
+            found.append(
+                Match(
+                    rule,
+                    drug,
+                    order,
+                    own,
+                    compiled.spec,
+                    compiled.index,
+                    key,
+                    population,
+                    tier,
+                    source,
+                    withheld=withheld,
+                )
+            )
     if rule.pretest and all(own[gene] is None for gene in rule.pretest.genes or rule.gene_list):
-        return _pretest(rule, drug, order, own, population)
-    if all(result is None for result in own.values()):
-        return None
-    compiled = lookup.find(own, population.id)
-    if compiled is None:  # the loader proves coverage; a gap here would be a bug, so stay silent rather than guess
-        return None
-    key = compiled.key(own, rule.single_gene)
-    tier, source = effective_tier(rule, compiled.spec, key, strengths)
-    return Match(rule, drug, order, own, compiled.spec, compiled.index, key, population, tier, source)
+        found.append(
+            Match(rule, drug, order, own, None, -1, "no result", population, rule.pretest.tier, "rule file", "pretest")
+        )
+    return found
 
 
-def _pretest(rule: Rule, drug: Drug, order: Order, own, population: PopulationChoice) -> Match:
-    assert rule.pretest is not None
-    return Match(rule, drug, order, own, None, -1, "no result", population, rule.pretest.tier, "rule file", "pretest")
+def _withheld(rule: Rule, recommendation: Recommendation, facts: PatientFacts) -> tuple[tuple[str, str], ...]:
+    """Suggested alternatives the patient's own diagnoses rule out (prasugrel after a stroke)."""
+    withheld = []
+    for name in recommendation.suggest:
+        alternative = rule.alternative(name)
+        hit = has_condition(alternative.avoid_if, facts) if alternative else None
+        if hit is not None:
+            withheld.append((name, hit.display or hit.code))
+    return tuple(withheld)

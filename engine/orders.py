@@ -14,5 +14,5 @@ class Order:
 
     reference: str  # "MedicationRequest/123", as the suggestion's delete action names it
     rxnorm: frozenset[str]
-    display: str | None = None
+    display: str | None = None  # the medication's text as the EHR names it
     resource: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)

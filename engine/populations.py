@@ -7,6 +7,7 @@ strictest, is used, and the card says that too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from engine.rules import GENERAL, Code, Population, Rule
@@ -24,6 +25,11 @@ class PatientFacts:
 
     conditions: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (system URI, code)
     age: int | None = None
+
+
+def has_condition(codes: Iterable[Code], facts: PatientFacts) -> Code | None:
+    """The first of ``codes`` the patient has a diagnosis for."""
+    return next((code for code in codes if _matches(code, facts.conditions)), None)
 
 
 def _matches(code: Code, conditions: frozenset[tuple[str, str]]) -> bool:

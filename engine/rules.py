@@ -41,6 +41,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Code(_Strict):
+    """A coded concept: system is snomed, icd10 (prefix match: I21 covers I21.4) or a URI."""
+
+    system: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+    display: str | None = None
+
+    _text = field_validator("code", mode="before")(_as_text)
+
+
 class Drug(_Strict):
     """A drug the rule applies to, with every code an EHR may send for it."""
 
@@ -65,6 +75,9 @@ class Alternative(_Strict):
     name: str = Field(min_length=1)
     rxnorm: str = Field(pattern=RXNORM_CODE, description="RxNorm ingredient code of the alternative")
     order_text: str = Field(min_length=1, description="Text of the order the suggestion creates")
+    avoid_if: tuple[Code, ...] = Field(
+        default=(), description="Diagnoses that contraindicate the alternative; it is then not offered"
+    )
 
     _text = field_validator("rxnorm", mode="before")(_as_text)
 
@@ -76,16 +89,6 @@ class Guideline(_Strict):
     label: str = Field(min_length=1, max_length=80, description="Short name shown as the card's source")
 
 
-class Code(_Strict):
-    """A coded concept: system is snomed, icd10 (prefix match: I21 covers I21.4) or a URI."""
-
-    system: str = Field(min_length=1)
-    code: str = Field(min_length=1)
-    display: str | None = None
-
-    _text = field_validator("code", mode="before")(_as_text)
-
-
 class Population(_Strict):
     """A group of patients CPIC advises differently (by indication or age)."""
 
@@ -95,6 +98,7 @@ class Population(_Strict):
     min_age: int | None = Field(default=None, ge=0)
     max_age: int | None = Field(default=None, ge=0)
     default: bool = Field(default=False, description="Used when the patient's indication or age is not known")
+    cpic: str | None = Field(default=None, description="CPIC's own name for this population, e.g. 'CVI ACS PCI'")
 
 
 class Recommendation(_Strict):
@@ -203,6 +207,7 @@ class Rule(_Strict):
     alternatives: tuple[Alternative, ...] = ()
     recommendations: tuple[Recommendation, ...] = Field(min_length=1)
     pretest: PreTest | None = None
+    note: str | None = Field(default=None, description="Shown on every card of this rule, after the recommendation")
     override_reasons: tuple[OverrideReason, ...] | None = None
     examples: tuple[RuleExample, ...] = ()
 

@@ -30,6 +30,16 @@ class Interval:
         high_ok = other.high < self.high or (other.high == self.high and (not self.high_open or other.high_open))
         return low_ok and high_ok
 
+    def overlaps(self, other: Interval) -> bool:
+        """Whether some score lies in both intervals."""
+        if self.high < other.low or other.high < self.low:
+            return False
+        if self.high == other.low:
+            return not (self.high_open or other.low_open)
+        if other.high == self.low:
+            return not (other.high_open or self.low_open)
+        return True
+
     def __str__(self) -> str:
         if self.low == self.high:
             return format_score(self.low)

@@ -22,12 +22,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from engine.card_models import CdsResponse
-from engine.library import load_library
+from engine.library import Library, load_library
 from hooks.discovery import SERVICES, Service
 from hooks.eventlog import EventLog, EventLogError
 from hooks.feedback import FeedbackRecorder
 from hooks.identifiers import Identifiers, load_or_create_key
 from hooks.prefetch import FhirFetcher, PrefetchUnavailable
+from hooks.reload import RulesWatcher
 from hooks.requests import FeedbackRequest, HookRequest
 from hooks.service import BadRequest, HookHandler, validation_reasons
 from hooks.settings import Settings
@@ -113,23 +114,33 @@ def _serving_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The service, configured by ``settings`` (default: the environment)."""
+def create_app(settings: Settings | None = None, library: Library | None = None) -> FastAPI:
+    """The service, configured by ``settings`` (default: the environment).
+
+    ``library`` is the rule library to start with, when the caller has already loaded
+    ``settings.rules_dir``; otherwise it is loaded at startup.
+    """
     settings = settings or Settings()
+    preloaded = library
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        library = load_library(settings.rules_dir)
+        library = preloaded or load_library(settings.rules_dir)
         identifiers = Identifiers(load_or_create_key(settings.key_path))
         events = EventLog(settings.events_path, window=settings.event_flush_ms / 1000)
         log.info("serving %d rules (library %s); event log %s", len(library.rules), library.version, events.path)
         async with httpx.AsyncClient(follow_redirects=False) as client:
             fetcher = FhirFetcher(client, timeout=settings.fhir_timeout, max_pages=settings.fhir_max_pages)
-            app.state.hooks = HookHandler(library, identifiers, events, fetcher)
+            hooks = HookHandler(library, identifiers, events, fetcher)
+            app.state.hooks = hooks
             app.state.feedback = FeedbackRecorder(identifiers, events)
             app.state.events = events
+            app.state.rules = RulesWatcher(settings.rules_dir, library, hooks.use, settings.rules_poll_seconds)
+            if settings.rules_poll_seconds > 0:
+                app.state.rules.start()
             with _serving_gc():
                 yield
+            await app.state.rules.stop()
         await events.close()
 
     app = FastAPI(
@@ -159,6 +170,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def log_unavailable(request: Request, exc: EventLogError) -> Response:
         log.error("%s", exc)
         return operation_outcome(503, "transient", "the service cannot record events right now; try again")
+
+    @app.get("/status/rules", summary="The rule library being served, and the last reload problem")
+    async def rules_status(request: Request) -> dict[str, Any]:
+        return request.app.state.rules.status.as_json()
 
     @app.get("/cds-services", summary="CDS Hooks discovery")
     async def discovery() -> Response:

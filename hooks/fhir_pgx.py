@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.genes import GeneDefinition
+from engine.lookup import RuleLookup
 from engine.orders import RXNORM_SYSTEM
 from engine.results import ReportedResult
-from engine.lookup import RuleLookup
 from engine.rules import Drug
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,9 @@ def observations(resources: Iterable[Any]) -> list[dict[str, Any]]:
 class ResultReader:
     """Reads PGx Observations for one library's genes and drugs."""
 
-    def __init__(self, genes: Mapping[str, GeneDefinition], rules_by_code: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]):
+    def __init__(
+        self, genes: Mapping[str, GeneDefinition], rules_by_code: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
+    ):
         self._genes = genes
         self._by_hgnc = {gene.hgnc: symbol for symbol, gene in genes.items()}
         self._by_symbol = {symbol.casefold(): symbol for symbol in genes}
@@ -176,7 +178,7 @@ class ResultReader:
             values.insert(0, obs["valueString"].strip())
         for value in values:
             symbol = gene or self._gene_symbol(_leading_word(value))
-            if symbol and "/" in value:
+            if symbol:  # the gene definition decides what the value means (it may be "-1639 GA")
                 return ReportedResult(symbol, diplotype=value, effective=_effective(obs))
         if values:
             log.info("skipped a genotype Observation with no recognised gene and diplotype")

@@ -77,7 +77,7 @@ class HookHandler:
             orders = orders_to_check(context)
         except OrderError as exc:
             raise BadRequest(str(exc)) from None
-        if not any(code in library.rules_by_code for order in orders for code in order.rxnorm):
+        if not any(library.watches(order) for order in orders):
             return EMPTY_RESPONSE  # no rule concerns these drugs: no need for results at all
         try:
             resources = await pgx_resources(request, context.patientId, self._fetcher)

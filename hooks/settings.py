@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     key_file: Path | None = Field(
         default=None, description="Secret for pseudonymising patient ids in the event log (default var/pgx-loop.key)"
     )
+    rules_poll_seconds: float = Field(
+        default=2.0, ge=0, description="How often to look for edited rule files (0: never reload)"
+    )
     event_flush_ms: float = Field(
         default=2.0, ge=0, le=50, description="Group-commit window of the event log, in milliseconds"
     )

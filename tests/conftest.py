@@ -28,8 +28,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
+def client(settings: Settings, library: Library) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, library)) as test_client:
         yield test_client
 
 

@@ -78,9 +78,9 @@ def test_the_detail_walks_from_diplotype_to_recommendation(client):
         "`*2/*17`",
         "Intermediate Metabolizer",
         "`*2` no function + `*17` increased function",
+        "**Population:** ACS and/or PCI",
         "**CPIC recommendation (Strong):**",
         "Avoid standard dose (75 mg) clopidogrel",
-        "ACS and/or PCI",
         "PMID 35034351",
     ]
     positions = [detail.index(text) for text in order]

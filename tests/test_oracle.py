@@ -29,7 +29,20 @@ def oracle_rows(gene: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-GENES = ["CYP2C19", "CYP2C9", "CYP2D6", "CYP3A5", "DPYD", "HLA-A", "HLA-B", "NUDT15", "SLCO1B1", "TPMT", "UGT1A1", "VKORC1"]
+GENES = [
+    "CYP2C19",
+    "CYP2C9",
+    "CYP2D6",
+    "CYP3A5",
+    "DPYD",
+    "HLA-A",
+    "HLA-B",
+    "NUDT15",
+    "SLCO1B1",
+    "TPMT",
+    "UGT1A1",
+    "VKORC1",
+]
 
 
 @pytest.mark.parametrize("gene", GENES)

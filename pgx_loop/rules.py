@@ -1,0 +1,159 @@
+"""``pgx-loop rules``: the pharmacist's tools (check, explain, schema)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from pydantic import TypeAdapter
+
+from engine.explain import Explanation, explain, find_drug_codes
+from engine.genes import GeneFile
+from engine.library import Library
+from engine.populations import SYSTEMS, PatientFacts
+from engine.results import ReportedResult
+from engine.rules import Rule
+from engine.yamlsource import load_yaml
+from pgx_loop.options import library_or_exit, rules_option
+
+
+@click.group()
+def rules() -> None:
+    """Check, explain and describe the rule files."""
+
+
+@rules.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+def check(directory: Path | None) -> None:
+    """Validate every gene and rule file and run their examples; problems as file:line: message."""
+    library = library_or_exit(directory)
+    examples = sum(len(rule.examples) for rule in library.rules)
+    gene_examples = sum(len(gene.examples) for gene in library.genes.values())
+    shadow = [rule.id for rule in library.rules if rule.status == "shadow"]
+    click.echo(
+        f"ok: {len(library.genes)} genes, {len(library.rules)} rules "
+        f"({len(shadow)} in shadow mode), {gene_examples + examples} examples hold; library {library.version}"
+    )
+
+
+def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        gene, sep, text = value.partition("=")
+        if not sep or not gene.strip() or not text.strip():
+            raise click.BadParameter(f"expected GENE=VALUE, got {value!r}", param_hint=option)
+        pairs.append((gene.strip(), text.strip()))
+    return pairs
+
+
+@rules.command(name="explain")
+@click.option("--genotype", "-g", multiple=True, help="GENE=DIPLOTYPE, e.g. -g 'CYP2C19=*1/*2'")
+@click.option("--phenotype", "-p", multiple=True, help="GENE=PHENOTYPE as a lab states it")
+@click.option("--drug", "-d", help="The drug ordered: RxNorm code or name")
+@click.option("--condition", "-c", multiple=True, help="A diagnosis as system|code, e.g. icd10|I21.4")
+@click.option("--age", type=int, help="The patient's age in years")
+@click.option("--request", "request_file", type=click.Path(dir_okay=False, path_type=Path), help="A CDS Hooks request")
+@rules_option
+def explain_command(
+    genotype: tuple[str, ...],
+    phenotype: tuple[str, ...],
+    drug: str | None,
+    condition: tuple[str, ...],
+    age: int | None,
+    request_file: Path | None,
+    rules_dir: Path | None,
+) -> None:
+    """Show, step by step, which rules match a genotype and a drug, and why."""
+    library = library_or_exit(rules_dir)
+    if request_file is not None:
+        explanations = _explain_request(library, request_file)
+    else:
+        if not drug:
+            raise click.UsageError("give --drug (or --request FILE)")
+        codes = find_drug_codes(library, drug)
+        if not codes:
+            raise click.BadParameter(f"no rule watches {drug!r}", param_hint="--drug")
+        reports = [ReportedResult(gene, diplotype=text) for gene, text in _pairs(genotype, "--genotype")]
+        reports += [ReportedResult(gene, phenotype=text) for gene, text in _pairs(phenotype, "--phenotype")]
+        codes_given = frozenset(
+            (SYSTEMS.get(system, system), code) for system, _, code in (c.partition("|") for c in condition)
+        )
+        explanations = [explain(library, reports, codes, PatientFacts(codes_given, age))]
+    for explanation in explanations:
+        click.echo(_format(library, explanation))
+
+
+def _explain_request(library: Library, path: Path) -> list[Explanation]:
+    from hooks.fhir_pgx import ResultReader
+    from hooks.orders import orders_to_check
+    from hooks.patient_facts import patient_facts
+    from hooks.requests import HookRequest
+    from hooks.service import CONTEXTS
+
+    request = HookRequest.model_validate_json(path.read_bytes())
+    context = CONTEXTS[request.hook].model_validate(request.context)
+    orders = orders_to_check(context)
+    reader = ResultReader(library.genes, library.rules_by_code)
+    reports = reader.read((request.prefetch or {}).values(), context.patientId)
+    facts = patient_facts(request.prefetch, orders)  # prefetch as given: explain never calls the EHR
+    return [explain(library, reports, order.rxnorm, facts) for order in orders]
+
+
+def _recommendation_line(rule_source: str, index: int) -> int:
+    return load_yaml(Path(rule_source)).line_of(("recommendations", index))
+
+
+def _format(library: Library, explanation: Explanation) -> str:
+    lines = ["Results"]
+    if not explanation.results:
+        lines.append("  (none on file for the genes pgx-loop defines)")
+    for gene, result in explanation.results.items():
+        call = result.call
+        steps = []
+        if call.diplotype:
+            steps.append(call.diplotype)
+        if call.functions:
+            steps.append(" + ".join(f"{allele} {function.lower()}" for allele, function in call.functions))
+        if call.activity_score:
+            steps.append(f"activity score {call.activity_score}")
+        steps.append(call.phenotype)
+        lines.append(f"  {gene:8s} " + "  ->  ".join(steps))
+        if call.reason:
+            lines.append(f"           ({call.reason})")
+        for other in result.conflicting:
+            stated = other.call.diplotype or other.reported_phenotype
+            lines.append(f"           conflicting: {stated} -> {other.call.phenotype}")
+    lines.append(f"Order: RxNorm {', '.join(sorted(explanation.order.rxnorm))}")
+    if not explanation.steps:
+        lines.append("  no rule watches this drug")
+    for step in explanation.steps:
+        lines.append(f"  rule {step.rule_id} ({step.source}), drug {step.drug}: {step.outcome}")
+        match = step.match
+        if match is None:
+            lines.append(f"    {step.why}")
+            continue
+        population = match.population
+        if population.population is not None:
+            lines.append(f"    population: {population.population.label} ({population.why})")
+        if match.kind == "pretest":
+            untested = match.rule.pretest.genes or match.rule.gene_list if match.rule.pretest else ()
+            lines.append(f"    no result for {', '.join(untested)}: pre-test card")
+        else:
+            recommendation = match.recommendation
+            where = f"{match.rule.source}:{_recommendation_line(match.rule.source, match.index)}"
+            lines.append(f"    result: {match.key} -> recommendation {match.index + 1} ({where})")
+            lines.append(f"    CPIC ({recommendation.classification}): {recommendation.recommendation}")
+            floor, ceiling = recommendation.bounds
+            lines.append(f"    tier: {match.tier} (from the {match.tier_source}; bounds {floor} to {ceiling})")
+        if step.card_summary:
+            lines.append(f"    card: {step.card_summary}")
+    return "\n".join(lines)
+
+
+@rules.command()
+@click.option("--gene", "gene_file", is_flag=True, help="The schema of gene files instead of rule files.")
+def schema(gene_file: bool) -> None:
+    """Print the JSON Schema of rule files (or gene files), for editors."""
+    model = TypeAdapter(GeneFile).json_schema() if gene_file else Rule.model_json_schema()
+    click.echo(json.dumps(model, indent=2, ensure_ascii=False))
