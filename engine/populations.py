@@ -29,6 +29,8 @@ class PatientFacts:
 
 def has_condition(codes: Iterable[Code], facts: PatientFacts) -> Code | None:
     """The first of ``codes`` the patient has a diagnosis for."""
+    if not facts.conditions:
+        return None
     return next((code for code in codes if _matches(code, facts.conditions)), None)
 
 
@@ -52,7 +54,7 @@ def choose_population(rule: Rule, facts: PatientFacts) -> PopulationChoice:
     """The population to read the rule's recommendations for, and why it was chosen."""
     if not rule.populations:
         return PopulationChoice(GENERAL)
-    for population in rule.populations:
+    for population in rule.populations if facts.conditions else ():
         hits = [code for code in population.conditions if _matches(code, facts.conditions)]
         if hits:
             named = hits[0].display or hits[0].code
