@@ -2,7 +2,9 @@
 #   docker build -t pgx-loop .
 #   docker run -p 8080:8080 -v pgx-var:/var/lib/pgx-loop pgx-loop
 # Mounts: /app/rules (the rule files; mount your own to edit without rebuilding) and
-# /var/lib/pgx-loop (event log and pseudonymisation key: keep it on a persistent volume).
+# /var/lib/pgx-loop (event log, pseudonymisation key, analytics database and published strengths:
+# keep it on a persistent volume). Load the site's data with e.g.
+#   docker run -v pgx-var:/var/lib/pgx-loop -v /data/omop:/omop pgx-loop load-omop /omop
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -30,4 +32,5 @@ VOLUME ["/var/lib/pgx-loop"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/cds-services', timeout=2)"
-ENTRYPOINT ["pgx-loop", "serve", "--host", "0.0.0.0", "--port", "8080"]
+ENTRYPOINT ["pgx-loop"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8080"]

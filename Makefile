@@ -27,6 +27,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/engine_eval.py
 	$(BIN)/python bench/hooks_throughput.py
+	$(BIN)/python bench/learning_cycle.py
+	$(BIN)/python bench/learning_validity.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

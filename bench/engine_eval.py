@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine.cards import CardContext  # noqa: E402
+from engine.identifiers import Identifiers  # noqa: E402
 from engine.library import load_library  # noqa: E402
 from engine.orders import Order  # noqa: E402
 from engine.phenotyper import _call_cached  # noqa: E402
 from hooks.fhir_pgx import ResultReader  # noqa: E402
-from hooks.identifiers import Identifiers  # noqa: E402
 
 
 def per_call(fn, seconds: float = 2.0) -> float:

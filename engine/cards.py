@@ -309,8 +309,11 @@ def card_detail(match: Match, template: CardTemplate) -> str:
     parts.append(template.advice)
     for name, diagnosis in match.withheld:
         parts.append(f"**{name.capitalize()} is not offered:** the patient's record shows {_escape(diagnosis)}.")
-    if match.tier_source == "local evidence":
-        parts.append("*Alert level set from this hospital's own outcome data, within the bounds set by pharmacy.*")
+    if match.strength is not None:
+        parts.append(
+            f"*Alert level set from this hospital's own outcome data, within the bounds set by pharmacy: "
+            f"{_escape(match.strength.evidence)}.*"
+        )
     guideline = match.rule.guideline
     parts.append(f"**Source:** {guideline.citation} [{guideline.label}]({guideline.url})")
     return "\n\n".join(parts)

@@ -28,6 +28,14 @@ from engine.results import GeneResult, ReportedResult, interpret
 from engine.rules import GENERAL, SUMMARY_LIMIT, Drug, Recommendation, Rule
 from engine.yamlsource import Problem, SourceError, YamlDocument, load_yaml
 
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def default_rules_dir() -> Path:
+    """The repository's ``rules/`` when running from a checkout, else ``./rules``."""
+    bundled = REPOSITORY / "rules"
+    return bundled if bundled.is_dir() else Path("rules")
+
 
 @dataclass(frozen=True)
 class Library:
@@ -181,6 +189,7 @@ def _rule_problems(rule: Rule, document: YamlDocument, genes: Mapping[str, GeneD
                 problems.append(
                     document.problem((*where, "suggest"), f"suggests {name!r}, which is not in alternatives")
                 )
+    problems.extend(_learning_problems(rule, genes, document))
     if rule.pretest is not None:
         for gene in rule.pretest.genes:
             if gene not in rule.gene_list:
@@ -194,6 +203,26 @@ def _rule_problems(rule: Rule, document: YamlDocument, genes: Mapping[str, GeneD
                         f"summary for {drug.name} is {len(text)} characters; the limit is {SUMMARY_LIMIT}",
                     )
                 )
+    return problems
+
+
+def _learning_problems(rule: Rule, genes: Mapping[str, GeneDefinition], document: YamlDocument) -> list[Problem]:
+    learning = rule.learning
+    if learning is None:
+        return []
+    if not rule.single_gene:
+        return [document.problem(("learning",), "learning is supported for single-gene rules only")]
+    vocabulary = genes[rule.gene_list[0]].phenotypes
+    problems, used = [], set()
+    named = [(("learning", "reference"), p) for p in learning.reference] + [
+        (("learning", "groups", i, "phenotypes"), p) for i, g in enumerate(learning.groups) for p in g.phenotypes
+    ]
+    for where, phenotype in named:
+        if phenotype not in vocabulary:
+            problems.append(document.problem(where, f"{phenotype!r} is not a {rule.gene_list[0]} phenotype"))
+        if phenotype in used:
+            problems.append(document.problem(where, f"{phenotype!r} is in more than one group"))
+        used.add(phenotype)
     return problems
 
 

@@ -12,9 +12,10 @@ from engine.orders import Order
 from engine.populations import PatientFacts, PopulationChoice, choose_population, has_condition
 from engine.results import GeneResult
 from engine.rules import TIER_RANK, TIERS, Drug, Recommendation, Rule, Tier
+from engine.strengths import Strength
 
-# A published strength per (rule id, result key); overrides the rule file's tier within its bounds.
-StrengthTable = Mapping[tuple[str, str], Tier]
+# Published strengths per (rule id, result key); they override the rule file's tier within its bounds.
+StrengthTable = Mapping[tuple[str, str], Strength]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ class Match:
     key: str
     population: PopulationChoice
     tier: Tier
-    tier_source: str  # "rule file" or "local evidence"
+    strength: Strength | None  # the published strength that set the tier; None: the rule file's
     kind: Literal["recommendation", "pretest"] = "recommendation"
     withheld: tuple[tuple[str, str], ...] = ()  # (alternative, the diagnosis that contraindicates it)
     matched_by_name: bool = False
@@ -44,21 +45,33 @@ class Match:
         return self.tier != "none"
 
     @property
+    def tier_source(self) -> str:
+        return LOCAL_EVIDENCE if self.strength is not None else RULE_FILE
+
+    @property
     def result(self) -> GeneResult | None:
         """The first of the rule's genes with a result."""
         return next((result for result in self.results.values() if result is not None), None)
 
 
+RULE_FILE = "rule file"
+LOCAL_EVIDENCE = "local evidence"
+
+
 def effective_tier(
     rule: Rule, recommendation: Recommendation, key: str, strengths: StrengthTable | None
-) -> tuple[Tier, str]:
-    """The tier to show: the published strength if any, always clamped to the rule's floor and ceiling."""
-    wanted = strengths.get((rule.id, key)) if strengths else None
-    if wanted is None:
-        return recommendation.tier, "rule file"
+) -> tuple[Tier, Strength | None]:
+    """The tier to show: the published strength if any, always clamped to the recommendation's bounds.
+
+    Strengths come from studying the rule's default population, so only its recommendations
+    take them; advice for other populations (stroke, not ACS, for clopidogrel) keeps the file's tier.
+    """
+    published = strengths.get((rule.id, key)) if strengths else None
+    if published is None or recommendation.population != rule.default_population:
+        return recommendation.tier, None
     floor, ceiling = recommendation.bounds
-    rank = min(max(TIER_RANK[wanted], TIER_RANK[floor]), TIER_RANK[ceiling])
-    return TIERS[rank], "local evidence"
+    rank = min(max(TIER_RANK[published.tier], TIER_RANK[floor]), TIER_RANK[ceiling])
+    return TIERS[rank], published
 
 
 RuleIndex = Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
@@ -126,7 +139,7 @@ def _match_rule(
         # The loader proves coverage; a gap here would be a bug, so stay silent rather than guess.
         if compiled is not None:
             key = compiled.key(own, rule.single_gene)
-            tier, source = effective_tier(rule, compiled.spec, key, strengths)
+            tier, strength = effective_tier(rule, compiled.spec, key, strengths)
             withheld = _withheld(rule, compiled.spec, facts)
             found.append(
                 Match(
@@ -139,13 +152,13 @@ def _match_rule(
                     key,
                     population,
                     tier,
-                    source,
+                    strength,
                     withheld=withheld,
                 )
             )
     if rule.pretest and all(own[gene] is None for gene in rule.pretest.genes or rule.gene_list):
         found.append(
-            Match(rule, drug, order, own, None, -1, "no result", population, rule.pretest.tier, "rule file", "pretest")
+            Match(rule, drug, order, own, None, -1, "no result", population, rule.pretest.tier, None, "pretest")
         )
     return found
 

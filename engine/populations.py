@@ -69,6 +69,6 @@ def choose_population(rule: Rule, facts: PatientFacts) -> PopulationChoice:
                 <= (population.max_age if population.max_age is not None else 200)
             ):
                 return PopulationChoice(population.id, population, f"from the patient's age ({facts.age})")
-    default = next(population for population in rule.populations if population.default)
+    default = rule.population(rule.default_population)
     why = "the patient's indication or age was not available to this service, so the default is shown"
-    return PopulationChoice(default.id, default, why)
+    return PopulationChoice(rule.default_population, default, why)

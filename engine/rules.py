@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from engine.learning import Learning
 from engine.scores import format_score
 
 Tier = Literal["none", "info", "warning", "critical"]
@@ -209,6 +210,7 @@ class Rule(_Strict):
     pretest: PreTest | None = None
     note: str | None = Field(default=None, description="Shown on every card of this rule, after the recommendation")
     override_reasons: tuple[OverrideReason, ...] | None = None
+    learning: Learning | None = Field(default=None, description="How this site's outcomes may move the tiers")
     examples: tuple[RuleExample, ...] = ()
 
     # Set by the loader, never by the file: where the rule came from and a hash of its text,
@@ -240,6 +242,11 @@ class Rule(_Strict):
     @property
     def single_gene(self) -> bool:
         return self.gene is not None
+
+    @property
+    def default_population(self) -> str:
+        """The population shown when the patient's is not known; the one the learning loop studies."""
+        return next((population.id for population in self.populations if population.default), GENERAL)
 
     def located(self, source: str, version: str) -> Rule:
         """This rule, labelled with the file it came from and that file's content hash."""

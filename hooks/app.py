@@ -22,13 +22,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from engine.card_models import CdsResponse
+from engine.identifiers import Identifiers, load_or_create_key
 from engine.library import Library, load_library
 from hooks.discovery import SERVICES, Service
 from hooks.eventlog import EventLog, EventLogError
 from hooks.feedback import FeedbackRecorder
-from hooks.identifiers import Identifiers, load_or_create_key
 from hooks.prefetch import FhirFetcher, PrefetchUnavailable
-from hooks.reload import RulesWatcher
+from hooks.reload import RulesWatcher, StrengthsWatcher
 from hooks.requests import FeedbackRequest, HookRequest
 from hooks.service import BadRequest, HookHandler, validation_reasons
 from hooks.settings import Settings
@@ -136,11 +136,17 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
             app.state.feedback = FeedbackRecorder(identifiers, events)
             app.state.events = events
             app.state.rules = RulesWatcher(settings.rules_dir, library, hooks.use, settings.rules_poll_seconds)
-            if settings.rules_poll_seconds > 0:
-                app.state.rules.start()
+            app.state.strengths = StrengthsWatcher(
+                settings.strengths_path, hooks.use_strengths, settings.rules_poll_seconds
+            )
+            app.state.strengths.load_now()
+            watchers = (app.state.rules, app.state.strengths)
+            for watcher in watchers:
+                watcher.start()
             with _serving_gc():
                 yield
-            await app.state.rules.stop()
+            for watcher in watchers:
+                await watcher.stop()
         await events.close()
 
     app = FastAPI(
@@ -174,6 +180,10 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     @app.get("/status/rules", summary="The rule library being served, and the last reload problem")
     async def rules_status(request: Request) -> dict[str, Any]:
         return request.app.state.rules.status.as_json()
+
+    @app.get("/status/strengths", summary="The tiers published by the learning loop, and the last reload problem")
+    async def strengths_status(request: Request) -> dict[str, Any]:
+        return request.app.state.strengths.status.as_json()
 
     @app.get("/cds-services", summary="CDS Hooks discovery")
     async def discovery() -> Response:

@@ -12,9 +12,9 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.identifiers import Identifiers
 from hooks.discovery import Service
 from hooks.eventlog import EventLog
-from hooks.identifiers import Identifiers
 from hooks.requests import FeedbackItem, FeedbackRequest
 
 REMEMBERED = 100_000  # recent feedback ids kept to recognise repeats without touching the disk

@@ -1,10 +1,9 @@
-"""Hot reload of the rules directory.
+"""Hot reload of what the service serves: the rules directory and the published strengths.
 
-The service polls the rules directory (file names, sizes and modification times; a few stat
-calls) and, when anything changed, loads the whole library again in a worker thread. A library
-that loads cleanly replaces the old one in a single assignment, so each request sees one
-library from start to end. One that does not is reported (log and ``GET /status/rules``) and
-the last good library keeps serving.
+Both are polled (a few stat calls) and, when anything changed, loaded again in a worker thread.
+What loads cleanly replaces the old in a single assignment, so each request sees one library
+and one set of strengths from start to end. What does not is reported (log and ``GET
+/status/rules`` or ``/status/strengths``) and the last good one keeps serving.
 """
 
 from __future__ import annotations
@@ -12,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from engine.library import Library, load_library
+from engine.strengths import EMPTY, Snapshot, read_snapshot
 from engine.yamlsource import SourceError
 
 log = logging.getLogger(__name__)
@@ -37,46 +39,56 @@ def fingerprint(directory: Path) -> Fingerprint:
     return tuple(entries)
 
 
-@dataclass
-class RulesStatus:
-    """What the service is serving, and what went wrong with the last attempt to change it."""
+def file_fingerprint(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
-    directory: str
+
+@dataclass
+class Status:
+    """What the service is serving from one source, and what went wrong with the last attempt to change it."""
+
+    source: str
     version: str
-    rules: int
     loaded_at: str
     reloads: int = 0
     failures: int = 0
     last_error: list[str] = field(default_factory=list)
     last_error_at: str | None = None
+    details: dict = field(default_factory=dict)
+
+    def served(self, version: str, *, reload: bool = True, **details: object) -> None:
+        self.version, self.loaded_at, self.details = version, _now(), dict(details)
+        self.reloads += int(reload)
+
+    def failed(self, problems: list[str]) -> None:
+        self.failures += 1
+        self.last_error, self.last_error_at = problems, _now()
 
     def as_json(self) -> dict:
-        body = {
-            "directory": self.directory,
-            "version": self.version,
-            "rules": self.rules,
-            "loaded_at": self.loaded_at,
-            "reloads": self.reloads,
-            "failures": self.failures,
-        }
+        body = {"source": self.source, "version": self.version, **self.details, "loaded_at": self.loaded_at,
+                "reloads": self.reloads, "failures": self.failures}  # fmt: skip
         if self.last_error:
             body["last_error"] = {"at": self.last_error_at, "problems": self.last_error}
         return body
 
 
-class RulesWatcher:
-    """Polls ``directory`` and hands every cleanly loaded library to ``use``."""
+class Watcher:
+    """Polls a source every ``interval`` seconds and calls ``check`` when its fingerprint moved."""
 
-    def __init__(self, directory: Path, library: Library, use: Callable[[Library], None], interval: float):
-        self.directory = directory
-        self.status = RulesStatus(str(directory), library.version, len(library.rules), _now())
-        self._use = use
+    name = "watcher"
+
+    def __init__(self, interval: float, seen: Hashable):
         self._interval = interval
-        self._seen = fingerprint(directory)
+        self._seen = seen
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="rules-watcher")
+        if self._interval > 0:
+            self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -87,14 +99,36 @@ class RulesWatcher:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # a bug must not end the polling; the service keeps serving
+                log.exception("%s: check failed", self.name)
+
+    def _moved(self, current: Hashable) -> bool:
+        if current == self._seen:
+            return False
+        self._seen = current
+        return True
+
+    async def check(self) -> None:
+        raise NotImplementedError
+
+
+class RulesWatcher(Watcher):
+    """Hands every cleanly loaded library to ``use``."""
+
+    name = "rules-watcher"
+
+    def __init__(self, directory: Path, library: Library, use: Callable[[Library], None], interval: float):
+        super().__init__(interval, fingerprint(directory))
+        self.directory = directory
+        self.status = Status(str(directory), library.version, _now(), details={"rules": len(library.rules)})
+        self._use = use
 
     async def check(self) -> None:
         """Reload if the directory changed since the last attempt."""
-        current = fingerprint(self.directory)
-        if current == self._seen:
+        if not self._moved(fingerprint(self.directory)):
             return
-        self._seen = current
         try:
             library = await asyncio.to_thread(load_library, self.directory)
         except SourceError as exc:
@@ -108,16 +142,63 @@ class RulesWatcher:
         if library.version == self.status.version:
             return  # an edit undone: nothing to swap
         self._use(library)
-        self.status.version, self.status.rules, self.status.loaded_at = library.version, len(library.rules), _now()
-        self.status.reloads += 1
+        self.status.served(library.version, rules=len(library.rules))
         log.info("rules reloaded: %d rules, library %s", len(library.rules), library.version)
 
     def _failed(self, problems: list[str]) -> None:
-        self.status.failures += 1
-        self.status.last_error, self.status.last_error_at = problems, _now()
+        self.status.failed(problems)
         for problem in problems:
             log.error("rules not reloaded: %s", problem)
         log.error("still serving library %s", self.status.version)
+
+
+class StrengthsWatcher(Watcher):
+    """Hands every readable strengths snapshot the learning loop publishes to ``use``.
+
+    A missing file at start means nothing was published yet (the rule files' tiers serve). A file
+    that later disappears or cannot be read leaves the last good snapshot serving: an undo goes
+    through ``pgx-loop strength rollback``, which publishes a new version, never through deletion.
+    """
+
+    name = "strengths-watcher"
+
+    def __init__(self, path: Path, use: Callable[[Snapshot], None], interval: float):
+        super().__init__(interval, None)
+        self.path = path
+        self.status = Status(str(path), "0", _now())
+        self._use = use
+
+    def load_now(self) -> None:
+        """Read the file once, at start (a bad file is reported and nothing is used)."""
+        self._moved(file_fingerprint(self.path))
+        self._load(reload=False)
+
+    async def check(self) -> None:
+        if self._moved(file_fingerprint(self.path)):
+            await asyncio.to_thread(self._load)
+
+    def _load(self, reload: bool = True) -> None:
+        if not self.path.exists() and self.status.version != "0":
+            self._failed(f"{self.path}: the file is gone")
+            return
+        try:
+            snapshot = read_snapshot(self.path)
+        except (OSError, ValidationError, ValueError) as exc:
+            first = exc.errors(include_input=False)[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            self._failed(f"{self.path}: not a strengths snapshot: {first}")
+            return
+        self.status.last_error, self.status.last_error_at = [], None
+        if snapshot is not EMPTY and str(snapshot.version) == self.status.version:
+            return
+        self._use(snapshot)
+        details = {"strengths": len(snapshot.strengths), "published": snapshot.created or None}
+        self.status.served(str(snapshot.version), reload=reload, **details)
+        if snapshot is not EMPTY:
+            log.info("serving strengths snapshot version %d (%d strengths)", snapshot.version, len(snapshot.strengths))
+
+    def _failed(self, problem: str) -> None:
+        self.status.failed([problem])
+        log.error("strengths not reloaded: %s; still serving version %s", problem, self.status.version)
 
 
 def _now() -> str:

@@ -16,12 +16,13 @@ import orjson
 from pydantic import ValidationError
 
 from engine.cards import CardContext
+from engine.identifiers import Identifiers
 from engine.library import Library
 from engine.matching import Match
+from engine.strengths import EMPTY, Snapshot
 from hooks.discovery import Service
 from hooks.eventlog import EventLog
 from hooks.fhir_pgx import ResultReader
-from hooks.identifiers import Identifiers
 from hooks.orders import OrderError, orders_to_check
 from hooks.patient_facts import patient_facts
 from hooks.prefetch import FhirFetcher, PrefetchInvalid, pgx_resources
@@ -54,6 +55,7 @@ class HookHandler:
 
     def __init__(self, library: Library, identifiers: Identifiers, events: EventLog, fetcher: FhirFetcher):
         self.use(library)
+        self.use_strengths(EMPTY)
         self._ids = identifiers
         self._events = events
         self._fetcher = fetcher
@@ -61,6 +63,10 @@ class HookHandler:
     def use(self, library: Library) -> None:
         """Serve ``library`` from the next request on (one assignment: a request sees one library)."""
         self._current = (library, ResultReader(library.genes, library.rules_by_code))
+
+    def use_strengths(self, snapshot: Snapshot) -> None:
+        """Apply ``snapshot``'s tiers from the next request on (clamped to each rule's bounds by the engine)."""
+        self._strengths = (snapshot.version, snapshot.table())
 
     @property
     def library(self) -> Library:
@@ -73,6 +79,7 @@ class HookHandler:
         context = _parse_context(service.hook, request.context)
         _check_patient(request, context.patientId)
         library, reader = self._current
+        strengths_version, strengths = self._strengths
         try:
             orders = orders_to_check(context)
         except OrderError as exc:
@@ -85,13 +92,14 @@ class HookHandler:
             raise BadRequest(str(exc)) from None
         results = library.interpret(reader.read(resources, context.patientId))
         facts = patient_facts(request.prefetch, orders)
-        matches = [match for match in library.match(orders, results, facts) if match.shows_card]
+        matches = [match for match in library.match(orders, results, facts, strengths) if match.shows_card]
         if not matches:
             return EMPTY_RESPONSE
         card_context = CardContext(context.patientId, context.userId, self._ids.stable_uuid)
         cards = [library.card(match, card_context) for match in matches]
         # Shadow rules are evaluated and logged like any other, but their cards are not returned.
-        await self._events.append(self._card_events(service, request, context.patientId, matches, cards, library))
+        events = self._card_events(service, request, context.patientId, matches, cards, library, strengths_version)
+        await self._events.append(events)
         shown = [card for match, card in zip(matches, cards, strict=True) if match.rule.status == "active"]
         return orjson.dumps({"cards": shown}) if shown else EMPTY_RESPONSE
 
@@ -103,6 +111,7 @@ class HookHandler:
         matches: list[Match],
         cards: list[dict[str, Any]],
         library: Library,
+        strengths_version: int,
     ) -> list[dict[str, Any]]:
         """One event per card (shown or shadow): what analytics needs, patient and order pseudonymised."""
         shared = {
@@ -113,6 +122,7 @@ class HookHandler:
             "hook_instance": request.hookInstance,
             "patient": self._ids.pseudonym(patient_id),
             "library_version": library.version,
+            "strengths_version": strengths_version,
         }
         return [
             {

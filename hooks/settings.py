@@ -7,13 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-
-
-def default_rules_dir() -> Path:
-    """The repository's ``rules/`` when running from a checkout, else ``./rules``."""
-    bundled = REPOSITORY / "rules"
-    return bundled if bundled.is_dir() else Path("rules")
+from engine.library import default_rules_dir
 
 
 class Settings(BaseSettings):
@@ -28,10 +22,13 @@ class Settings(BaseSettings):
         default=None, description="Secret for pseudonymising patient ids in the event log (default var/pgx-loop.key)"
     )
     rules_poll_seconds: float = Field(
-        default=2.0, ge=0, description="How often to look for edited rule files (0: never reload)"
+        default=2.0, ge=0, description="How often to look for edited rule files and new strengths (0: never reload)"
     )
     event_flush_ms: float = Field(
         default=2.0, ge=0, le=50, description="Group-commit window of the event log, in milliseconds"
+    )
+    strengths_file: Path | None = Field(
+        default=None, description="Rule strengths published by the learning loop (default var/strengths.json)"
     )
     fhir_timeout: float = Field(default=3.0, gt=0, le=30, description="Seconds allowed for each FHIR fallback fetch")
     fhir_max_pages: int = Field(default=10, ge=1, le=100, description="Pages of a searchset followed at most")
@@ -39,6 +36,10 @@ class Settings(BaseSettings):
     @property
     def events_path(self) -> Path:
         return self.event_log_dir or self.var_dir / "events"
+
+    @property
+    def strengths_path(self) -> Path:
+        return self.strengths_file or self.var_dir / "strengths.json"
 
     @property
     def key_path(self) -> Path:

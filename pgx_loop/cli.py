@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from pgx_loop.analytics_cmds import COMMANDS as ANALYTICS_COMMANDS
 from pgx_loop.phenotype import phenotype
 from pgx_loop.rules import rules
 from pgx_loop.serve import demo, serve
@@ -14,7 +15,7 @@ def main() -> None:
     """Pharmacogenomic clinical decision support over CDS Hooks, with a learning loop."""
 
 
-for command in (serve, demo, phenotype, rules):
+for command in (serve, demo, phenotype, rules, *ANALYTICS_COMMANDS):
     main.add_command(command)
 
 

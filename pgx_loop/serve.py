@@ -1,13 +1,18 @@
-"""``pgx-loop serve`` and ``pgx-loop demo``: run the CDS Hooks service."""
+"""``pgx-loop serve`` and ``pgx-loop demo``: run the CDS Hooks service and the scheduled learning loop."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
+from analytics.settings import AnalyticsSettings
 from hooks.settings import Settings
 from pgx_loop.options import library_or_exit, rules_option
+
+DEMO_PERSONS = 500_000
+DEMO_SEED = 1
 
 
 @click.command()
@@ -15,7 +20,7 @@ from pgx_loop.options import library_or_exit, rules_option
 @click.option("--port", default=8080, show_default=True, type=int)
 @rules_option
 def serve(host: str, port: int, rules_dir: Path | None) -> None:
-    """Run the CDS Hooks service."""
+    """Run the CDS Hooks service, and the analytics cycle on its schedule (PGX_LOOP_ANALYTICS_INTERVAL_HOURS)."""
     settings = Settings(rules_dir=rules_dir) if rules_dir else Settings()
     library_or_exit(settings.rules_dir)  # refuse to start on a broken rule set, with file:line messages
     _serve(settings, host, port)
@@ -24,19 +29,71 @@ def serve(host: str, port: int, rules_dir: Path | None) -> None:
 def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    from analytics.scheduler import start_scheduler
     from hooks.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    scheduler = start_scheduler(AnalyticsSettings(rules_dir=settings.rules_dir))
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+
+
+def _demo_database(settings: AnalyticsSettings) -> None:
+    """Build the synthetic demo database unless one with OMOP data is already there."""
+    from analytics.cycle import status
+    from analytics.simulate import Truth, simulate
+    from analytics.store import connect
+    from engine.identifiers import Identifiers, load_or_create_key
+
+    if status(settings.database).get("person"):
+        click.echo(f"Using the existing database {settings.database}.")
+        return
+    click.echo(
+        f"Building a demo database in {settings.database}: {DEMO_PERSONS:,} synthetic persons (seed {DEMO_SEED})"
+    )
+    library = library_or_exit(settings.rules_dir)
+    con = connect(settings.database)
+    try:
+        identifiers = Identifiers(load_or_create_key(settings.key_path))
+        simulate(con, library, persons=DEMO_PERSONS, seed=DEMO_SEED, truth=Truth(), identifiers=identifiers)
+    finally:
+        con.close()
+
+
+def _demo_cycle(settings: AnalyticsSettings) -> None:
+    from analytics.cycle import CycleBusy, run_cycle
+
+    library = library_or_exit(settings.rules_dir)
+    try:
+        result = run_cycle(library, settings.paths())
+    except CycleBusy as exc:
+        click.echo(f"Skipping the first cycle: {exc}")
+        return
+    click.echo(f"\nOne analytics cycle ({result.seconds:.1f} s), strengths version {result.snapshot_version}:")
+    for e in result.estimates:
+        estimate = f"HR {e['hr']:.2f} ({e['ci_low']:.2f}-{e['ci_high']:.2f})" if e["hr"] else "no estimate"
+        change = f"{e['tier_before']} -> {e['proposed_tier'] or e['tier_after']}"
+        click.echo(
+            f"  {e['rule']:22} {e['phenotype']:26} {e['events']:>4} events  {estimate:24} {change:22} {e['action']}"
+        )
+    click.echo(f"  (full result: pgx-loop analyze prints it as JSON; {json.dumps(result.run_id)} is this run)")
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 def demo(host: str, port: int) -> None:
-    """Serve the repository's rules with the sample requests in examples/, showing what to try."""
-    library = library_or_exit(None)
-    examples = Settings().rules_dir.parent / "examples"
+    """Build the demo database if needed, run one learning cycle, then serve with the scheduler on."""
+    settings = Settings()
+    analytics = AnalyticsSettings()
+    library = library_or_exit(settings.rules_dir)
+    _demo_database(analytics)
+    _demo_cycle(analytics)
+    examples = settings.rules_dir.parent / "examples"
     base = f"http://{host}:{port}"
+    post = f"curl -s -X POST {base}/cds-services"
     click.echo(
         f"""
 pgx-loop demo: {len(library.rules)} rule(s), {len(library.genes)} gene definition(s), library {library.version}
@@ -45,15 +102,23 @@ pgx-loop demo: {len(library.rules)} rule(s), {len(library.genes)} gene definitio
     curl -s {base}/cds-services
 
   A clopidogrel order for a CYP2C19 poor metabolizer (order-select), expecting a critical card:
-    curl -s -X POST {base}/cds-services/pgx-order-select \\
-         -H 'Content-Type: application/json' -d @{examples}/order-select-poor-metabolizer.json
+    {post}/pgx-order-select -H 'Content-Type: application/json' -d @{examples}/order-select-poor-metabolizer.json
+
+  An intermediate metabolizer (order-sign); if the cycle above escalated that group, the card says
+  its alert level comes from this hospital's own outcome data:
+    {post}/pgx-order-sign -H 'Content-Type: application/json' -d @{examples}/order-sign-intermediate-metabolizer.json
 
   The same drug for a normal metabolizer, expecting no card:
-    curl -s -X POST {base}/cds-services/pgx-order-select \\
-         -H 'Content-Type: application/json' -d @{examples}/order-select-normal-metabolizer.json
+    {post}/pgx-order-select -H 'Content-Type: application/json' -d @{examples}/order-select-normal-metabolizer.json
 
-  Every card and feedback lands in var/events/*.jsonl. API docs: {base}/docs
+  The learning loop:
+    .venv/bin/pgx-loop strength show                 # published tiers, and proposals awaiting approval
+    .venv/bin/pgx-loop strength approve N --by you   # apply proposal #N; the service picks it up within seconds
+    .venv/bin/pgx-loop strength rollback --by you    # undo the last change
+    curl -s {base}/status/strengths
+
+  Cards and feedback land in var/events/*.jsonl; the next cycle ingests them. API docs: {base}/docs
   Ctrl-C stops the service.
 """
     )
-    _serve(Settings(), host, port)
+    _serve(settings, host, port)

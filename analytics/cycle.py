@@ -1,0 +1,278 @@
+"""One analytics cycle: ingest events, estimate, decide, audit, publish. All or nothing.
+
+A cycle holds an exclusive lock (two never run at once) and does all its database work in one
+transaction: if anything fails (bad data, a crash in the middle), the transaction is rolled
+back, so events, estimates, proposals and strengths stay as they were; the failure itself is
+recorded in ``analysis_run``. The snapshot file is written from the database after commit.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from analytics import strengths
+from analytics.cohort import Study, build, cells, excluded_opt_outs
+from analytics.estimate import Estimate, estimate
+from analytics.events import ingest
+from analytics.genotypes import extract_measurements, refresh_phenotypes
+from analytics.omop import REQUIRED, type_problems
+from analytics.policy import Decision, Posterior, decide, update
+from analytics.settings import Paths
+from analytics.store import connect, count, first_row, table_exists
+from engine.learning import Group
+from engine.library import Library
+from engine.rules import Rule
+from engine.strengths import Snapshot
+
+log = logging.getLogger(__name__)
+SNAPSHOT_TABLES = ("person", "observation_period", "drug_exposure", "condition_occurrence", "measurement",
+                   "death", "pgx_result", "research_opt_out", "cds_event")  # fmt: skip
+
+
+class CycleBusy(RuntimeError):
+    """Another cycle holds the lock."""
+
+
+class NoData(RuntimeError):
+    """The database holds no OMOP data to learn from yet."""
+
+
+class BadData(ValueError):
+    """The OMOP tables are there but cannot be studied; the message names the columns."""
+
+
+@contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CycleBusy(f"another analytics cycle is running ({lock_path})") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass
+class CycleResult:
+    run_id: str
+    status: str
+    events_ingested: int = 0
+    opted_out_excluded: int = 0
+    snapshot_version: int = 0
+    estimates: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_json(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "events_ingested": self.events_ingested,
+            "opted_out_excluded": self.opted_out_excluded,
+            "snapshot_version": self.snapshot_version,
+            "seconds": round(self.seconds, 3),
+            "estimates": self.estimates,
+        }
+
+
+def data_snapshot(con: duckdb.DuckDBPyConnection) -> dict:
+    """Row counts and a content hash of every input table: what this cycle's estimates rest on."""
+    snapshot = {}
+    for table in SNAPSHOT_TABLES:
+        if table_exists(con, table):
+            rows, digest = first_row(con, f'SELECT count(*), bit_xor(hash(t)) FROM "{table}" t')
+            snapshot[table] = {"rows": int(rows), "hash": f"{(digest or 0) & 0xFFFFFFFFFFFFFFFF:016x}"}
+    return snapshot
+
+
+def _safe_streak(con: duckdb.DuckDBPyConnection, rule: str, group: str) -> int:
+    """Consecutive earlier cycles (newest first) whose evidence met the de-escalation bar."""
+    rows = con.execute(
+        """SELECT coalesce(json_extract(evidence, '$.safe_met')::BOOLEAN, false) FROM strength_audit
+           WHERE rule = ? AND phenotype = ? AND run_id IS NOT NULL AND action <> 'approved'
+           ORDER BY audit_id DESC LIMIT 12""",
+        [rule, group],
+    ).fetchall()
+    streak = 0
+    for (met,) in rows:
+        if not met:
+            break
+        streak += 1
+    return streak
+
+
+def _evidence(group: Group, local: Estimate, posterior: Posterior, decision: Decision, safe_met: bool) -> dict:
+    low, high = local.ci
+    summary = (
+        f"local HR {local.hr:.2f} (95% CI {low:.2f}-{high:.2f}, {local.events} events in {local.n} patients); "
+        f"published HR {group.prior.hr:.2f}; combined estimate {posterior.median_hr:.2f} "
+        f"(95% {posterior.quantile(0.025):.2f}-{posterior.quantile(0.975):.2f})"
+        if local.hr is not None and low is not None
+        else f"no usable local estimate; published HR {group.prior.hr:.2f}"
+    )
+    return {
+        "summary": summary,
+        "local": {"hr": local.hr, "ci": [low, high], "n": local.n, "events": local.events,
+                  "reference_n": local.reference_n, "reference_events": local.reference_events},
+        "prior": {"hr": group.prior.hr, "ci": list(group.prior.ci), "source": group.prior.source},
+        "posterior": {"hr": posterior.median_hr, "ci": [posterior.quantile(0.025), posterior.quantile(0.975)]},
+        "decision": {"action": decision.action, "reason": decision.reason},
+        "safe_met": safe_met,
+    }  # fmt: skip
+
+
+def _record_estimates(
+    con: duckdb.DuckDBPyConnection, run_id: str, rule: Rule, group: Group, items: tuple[Estimate, ...],
+    posterior: Posterior, cell_json: str,
+) -> None:  # fmt: skip
+    policy = rule.learning.policy
+    for item in items:
+        low, high = item.ci
+        con.execute(
+            "INSERT INTO estimate VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, rule.id, group.label, item.contrast, item.n, item.events, item.reference_n,
+             item.reference_events, item.person_years, item.hr, low, high, item.log_hr, item.se,
+             group.prior.hr, group.prior.se, posterior.median_hr, posterior.quantile(0.025),
+             posterior.quantile(0.975), posterior.probability_above(policy.harm_hr),
+             posterior.probability_below(policy.safe_hr), cell_json],
+        )  # fmt: skip
+
+
+def _study_rule(
+    con: duckdb.DuckDBPyConnection, rule: Rule, run_id: str, snapshot: Snapshot, data: dict, result: CycleResult
+) -> Snapshot:
+    """Estimate one rule and decide each group's tier: estimates, proposals and audit are recorded;
+    returns ``snapshot`` with the changes ``auto`` mode applies."""
+    learning = rule.learning
+    assert learning is not None
+    study = Study(rule, learning)
+    build(con, study)
+    result.opted_out_excluded += excluded_opt_outs(con)
+    cell_table = cells(con, study)
+    estimates = {(e.group, e.contrast): e for e in estimate(study, cell_table)}
+    for group in learning.groups:
+        mode = "propose" if learning.mode == "auto" and strengths.rolled_back(con, rule, group) else learning.mode
+        local = estimates[(group.label, "within-drug")]
+        interaction = estimates[(group.label, "interaction")]
+        posterior = update(group, learning.policy, local.log_hr, local.se)
+        tier, floor, ceiling = strengths.current_tier(rule, group, snapshot)
+        decision = decide(
+            learning.policy, tier=tier, floor=floor, ceiling=ceiling, posterior=posterior, events=local.events,
+            reference_events=local.reference_events, log_hr=local.log_hr, se=local.se,
+            safe_streak=_safe_streak(con, rule.id, group.label),
+        )  # fmt: skip
+        if mode == "off" and decision.changes:
+            decision = Decision(tier, tier, "off", f"learning mode is off; would {decision.action}: {decision.reason}")
+        safe_met = (
+            decision.action != "insufficient data"
+            and posterior.probability_below(learning.policy.safe_hr) > learning.policy.deescalate_probability
+        )
+        evidence = _evidence(group, local, posterior, decision, safe_met)
+        cell_json = cell_table[cell_table.grp.isin([group.label, "reference"])].to_json(orient="records")
+        _record_estimates(con, run_id, rule, group, (local, interaction), posterior, cell_json)
+        action = strengths.settle_proposal(con, run_id, rule, group, decision, evidence, mode == "propose")
+        if mode != learning.mode and decision.changes:
+            action += " (auto paused: rolled back by a person)"
+        applied = mode == "auto" and decision.changes
+        if applied:
+            changed = strengths.with_group(snapshot, rule, group, decision.tier_after, evidence["summary"], run_id)
+            snapshot = snapshot.model_copy(update={"strengths": tuple(changed)})
+        tier_after = decision.tier_after if applied else decision.tier_before
+        strengths.audit(
+            con, run_id=run_id, rule=rule.id, phenotype=group.label, tier_before=decision.tier_before,
+            tier_after=tier_after, action=action, reason=decision.reason,
+            approved_by="analytics (auto)" if applied else None, data_snapshot=data, evidence=evidence,
+        )  # fmt: skip
+        low, high = local.ci
+        result.estimates.append({
+            "rule": rule.id, "phenotype": group.label, "n": local.n, "events": local.events,
+            "hr": local.hr, "ci_low": low, "ci_high": high, "posterior_hr": posterior.median_hr,
+            "tier_before": decision.tier_before, "tier_after": tier_after,
+            "proposed_tier": decision.tier_after if mode == "propose" and decision.changes else None,
+            "action": action, "reason": decision.reason, "interaction_hr": interaction.hr,
+            "reference_n": local.reference_n, "reference_events": local.reference_events,
+        })  # fmt: skip
+    return snapshot
+
+
+def run_cycle(library: Library, paths: Paths) -> CycleResult:
+    """One full cycle; raises CycleBusy if another is running, re-raises a failure after rollback."""
+    with exclusive(paths.lock):
+        started = time.perf_counter()
+        run_id = uuid.uuid4().hex[:12]
+        result = CycleResult(run_id, "running")
+        con = connect(paths.database)
+        try:
+            # Holding the lock, any run still marked running was cut off (killed, power lost).
+            con.execute("UPDATE analysis_run SET status = 'interrupted' WHERE status = 'running'")
+            missing = [table for table in REQUIRED if not table_exists(con, table)]
+            if missing:
+                raise NoData(
+                    f"{paths.database} has no {', '.join(missing)} table yet: load data first "
+                    "(pgx-loop load-omop, or pgx-loop simulate for synthetic data)"
+                )
+            con.execute(
+                "INSERT INTO analysis_run (run_id, started_at, status, library_version) "
+                "VALUES (?, now(), 'running', ?)",
+                [run_id, library.version],
+            )
+            con.execute("BEGIN")
+            try:
+                result.events_ingested = ingest(con, paths.events)
+                problems = type_problems(con)
+                if problems:
+                    raise BadData(f"{paths.database}: " + "; ".join(problems))
+                extract_measurements(con, set(library.genes))
+                refresh_phenotypes(con, library)
+                data = data_snapshot(con)
+                published = working = strengths.latest(con)
+                for rule in library.rules:
+                    if rule.learning is not None:
+                        working = _study_rule(con, rule, run_id, working, data, result)
+                if working.strengths != published.strengths:
+                    result.snapshot_version = strengths.publish(con, list(working.strengths), run_id).version
+                else:
+                    result.snapshot_version = published.version
+                con.execute(
+                    "UPDATE analysis_run SET finished_at = now(), status = 'ok', data_snapshot = ?, "
+                    "events_ingested = ?, opted_out_excluded = ? WHERE run_id = ?",
+                    [json.dumps(data), result.events_ingested, result.opted_out_excluded, run_id],
+                )
+                con.execute("COMMIT")
+            except BaseException as exc:
+                con.execute("ROLLBACK")
+                con.execute(
+                    "UPDATE analysis_run SET finished_at = now(), status = 'failed', message = ? WHERE run_id = ?",
+                    [f"{type(exc).__name__}: {exc}"[:2000], run_id],
+                )
+                raise
+            strengths.write_file(con, paths.snapshot)
+            result.status = "ok"
+            result.seconds = time.perf_counter() - started
+            log.info("analytics cycle %s done in %.1f s", run_id, result.seconds)
+            return result
+        finally:
+            con.close()
+
+
+def status(database: Path) -> dict:
+    """Counts for the demo and the readiness check."""
+    if not database.exists():
+        return {}
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        return {table: count(con, table) for table in ("person", "pgx_result", "cds_event", "estimate")}
+    finally:
+        con.close()

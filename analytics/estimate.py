@@ -1,0 +1,108 @@
+"""Hazard ratios from the cells: a piecewise-exponential Poisson model, fitted with statsmodels.
+
+    events ~ C(grp) + C(band) + covariates,  offset log(person-time)       among the drug's users
+    events ~ C(grp) * target + C(band) + covariates, offset log(person-time)   drug and comparators
+
+The first gives each genotype group's hazard ratio against the reference on the drug (what the
+literature prior describes); the second the genotype x drug interaction, which stays valid after
+the alert starts switching patients (learning-loop.md §4). Cells are sufficient statistics: the
+fit equals the individual-level Poisson fit, and approximates Cox (tests check both).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+import statsmodels.formula.api as smf
+
+from analytics.cohort import REFERENCE, Study
+
+Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One hazard ratio with its 95% CI, and the counts it rests on."""
+
+    group: str
+    contrast: str  # "within-drug" or "interaction"
+    n: int
+    events: int
+    reference_n: int
+    reference_events: int
+    person_years: float
+    log_hr: float | None
+    se: float | None
+
+    @property
+    def hr(self) -> float | None:
+        return math.exp(self.log_hr) if self.log_hr is not None else None
+
+    @property
+    def ci(self) -> tuple[float | None, float | None]:
+        if self.log_hr is None or self.se is None:
+            return None, None
+        return math.exp(self.log_hr - Z95 * self.se), math.exp(self.log_hr + Z95 * self.se)
+
+
+def _formula(study: Study, interaction: bool) -> str:
+    terms = [f"C(grp, Treatment('{REFERENCE}'))"]
+    if interaction:
+        terms = [f"C(grp, Treatment('{REFERENCE}')) * target"]
+    terms.append("C(band)")
+    for name in study.covariate_names:
+        terms.append(f"C({name})" if name in ("age", "sex") else name)
+    return "events ~ " + " + ".join(terms)
+
+
+def _counts(cells: pd.DataFrame, group: str, target: int | None) -> tuple[int, int, float]:
+    rows = cells[(cells.grp == group) & ((cells.target == target) if target is not None else True)]
+    first_band = rows[rows.band == rows.band.min()] if len(rows) else rows
+    return int(first_band.n.sum()), int(rows.events.sum()), float(rows.person_days.sum() / 365.25)
+
+
+def _fit(cells: pd.DataFrame, formula: str):
+    data = cells[cells.person_days > 0]
+    model = smf.glm(formula, data=data, family=sm.families.Poisson(), exposure=data.person_days)
+    return model.fit()
+
+
+def estimate(study: Study, cells: pd.DataFrame) -> list[Estimate]:
+    """Both contrasts for every group (log HR None where the data cannot support a fit)."""
+    estimates = []
+    on_drug = cells[cells.target == 1]
+    fits = {}
+    for contrast, data, interaction in (("within-drug", on_drug, False), ("interaction", cells, True)):
+        usable = data.groupby("grp").events.sum()
+        if (
+            REFERENCE not in usable.index
+            or usable.get(REFERENCE, 0) == 0
+            or (interaction and cells.target.nunique() < 2)
+        ):
+            fits[contrast] = None
+            continue
+        try:
+            fits[contrast] = _fit(data, _formula(study, interaction))
+        except (ValueError, np.linalg.LinAlgError):
+            fits[contrast] = None
+    reference_n, reference_events, _ = _counts(on_drug, REFERENCE, None)
+    for group in study.learning.groups:
+        n, events, years = _counts(on_drug, group.label, None)
+        for contrast in ("within-drug", "interaction"):
+            fit = fits[contrast]
+            term = f"C(grp, Treatment('{REFERENCE}'))[T.{group.label}]"
+            if contrast == "interaction":
+                term += ":target"
+            log_hr = se = None
+            if fit is not None and term in fit.params.index and events > 0:
+                log_hr, se = float(fit.params[term]), float(fit.bse[term])
+                if not (math.isfinite(log_hr) and math.isfinite(se)) or se > 10:  # separation: no estimate
+                    log_hr = se = None
+            estimates.append(
+                Estimate(group.label, contrast, n, events, reference_n, reference_events, years, log_hr, se)
+            )
+    return estimates

@@ -1,0 +1,103 @@
+"""The scheduled loop: an analytics cycle every ``analytics_interval_hours``, beside the service.
+
+The schedule continues from the last successful cycle recorded in the database, so restarting
+the service neither skips a night nor runs the cycle again at every start. Each cycle runs in a
+fresh child process: its memory (DuckDB, statsmodels) goes back to the system when it ends, and
+it never holds the service's interpreter lock. Each cycle reads the rule files afresh; broken
+rules, missing data or a failed cycle are logged and skipped (the cycle has rolled back, so no
+strength moved), and the next one is tried on schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import sys
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+from apscheduler.executors.pool import ProcessPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from analytics.cycle import BadData, CycleBusy, CycleResult, NoData, run_cycle
+from analytics.settings import AnalyticsSettings
+from engine.library import load_library
+from engine.yamlsource import SourceError
+
+log = logging.getLogger(__name__)
+JOB_ID = "analytics-cycle"
+
+
+def last_success(settings: AnalyticsSettings) -> datetime | None:
+    """When the last cycle that completed finished (None: never, or no database yet)."""
+    if not settings.database.exists():
+        return None
+    try:
+        con = duckdb.connect(str(settings.database), read_only=True)
+    except duckdb.Error:  # held by a writer right now: behave as if overdue
+        return None
+    try:
+        rows = con.execute("SELECT max(finished_at) FROM analysis_run WHERE status = 'ok'").fetchall()
+    except duckdb.CatalogException:
+        return None
+    finally:
+        con.close()
+    return rows[0][0] if rows and rows[0][0] else None
+
+
+def next_due(settings: AnalyticsSettings, now: datetime) -> datetime:
+    """The last success plus the interval, or now when overdue or never run."""
+    last = last_success(settings)
+    due = last + timedelta(hours=settings.analytics_interval_hours) if last else now
+    return max(due, now)
+
+
+def scheduled_cycle(settings: AnalyticsSettings) -> CycleResult | None:
+    """One cycle as the scheduler runs it: never raises, logs what happened."""
+    if not logging.getLogger().handlers:  # a spawned child starts with no logging set up
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        library = load_library(settings.rules_dir)
+    except SourceError as exc:
+        log.error("analytics cycle skipped: the rule files do not load (%d problem(s)); strengths unchanged",
+                  len(exc.problems))  # fmt: skip
+        return None
+    try:
+        result = run_cycle(library, settings.paths())
+    except (CycleBusy, NoData) as exc:
+        log.warning("analytics cycle skipped: %s", exc)
+        return None
+    except BadData as exc:
+        log.error("analytics cycle failed, strengths unchanged: %s", exc)
+        return None
+    except Exception:
+        log.exception("analytics cycle failed; it was rolled back, strengths unchanged")
+        return None
+    changed = [e for e in result.estimates if e["tier_after"] != e["tier_before"] or e.get("proposed_tier")]
+    log.info("analytics cycle %s: %d estimate(s), %d change(s) or proposal(s), strengths version %d",
+             result.run_id, len(result.estimates), len(changed), result.snapshot_version)  # fmt: skip
+    return result
+
+
+def start_scheduler(settings: AnalyticsSettings) -> BackgroundScheduler | None:
+    """Start the background schedule (None when the interval is 0: analytics off in this process)."""
+    hours = settings.analytics_interval_hours
+    if hours <= 0:
+        return None
+    child = {"mp_context": multiprocessing.get_context("spawn"), "max_tasks_per_child": 1}
+    scheduler = BackgroundScheduler(executors={"default": ProcessPoolExecutor(1, pool_kwargs=child)}, timezone=UTC)
+    first = next_due(settings, datetime.now(UTC))
+    scheduler.add_job(
+        scheduled_cycle,
+        IntervalTrigger(hours=hours, start_date=first, timezone=UTC),
+        args=[settings],
+        id=JOB_ID,
+        next_run_time=first,
+        max_instances=1,  # and the cycle's own lock keeps other processes out too
+        coalesce=True,
+        misfire_grace_time=3600,
+    )
+    scheduler.start()
+    log.info("analytics every %g h; next cycle at %s", hours, first.isoformat(timespec="seconds"))
+    return scheduler

@@ -1,0 +1,55 @@
+"""Analytics configuration, from ``PGX_LOOP_*`` environment variables (shared names with the service)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.library import default_rules_dir
+
+
+@dataclass
+class Paths:
+    """The files a cycle reads and writes: the database, the service's event log, the strengths it publishes."""
+
+    database: Path
+    events: Path
+    snapshot: Path
+
+    @property
+    def lock(self) -> Path:
+        return self.database.with_name(self.database.name + ".cycle.lock")
+
+
+class AnalyticsSettings(BaseSettings):
+    """Everything the learning loop reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PGX_LOOP_", extra="ignore")
+
+    rules_dir: Path = Field(default_factory=default_rules_dir)
+    var_dir: Path = Path("var")
+    db: Path | None = Field(default=None, description="The analytics DuckDB file (default var/pgx-loop.duckdb)")
+    event_log_dir: Path | None = None
+    strengths_file: Path | None = None
+    key_file: Path | None = None
+    analytics_interval_hours: float = Field(
+        default=24.0, ge=0, description="Hours between scheduled analytics cycles in `serve` (0: never)"
+    )
+
+    @property
+    def database(self) -> Path:
+        return self.db or self.var_dir / "pgx-loop.duckdb"
+
+    @property
+    def key_path(self) -> Path:
+        return self.key_file or self.var_dir / "pgx-loop.key"
+
+    def paths(self, database: Path | None = None) -> Paths:
+        return Paths(
+            database or self.database,
+            self.event_log_dir or self.var_dir / "events",
+            self.strengths_file or self.var_dir / "strengths.json",
+        )

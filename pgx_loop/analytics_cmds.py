@@ -1,0 +1,227 @@
+"""The learning loop's commands: simulate, load-omop, load-genotypes, analyze, strength."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+import duckdb
+import yaml
+
+from analytics import strengths as published
+from analytics.settings import AnalyticsSettings
+from analytics.store import connect, transaction
+from pgx_loop.options import library_or_exit
+
+# The simulator, the study and the models (numpy, pandas, statsmodels) are imported by the
+# commands that use them, so that `strength show` and `--help` answer at once.
+
+db_option = click.option(
+    "--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="The analytics DuckDB file (default: PGX_LOOP_DB, else var/pgx-loop.duckdb).",
+)  # fmt: skip
+
+
+def _settings(db: Path | None) -> AnalyticsSettings:
+    settings = AnalyticsSettings()
+    return settings.model_copy(update={"db": db}) if db else settings
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+
+@click.command(name="simulate")
+@click.option("--persons", type=click.IntRange(min=1), required=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--truth", "truth_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@db_option
+def simulate_command(persons: int, seed: int, truth_file: Path | None, db: Path | None) -> None:
+    """Write a synthetic OMOP cohort with known true effects into the database."""
+    from analytics.simulate import Truth, simulate
+    from engine.identifiers import Identifiers, load_or_create_key
+
+    _log_to_stderr()
+    settings = _settings(db)
+    library = library_or_exit(settings.rules_dir)
+    try:
+        truth = Truth.from_file(truth_file) if truth_file else Truth()
+    except (ValueError, yaml.YAMLError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--truth") from None
+    if problems := truth.problems(library):
+        raise click.BadParameter("; ".join(problems), param_hint="--truth")
+    identifiers = Identifiers(load_or_create_key(settings.key_path))
+    con = connect(settings.database)
+    try:
+        counts = simulate(con, library, persons=persons, seed=seed, truth=truth, identifiers=identifiers)
+    finally:
+        con.close()
+    click.echo(json.dumps({"database": str(settings.database), "rows": counts}, indent=2))
+
+
+@click.command(name="load-omop")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@db_option
+def load_omop_command(source: Path, db: Path | None) -> None:
+    """Import an OMOP CDM extract: a DuckDB file, or a folder of CSV/Parquet files named after the tables."""
+    from analytics.genotypes import extract_measurements
+    from analytics.omop import OmopError, load_omop
+
+    _log_to_stderr()
+    settings = _settings(db)
+    library = library_or_exit(settings.rules_dir)
+    con = connect(settings.database)
+    try:
+        report = load_omop(con, source)
+        with transaction(con):
+            genotypes = extract_measurements(con, set(library.genes))
+    except OmopError as exc:
+        raise click.ClickException(str(exc)) from None
+    except duckdb.Error as exc:  # a file DuckDB cannot read, a value of the wrong type: nothing was changed
+        raise click.ClickException(f"{source}: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+    click.echo(
+        json.dumps({"tables": report.tables, "skipped": report.skipped, "genotype_results": genotypes}, indent=2)
+    )
+
+
+@click.command(name="load-genotypes")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@db_option
+def load_genotypes_command(file: Path, db: Path | None) -> None:
+    """Import a lab's genotype CSV: person_id,gene,diplotype[,result_date]."""
+    from analytics.genotypes import GenotypeFileError, load_genotype_file
+
+    con = connect(_settings(db).database)
+    try:
+        with transaction(con):
+            rows = load_genotype_file(con, file)
+    except GenotypeFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        con.close()
+    click.echo(json.dumps({"file": str(file), "results": rows}))
+
+
+@click.command(name="load-opt-outs")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@db_option
+def load_opt_outs_command(file: Path, db: Path | None) -> None:
+    """Replace the research opt-out list with a CSV: person_id[,since]. Never affects alerts."""
+    from analytics.opt_outs import OptOutFileError, load_opt_outs
+
+    con = connect(_settings(db).database)
+    try:
+        with transaction(con):
+            persons = load_opt_outs(con, file)
+    except OptOutFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        con.close()
+    click.echo(json.dumps({"file": str(file), "opted_out": persons}))
+
+
+@click.command(name="analyze")
+@db_option
+def analyze_command(db: Path | None) -> None:
+    """Run one analytics cycle; prints its result as one JSON object (logs go to stderr)."""
+    from analytics.cycle import BadData, CycleBusy, NoData, run_cycle
+
+    _log_to_stderr()
+    settings = _settings(db)
+    library = library_or_exit(settings.rules_dir)
+    try:
+        result = run_cycle(library, settings.paths())
+    except (BadData, CycleBusy, NoData) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(result.as_json(), indent=2))
+
+
+@click.group(name="strength")
+def strength() -> None:
+    """Show, approve and roll back the tiers the learning loop publishes."""
+
+
+@strength.command(name="show")
+@db_option
+def show(db: Path | None) -> None:
+    """The published strengths and the proposals waiting for approval."""
+    con = connect(_settings(db).database)
+    try:
+        snapshot = published.latest(con)
+        pending = con.execute(
+            "SELECT proposal_id, rule, phenotype, tier_before, tier_after, reason, created_at FROM strength_proposal "
+            "WHERE status = 'pending' ORDER BY proposal_id"
+        ).fetchall()
+    finally:
+        con.close()
+    click.echo(f"snapshot version {snapshot.version} ({snapshot.created or 'never published'})")
+    for s in snapshot.strengths:
+        click.echo(f"  {s.rule}  {s.phenotype}: {s.tier}  ({s.evidence})")
+    click.echo(f"pending proposals: {len(pending)}")
+    for proposal_id, rule, phenotype, before, after, reason, created in pending:
+        click.echo(f"  #{proposal_id} {rule} {phenotype}: {before} -> {after}  ({reason}; {created:%Y-%m-%d})")
+
+
+@strength.command(name="history")
+@db_option
+def history(db: Path | None) -> None:
+    """Every tier decision, newest first (the append-only audit)."""
+    con = connect(_settings(db).database)
+    try:
+        rows = con.execute(
+            "SELECT decided_at, run_id, rule, phenotype, tier_before, tier_after, action, reason, approved_by, "
+            "snapshot_version FROM strength_audit ORDER BY audit_id DESC"
+        ).fetchall()
+    finally:
+        con.close()
+    for at, run_id, rule, phenotype, before, after, action, reason, by, version in rows:
+        who = f" by {by}" if by else ""
+        published_as = f" -> snapshot v{version}" if version else ""
+        what = f"{rule} {phenotype}: {before or 'rule file'} -> {after or 'rule file'} [{action}{who}{published_as}]"
+        click.echo(f"{at:%Y-%m-%d %H:%M} {run_id or '-':12} {what} {reason}")
+
+
+@strength.command(name="approve")
+@click.argument("proposal_id", type=int)
+@click.option("--by", required=True, help="Who approves (recorded in the audit)")
+@db_option
+def approve(proposal_id: int, by: str, db: Path | None) -> None:
+    """Apply a pending proposal."""
+    settings = _settings(db)
+    library = library_or_exit(settings.rules_dir)
+    con = connect(settings.database)
+    try:
+        snapshot = published.approve(con, proposal_id, by, {rule.id: rule for rule in library.rules})
+        published.write_file(con, settings.paths().snapshot)
+    except published.StrengthError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        con.close()
+    click.echo(f"approved #{proposal_id}; published snapshot version {snapshot.version}")
+
+
+@strength.command(name="rollback")
+@click.option("--to", "to_version", type=int, default=None, help="Snapshot version to restore (default: the previous)")
+@click.option("--by", required=True, help="Who rolls back (recorded in the audit)")
+@db_option
+def rollback(to_version: int | None, by: str, db: Path | None) -> None:
+    """Publish an earlier snapshot's tiers again."""
+    settings = _settings(db)
+    con = connect(settings.database)
+    try:
+        snapshot = published.rollback(con, to_version, by)
+        published.write_file(con, settings.paths().snapshot)
+    except published.StrengthError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        con.close()
+    click.echo(f"rolled back; published snapshot version {snapshot.version}")
+
+
+COMMANDS = (simulate_command, load_omop_command, load_genotypes_command, load_opt_outs_command, analyze_command,
+            strength)  # fmt: skip

@@ -1,0 +1,85 @@
+"""The schedule: when the next cycle is due, that it runs in the background, and that failures are contained."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from analytics.scheduler import next_due, scheduled_cycle, start_scheduler
+from analytics.settings import AnalyticsSettings
+from engine.library import Library
+from tests.conftest import RULES
+from tests.learning_data import simulated, truth
+
+
+@pytest.fixture(scope="module")
+def site_db(library: Library, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("scheduled") / "site.duckdb"
+    simulated(library, 20_000, seed=8, effects=truth(), path=path).close()
+    return path
+
+
+def settings_for(tmp_path: Path, source: Path, rules: Path = RULES, hours: float = 24) -> AnalyticsSettings:
+    database = tmp_path / "loop.duckdb"
+    if not database.exists():
+        shutil.copy(source, database)
+    return AnalyticsSettings(rules_dir=rules, var_dir=tmp_path / "var", db=database, analytics_interval_hours=hours)
+
+
+def test_the_next_cycle_is_due_an_interval_after_the_last_success(tmp_path: Path, site_db: Path):
+    settings = settings_for(tmp_path, site_db)
+    now = datetime.now(UTC)
+    assert next_due(settings, now) == now  # never run: due now
+    result = scheduled_cycle(settings)
+    assert result is not None and result.status == "ok"
+    due = next_due(settings, now)
+    assert timedelta(hours=23, minutes=59) < due - now < timedelta(hours=24, minutes=1)
+    # Overdue (the service was down over night): due at once, not a day late.
+    later = now + timedelta(hours=30)
+    assert next_due(settings, later) == later
+
+
+def test_a_scheduled_cycle_on_broken_rules_is_skipped_and_changes_nothing(tmp_path: Path, site_db: Path, caplog):
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    (rules / "cyp2c19-clopidogrel.yaml").write_text("id: cyp2c19-clopidogrel\ntitle: [unclosed\n")
+    settings = settings_for(tmp_path, site_db, rules=rules)
+    with caplog.at_level(logging.ERROR):
+        assert scheduled_cycle(settings) is None
+    assert "the rule files do not load" in caplog.text
+    assert not settings.paths().snapshot.exists()
+    con = duckdb.connect(str(settings.database), read_only=True)
+    assert con.execute("SELECT count(*) FROM analysis_run").fetchall() == [(0,)]
+    con.close()
+
+
+def test_the_scheduler_runs_an_overdue_cycle_in_a_child_process(tmp_path: Path, site_db: Path):
+    settings = settings_for(tmp_path, site_db)
+    scheduler = start_scheduler(settings)
+    assert scheduler is not None
+    try:
+        deadline = time.monotonic() + 60
+        finished = []
+        while time.monotonic() < deadline and not finished:
+            time.sleep(0.5)
+            try:
+                con = duckdb.connect(str(settings.database), read_only=True)
+            except duckdb.Error:  # the cycle holds the file
+                continue
+            finished = con.execute("SELECT status FROM analysis_run").fetchall()
+            con.close()
+        assert finished == [("ok",)]
+        job = scheduler.get_job("analytics-cycle")
+        assert job.next_run_time > datetime.now(UTC) + timedelta(hours=23)
+    finally:
+        scheduler.shutdown(wait=True)
+
+
+def test_an_interval_of_zero_turns_the_schedule_off(tmp_path: Path, site_db: Path):
+    assert start_scheduler(settings_for(tmp_path, site_db, hours=0)) is None
