@@ -241,3 +241,15 @@ def individual_rows(con: duckdb.DuckDBPyConnection, study: Study) -> pd.DataFram
                    CAST(event_date IS NOT NULL AS INTEGER) AS event
             FROM study_population"""
     ).df()
+
+
+def person_bands(rows: pd.DataFrame, days: int) -> pd.DataFrame:
+    """``individual_rows`` split at the band edges: the person-level data the cells summarise."""
+    pieces = []
+    for start, end in time_bands(days):
+        at_risk = rows[rows.fu > start].copy()
+        at_risk["band"] = start
+        at_risk["person_days"] = at_risk.fu.clip(upper=end) - start
+        at_risk["events"] = ((at_risk.event == 1) & (at_risk.fu <= end)).astype(int)
+        pieces.append(at_risk)
+    return pd.concat(pieces, ignore_index=True)

@@ -56,11 +56,10 @@ def estimation_step(database: Path, individual: bool) -> dict:
     """The estimation alone, per rule: study SQL, then the fit on cells or on person-band rows."""
     import duckdb
     import numpy as np
-    import pandas as pd
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
 
-    from analytics.cohort import Study, build, cells, individual_rows, time_bands
+    from analytics.cohort import Study, build, cells, individual_rows, person_bands
     from analytics.estimate import _formula, estimate
     from analytics.genotypes import refresh_phenotypes
     from engine.library import load_library
@@ -78,14 +77,7 @@ def estimation_step(database: Path, individual: bool) -> dict:
         if individual:
             people = individual_rows(con, study)
             people = people[people.target == 1]
-            pieces = []
-            for start, end in time_bands(rule.learning.time_at_risk_days):
-                band = people[people.fu > start].copy()
-                band["band"] = start
-                band["person_days"] = np.minimum(band.fu, end) - start
-                band["events"] = ((band.event == 1) & (band.fu <= end)).astype(int)
-                pieces.append(band)
-            data = pd.concat(pieces, ignore_index=True)
+            data = person_bands(people, rule.learning.time_at_risk_days)
             fit = smf.glm(_formula(study, False), data, family=sm.families.Poisson(), exposure=data.person_days).fit()
             rows += len(data)
             for group in rule.learning.groups:

@@ -11,7 +11,7 @@ import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
-from analytics.cohort import REFERENCE, Study, build, cells, individual_rows, time_bands
+from analytics.cohort import REFERENCE, Study, build, cells, individual_rows, person_bands
 from analytics.cycle import run_cycle
 from analytics.estimate import _formula, estimate
 from analytics.genotypes import refresh_phenotypes
@@ -31,22 +31,10 @@ def clopidogrel_study(library: Library):
     con.close()
 
 
-def _person_bands(rows: pd.DataFrame, study: Study) -> pd.DataFrame:
-    """Each person's follow-up split at the band edges: the individual-level piecewise-exponential data."""
-    pieces = []
-    for start, end in time_bands(study.learning.time_at_risk_days):
-        at_risk = rows[rows.fu > start].copy()
-        at_risk["band"] = start
-        at_risk["person_days"] = np.minimum(at_risk.fu, end) - start
-        at_risk["events"] = ((at_risk.event == 1) & (at_risk.fu <= end)).astype(int)
-        pieces.append(at_risk)
-    return pd.concat(pieces, ignore_index=True)
-
-
 def test_the_cell_fit_equals_the_individual_level_poisson_fit(clopidogrel_study):
     study, cell_table, rows = clopidogrel_study
     on_drug_cells = cell_table[(cell_table.target == 1) & (cell_table.person_days > 0)]
-    individual = _person_bands(rows[rows.target == 1], study)
+    individual = person_bands(rows[rows.target == 1], study.learning.time_at_risk_days)
     formula = _formula(study, interaction=False)
     from_cells = smf.glm(formula, on_drug_cells, family=sm.families.Poisson(), exposure=on_drug_cells.person_days)
     from_rows = smf.glm(formula, individual, family=sm.families.Poisson(), exposure=individual.person_days)
