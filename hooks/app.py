@@ -27,6 +27,7 @@ from engine.library import Library, load_library
 from hooks.discovery import SERVICES, Service
 from hooks.eventlog import EventLog, EventLogError
 from hooks.feedback import FeedbackRecorder
+from hooks.limits import Limits, TooComplex, TooLarge, request_bundles
 from hooks.prefetch import FhirFetcher, PrefetchUnavailable
 from hooks.reload import RulesWatcher, StrengthsWatcher
 from hooks.requests import FeedbackRequest, HookRequest
@@ -66,11 +67,21 @@ def _service(service_id: str) -> Service:
 
 
 async def _parse(request: Request, model: type[ModelT]) -> ModelT:
-    """Validate the JSON body. orjson, because parsing the body is most of a request's cost."""
+    """Validate the JSON body, within the size and shape limits.
+
+    orjson, because parsing the body is most of a request's cost.
+    """
+    limits: Limits = request.app.state.limits
+    body = await limits.read_body(request.headers.get("content-length"), request.stream())
     try:
-        data = orjson.loads(await request.body())
+        data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise BadRequest("the body is not valid JSON") from None
+    try:
+        limits.check_depth(body)
+        limits.check_bundles(request_bundles(data))
+    except TooComplex as exc:
+        raise BadRequest(str(exc)) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -155,6 +166,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         summary="Pharmacogenomic clinical decision support (CDS Hooks 2.0)",
         lifespan=lifespan,
     )
+    app.state.limits = Limits(settings.max_body_bytes, settings.max_json_depth, settings.max_bundle_entries)
 
     @app.exception_handler(UnknownService)
     async def unknown_service(request: Request, exc: UnknownService) -> Response:
@@ -167,6 +179,10 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> Response:
         return operation_outcome(400, "invalid", *exc.reasons)
+
+    @app.exception_handler(TooLarge)
+    async def too_large(request: Request, exc: TooLarge) -> Response:
+        return operation_outcome(413, "too-costly", str(exc))
 
     @app.exception_handler(PrefetchUnavailable)
     async def precondition_failed(request: Request, exc: PrefetchUnavailable) -> Response:

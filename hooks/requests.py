@@ -132,4 +132,4 @@ class FeedbackItem(_Open):
 class FeedbackRequest(_Open):
     """The body of ``POST /cds-services/{id}/feedback``."""
 
-    feedback: list[FeedbackItem] = Field(min_length=1)
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=1000)

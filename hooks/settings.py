@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         default=None, description="Rule strengths published by the learning loop (default var/strengths.json)"
     )
     fhir_timeout: float = Field(default=3.0, gt=0, le=30, description="Seconds allowed for each FHIR fallback fetch")
+    max_body_bytes: int = Field(default=4_000_000, ge=1024, description="Largest request body accepted (else 413)")
+    max_json_depth: int = Field(default=40, ge=8, le=1000, description="Deepest JSON nesting accepted (else 400)")
+    max_bundle_entries: int = Field(
+        default=1000, ge=1, description="Most entries in one Bundle of a request (draft orders, prefetch; else 400)"
+    )
     fhir_max_pages: int = Field(default=10, ge=1, le=100, description="Pages of a searchset followed at most")
 
     @property

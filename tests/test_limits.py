@@ -1,0 +1,116 @@
+"""Size and shape limits: each a clear 4xx with the reason, and an ordinary request unaffected."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from hooks.app import create_app
+from hooks.limits import Limits, TooComplex
+from tests.fhirdata import genotype, hook_request, medication_request
+
+SELECT = "/cds-services/pgx-order-select"
+
+
+@pytest.fixture
+def strict(settings, library):
+    limited = settings.model_copy(update={"max_body_bytes": 20_000, "max_json_depth": 16, "max_bundle_entries": 5})
+    with TestClient(create_app(limited, library)) as client:
+        yield client
+
+
+def reasons(response) -> list[str]:
+    return [issue["diagnostics"] for issue in response.json()["issue"]]
+
+
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth - 1):
+        value = {"a": [value]} if len(json.dumps(value)) % 2 else {"a": value}
+    return value
+
+
+def test_an_ordinary_request_is_within_every_limit(strict):
+    response = strict.post(SELECT, json=hook_request(genotypes=[genotype("CYP2C19", "*2/*2")]))
+    assert response.status_code == 200 and response.json()["cards"]
+
+
+def test_a_body_over_the_size_limit_gets_413(strict):
+    body = hook_request(genotypes=[genotype("CYP2C19", "*2/*2")])
+    body["context"]["note"] = "x" * 30_000
+    response = strict.post(SELECT, json=body)
+    assert response.status_code == 413
+    assert reasons(response) == ["the body is larger than the 20000 bytes this service accepts"]
+
+
+def test_a_chunked_body_without_length_is_cut_off_too(strict):
+    payload = orjson.dumps({**hook_request(), "pad": "x" * 30_000})
+
+    def chunks():
+        for start in range(0, len(payload), 4096):
+            yield payload[start : start + 4096]
+
+    response = strict.post(SELECT, content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_deep_nesting_gets_400_naming_the_limit(strict):
+    body = hook_request(genotypes=[genotype("CYP2C19", "*2/*2")])
+    body["context"]["extension"] = nested(30)
+    response = strict.post(SELECT, json=body)
+    assert response.status_code == 400
+    assert reasons(response) == ["the JSON is nested more than 16 levels deep"]
+
+
+def test_too_many_draft_orders_get_400(strict):
+    orders = [medication_request(f"draft-{n}") for n in range(6)]
+    response = strict.post(SELECT, json=hook_request(orders=orders))
+    assert response.status_code == 400
+    assert reasons(response) == ["context.draftOrders.entry: 6 entries, more than the 5 allowed"]
+
+
+def test_too_many_prefetched_results_get_400(strict):
+    body = hook_request(genotypes=[genotype("CYP2C19", "*1/*1") for _ in range(6)])
+    response = strict.post(SELECT, json=body)
+    assert response.status_code == 400
+    assert reasons(response) == ["prefetch.pgxGenotypes.entry: 6 entries, more than the 5 allowed"]
+
+
+def test_feedback_is_held_to_the_same_limits(strict):
+    response = strict.post(SELECT + "/feedback", json={"feedback": [], "extension": nested(30)})
+    assert response.status_code == 400 and "nested more than 16" in reasons(response)[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ("{}", 1),
+        ("[[], {}]", 2),
+        ('{"a": "[[[[[[", "b": [{"c": "}}}}\\"]]]"}]}', 3),
+        ('[{"a": [{"b": [1, 2, {"c": {}}]}]}]', 7),
+        ('"just a string with { and ["', 0),
+        ('{"a": "ends in a backslash \\\\", "b": [["\\"]"]]}', 3),
+    ],
+)
+def test_depth_is_measured_on_brackets_outside_strings(text, depth):
+    json.loads(text)  # the cases are valid JSON, as the check assumes
+    Limits(10_000, depth, 10).check_depth(text.encode())
+    if depth:
+        with pytest.raises(TooComplex):
+            Limits(10_000, depth - 1, 10).check_depth(text.encode())
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_reading():
+    read = []
+
+    async def chunks():
+        read.append(True)
+        yield b"{}"
+
+    with pytest.raises(Exception, match="larger than"):
+        asyncio.run(Limits(1000, 10, 10).read_body("5000", chunks()))
+    assert read == []
