@@ -24,10 +24,11 @@ from pydantic import BaseModel, ValidationError
 from engine.card_models import CdsResponse
 from engine.identifiers import Identifiers, load_or_create_key
 from engine.library import Library, load_library
-from hooks.discovery import SERVICES, Service
+from hooks.discovery import SERVICES, Discovery, Service
 from hooks.eventlog import EventLog, EventLogError
-from hooks.feedback import FeedbackRecorder
+from hooks.feedback import FeedbackReceipt, FeedbackRecorder
 from hooks.limits import Limits, TooComplex, TooLarge, request_bundles
+from hooks.outcomes import JSON, documented, operation_outcome
 from hooks.prefetch import FhirFetcher, PrefetchUnavailable
 from hooks.reload import RulesWatcher, StrengthsWatcher
 from hooks.requests import FeedbackRequest, HookRequest
@@ -38,12 +39,6 @@ log = logging.getLogger(__name__)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 DISCOVERY = orjson.dumps({"services": [service.model_dump() for service in SERVICES.values()]})
-JSON = "application/json"
-
-
-def operation_outcome(status: int, code: str, *diagnostics: str) -> Response:
-    issues = [{"severity": "error", "code": code, "diagnostics": text} for text in diagnostics or ("error",)]
-    return Response(orjson.dumps({"resourceType": "OperationOutcome", "issue": issues}), status, media_type=JSON)
 
 
 def _reasons(exc: RequestValidationError) -> list[str]:
@@ -201,7 +196,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     async def strengths_status(request: Request) -> dict[str, Any]:
         return request.app.state.strengths.status.as_json()
 
-    @app.get("/cds-services", summary="CDS Hooks discovery")
+    @app.get("/cds-services", summary="CDS Hooks discovery", responses={200: {"model": Discovery}})
     async def discovery() -> Response:
         return Response(DISCOVERY, media_type=JSON)
 
@@ -209,7 +204,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         "/cds-services/{service_id}",
         summary="Call a CDS service",
         openapi_extra=_json_body(HookRequest),
-        responses={200: {"model": CdsResponse}, 400: {}, 404: {}, 412: {}},
+        responses={200: {"model": CdsResponse}, **documented(400, 404, 412, 413, 503)},
     )
     async def call_service(service_id: str, request: Request) -> Response:
         service = _service(service_id)
@@ -221,9 +216,10 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         "/cds-services/{service_id}/feedback",
         summary="Feedback on cards",
         openapi_extra=_json_body(FeedbackRequest),
-        responses={400: {}, 404: {}},
+        response_model=FeedbackReceipt,
+        responses=documented(400, 404, 413, 503),
     )
-    async def feedback(service_id: str, request: Request) -> dict[str, Any]:
+    async def feedback(service_id: str, request: Request) -> FeedbackReceipt:
         service = _service(service_id)
         body = await _parse(request, FeedbackRequest)
         return await request.app.state.feedback.record(service, body)

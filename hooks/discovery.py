@@ -41,6 +41,12 @@ class Service(BaseModel):
     usageRequirements: str
 
 
+class Discovery(BaseModel):
+    """The body of ``GET /cds-services``."""
+
+    services: list[Service]
+
+
 SERVICES: dict[str, Service] = {
     service.id: service
     for service in (

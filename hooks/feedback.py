@@ -12,10 +12,20 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from engine.identifiers import Identifiers
 from hooks.discovery import Service
 from hooks.eventlog import EventLog
 from hooks.requests import FeedbackItem, FeedbackRequest
+
+
+class FeedbackReceipt(BaseModel):
+    """How many feedback items were new, and how many had been received before."""
+
+    recorded: int
+    duplicates: int
+
 
 REMEMBERED = 100_000  # recent feedback ids kept to recognise repeats without touching the disk
 
@@ -26,7 +36,7 @@ class FeedbackRecorder:
         self._events = events
         self._seen: OrderedDict[str, None] = OrderedDict()
 
-    async def record(self, service: Service, request: FeedbackRequest) -> dict[str, int]:
+    async def record(self, service: Service, request: FeedbackRequest) -> FeedbackReceipt:
         """Log each new feedback item durably; returns how many were new and how many repeats."""
         now = datetime.now(UTC).isoformat()
         fresh: list[dict[str, Any]] = []
@@ -43,7 +53,7 @@ class FeedbackRecorder:
             for event in fresh:
                 self._seen.pop(event["event_id"], None)
             raise
-        return {"recorded": len(fresh), "duplicates": len(request.feedback) - len(fresh)}
+        return FeedbackReceipt(recorded=len(fresh), duplicates=len(request.feedback) - len(fresh))
 
     def _remember(self, event_id: str) -> None:
         self._seen[event_id] = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -15,26 +16,44 @@ DEMO_PERSONS = 500_000
 DEMO_SEED = 1
 
 
+workers_option = click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes answering requests (each keeps its own event log segment and watches rules and strengths).",
+)
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
+@workers_option
 @rules_option
-def serve(host: str, port: int, rules_dir: Path | None) -> None:
+def serve(host: str, port: int, workers: int, rules_dir: Path | None) -> None:
     """Run the CDS Hooks service, and the analytics cycle on its schedule (PGX_LOOP_ANALYTICS_INTERVAL_HOURS)."""
-    settings = Settings(rules_dir=rules_dir) if rules_dir else Settings()
+    if rules_dir:
+        # Workers are separate processes that read their settings from the environment.
+        os.environ["PGX_LOOP_RULES_DIR"] = str(rules_dir)
+    settings = Settings()
     library_or_exit(settings.rules_dir)  # refuse to start on a broken rule set, with file:line messages
-    _serve(settings, host, port)
+    _serve(settings, host, port, workers)
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
     from analytics.scheduler import start_scheduler
     from hooks.app import create_app
 
+    # One scheduler, in this (supervising) process, however many workers answer requests.
     scheduler = start_scheduler(AnalyticsSettings(rules_dir=settings.rules_dir))
+    options = {"host": host, "port": port, "log_level": "info", "access_log": False}
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+        if workers == 1:
+            uvicorn.run(create_app(settings), **options)
+        else:
+            uvicorn.run("hooks.app:create_app", factory=True, workers=workers, **options)
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
@@ -84,7 +103,8 @@ def _demo_cycle(settings: AnalyticsSettings) -> None:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-def demo(host: str, port: int) -> None:
+@workers_option
+def demo(host: str, port: int, workers: int) -> None:
     """Build the demo database if needed, run one learning cycle, then serve with the scheduler on."""
     settings = Settings()
     analytics = AnalyticsSettings()
@@ -121,4 +141,4 @@ pgx-loop demo: {len(library.rules)} rule(s), {len(library.genes)} gene definitio
   Ctrl-C stops the service.
 """
     )
-    _serve(settings, host, port)
+    _serve(settings, host, port, workers)
