@@ -28,8 +28,12 @@ Fingerprint = tuple[tuple[str, int, int], ...]
 
 
 def fingerprint(directory: Path) -> Fingerprint:
-    """What changes when any gene or rule file is added, removed or edited."""
-    entries = []
+    """What changes when any gene or rule file is added, removed or edited, or the directory is switched.
+
+    The resolved directory counts too: a deploy that points a symlink at a copy made with
+    preserved times (``cp -p``, rsync) changes no file's name, time or size.
+    """
+    entries = [(str(directory.resolve()), 0, 0)]
     for path in sorted([*directory.glob("*.yaml"), *directory.glob("genes/*.yaml")]):
         try:
             stat = path.stat()
@@ -130,7 +134,8 @@ class RulesWatcher(Watcher):
         if not self._moved(fingerprint(self.directory)):
             return
         try:
-            library = await asyncio.to_thread(load_library, self.directory)
+            # Resolved once, so that a deploy switching a symlink to a new directory is read whole.
+            library = await asyncio.to_thread(load_library, self.directory.resolve())
         except SourceError as exc:
             self._failed([str(problem) for problem in exc.problems])
             return
