@@ -136,7 +136,12 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         events = EventLog(settings.events_path, window=settings.event_flush_ms / 1000)
         log.info("serving %d rules (library %s); event log %s", len(library.rules), library.version, events.path)
         async with httpx.AsyncClient(follow_redirects=False) as client:
-            fetcher = FhirFetcher(client, timeout=settings.fhir_timeout, max_pages=settings.fhir_max_pages)
+            fetcher = FhirFetcher(
+                client,
+                timeout=settings.fhir_timeout,
+                max_pages=settings.fhir_max_pages,
+                max_bytes=settings.fhir_max_bytes,
+            )
             hooks = HookHandler(library, identifiers, events, fetcher)
             app.state.hooks = hooks
             app.state.feedback = FeedbackRecorder(identifiers, events)

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from hooks.discovery import PGX_PREFETCH
 from hooks.requests import HookRequest
@@ -35,10 +36,11 @@ class FetchFailed(Exception):
 class FhirFetcher:
     """Bounded FHIR searches on the EHR's server."""
 
-    def __init__(self, client: httpx.AsyncClient, *, timeout: float, max_pages: int):
+    def __init__(self, client: httpx.AsyncClient, *, timeout: float, max_pages: int, max_bytes: int = 20_000_000):
         self._client = client
         self._timeout = timeout
         self._max_pages = max_pages
+        self._max_bytes = max_bytes
 
     async def search(self, server: str, query: str, token: str | None) -> list[dict[str, Any]]:
         """All pages of ``GET {server}/{query}``, within the time budget."""
@@ -79,18 +81,28 @@ class FhirFetcher:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            response = await self._client.get(url, headers=headers)
+            async with self._client.stream("GET", url, headers=headers) as response:
+                if response.status_code != 200:
+                    raise FetchFailed(f"FHIR server answered HTTP {response.status_code}")
+                content = await self._read(response)
         except httpx.HTTPError as exc:
             raise FetchFailed(f"FHIR server unreachable ({type(exc).__name__})") from None
-        if response.status_code != 200:
-            raise FetchFailed(f"FHIR server answered HTTP {response.status_code}")
         try:
-            body = response.json()
-        except ValueError:
+            body = orjson.loads(content)
+        except orjson.JSONDecodeError:
             raise FetchFailed("FHIR server answered with something other than JSON") from None
         if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
             raise FetchFailed("FHIR server did not answer with a Bundle")
         return body
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        """The body, refused past ``max_bytes``: one patient's results are kilobytes, never gigabytes."""
+        content = bytearray()
+        async for chunk in response.aiter_bytes():
+            content += chunk
+            if len(content) > self._max_bytes:
+                raise FetchFailed(f"FHIR server answered with more than {self._max_bytes} bytes")
+        return bytes(content)
 
 
 def _next_link(bundle: dict[str, Any]) -> str | None:

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     max_bundle_entries: int = Field(
         default=1000, ge=1, description="Most entries in one Bundle of a request (draft orders, prefetch; else 400)"
     )
+    fhir_max_bytes: int = Field(default=20_000_000, ge=1024, description="Largest FHIR search page read (else 412)")
     fhir_max_pages: int = Field(default=10, ge=1, le=100, description="Pages of a searchset followed at most")
 
     @property

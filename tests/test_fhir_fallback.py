@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
+from hooks.app import create_app
 from tests.fhirdata import genotype, hook_request
 
 SELECT = "/cds-services/pgx-order-select"
@@ -86,6 +88,15 @@ def test_a_slow_fhir_server_gives_412_within_the_time_budget(client, fhir_server
     response = client.post(SELECT, json=fallback_request(fhir_server))
     assert response.status_code == 412
     assert "did not answer within" in response.json()["issue"][0]["diagnostics"]
+
+
+def test_an_oversized_fhir_answer_gives_412_without_reading_it_all(settings, library, fhir_server):
+    fhir_server.observations = [genotype("CYP2C19", "*2/*2", obs_id=f"g{n}") for n in range(50)]
+    small = settings.model_copy(update={"fhir_max_bytes": 10_000})
+    with TestClient(create_app(small, library)) as client:
+        response = client.post(SELECT, json=fallback_request(fhir_server))
+    assert response.status_code == 412
+    assert "more than 10000 bytes" in response.json()["issue"][0]["diagnostics"]
 
 
 def test_an_unreachable_fhir_server_gives_412(client):
