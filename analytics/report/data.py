@@ -132,8 +132,8 @@ class RuleData:
     cards: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     override_reasons: dict[str, int] = field(default_factory=dict)
     changed: tuple[int, int] | None = None  # (changed, not changed); None without the pseudonym link
-    # equity: population group -> genotype group -> (users on the drug, events on the drug)
-    equity: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    # equity: population group -> genotype group -> (users on the drug, events, person-years)
+    equity: dict[str, dict[str, tuple[int, int, float]]] = field(default_factory=dict)
     alerts_by_population: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
@@ -208,8 +208,8 @@ def _cohort(con: duckdb.DuckDBPyConnection, data: RuleData) -> None:
         events[group][arm] += k
         days[group][arm] += float(person_days or 0)
         if target:
-            cell = data.equity.setdefault(population, {}).get(group, (0, 0))
-            data.equity[population][group] = (cell[0] + n, cell[1] + k)
+            cell = data.equity.setdefault(population, {}).get(group, (0, 0, 0.0))
+            data.equity[population][group] = (cell[0] + n, cell[1] + k, cell[2] + float(person_days or 0) / 365.25)
     data.users = {g: (a, b) for g, (a, b) in users.items()}
     data.events = {g: (a, b) for g, (a, b) in events.items()}
     data.person_years = {g: (a / 365.25, b / 365.25) for g, (a, b) in days.items()}

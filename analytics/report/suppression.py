@@ -42,15 +42,21 @@ def _lines(rows: int, columns: int) -> list[list[tuple[int, int]]]:
     return across + down
 
 
-def suppress(counts: list[list[int]], threshold: int = DEFAULT_MIN_CELL) -> Suppressed:
-    """Hide what the cell-size rule requires in ``counts`` (rows x columns) and its margins."""
+def suppress(
+    counts: list[list[int]], threshold: int = DEFAULT_MIN_CELL, hide: frozenset[tuple[int, int]] = frozenset()
+) -> Suppressed:
+    """Hide what the cell-size rule requires in ``counts`` (rows x columns) and its margins.
+
+    ``hide``: grid entries to hide as well, e.g. a total that another table already hides (so that
+    two tables sharing a total cannot be combined).
+    """
     if threshold < 0:
         raise ValueError("the small-cell threshold cannot be negative")
     if any(value < 0 for row in counts for value in row):
         raise ValueError("counts cannot be negative")
     grid = with_margins(counts)
     rows, columns = len(counts), len(grid[0]) - 1
-    hidden = [[1 <= value <= threshold for value in row] for row in grid]
+    hidden = [[1 <= value <= threshold or (i, j) in hide for j, value in enumerate(row)] for i, row in enumerate(grid)]
     lines = _lines(rows, columns)
     changed = True
     while changed:

@@ -1,0 +1,81 @@
+"""The plain-language summary at the top of a report: what changed since the last one, and why.
+
+It is written only from what the report shows: counts come from the suppressed tables (a hidden
+count stays hidden here too) and a local estimate only when the tables show it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from analytics.report.view import ReportView, RuleView, Table
+
+
+def _cell(table: Table, row: str, column: str) -> str:
+    index = table.columns.index(column)
+    return next(r[index] for r in table.rows if r[0] == row)
+
+
+def _changes(view: ReportView, rule: RuleView) -> list[str]:
+    since = view.data.previous.started_at if view.data.previous else None
+    lines = []
+    for change in rule.data.history:
+        if since is not None and change.decided_at < since:
+            continue
+        if change.tier_before != change.tier_after:
+            who = f" by {change.by}" if change.by else ""
+            lines.append(f"{rule.data.drug}, {change.group}: {change.tier_before or 'rule file'} → "
+                         f"{change.tier_after or 'rule file'} ({change.action}{who}), because {change.reason}.")  # fmt: skip
+        elif change.action.startswith("propose") and "still pending" not in change.action:
+            lines.append(f"{rule.data.drug}, {change.group}: proposed {change.action.removeprefix('propose ')}, "
+                         f"because {change.reason}; it waits for a pharmacist's approval.")  # fmt: skip
+    return lines
+
+
+def _estimates(view: ReportView, rule: RuleView) -> list[str]:
+    lines = []
+    previous = view.data.previous
+    for group, row in rule.shown_estimates.items():
+        text = f"{rule.data.drug}, {group}: this site's HR {row.hr:.2f} ({row.ci_low:.2f} to {row.ci_high:.2f})"
+        before = next((e for e in rule.data.trend if previous and e.run_id == previous.run_id and e.group == group),
+                      None)  # fmt: skip
+        if before is not None and before.hr is not None and min(before.events, before.reference_events) > view.min_cell:
+            text += f", was {before.hr:.2f} at the previous cycle"
+        lines.append(text + f"; combined with the literature {row.posterior_hr:.2f}.")
+    return lines
+
+
+def _alerts(rule: RuleView) -> str | None:
+    cards = rule.alerts[0]
+    if not cards.rows:
+        return None
+    shown = _cell(cards, "Total", "cards shown")
+    accepted = _cell(cards, "Total", "accepted of answered")
+    if shown == "0":
+        return f"{rule.data.drug}: no cards shown yet."
+    if shown == "*":
+        return f"{rule.data.drug}: a small number of cards shown (not given: small counts are suppressed)."
+    answered = "" if accepted == "*" else f"; {accepted} of those answered were accepted"
+    return f"{rule.data.drug}: {shown} cards shown in all{answered}."
+
+
+def summarise(view: ReportView) -> list[str]:
+    """Short sentences, most important first."""
+    data = view.data
+    if data.run is None:
+        return ["No analytics cycle has completed yet: there are no estimates to report."]
+    lines = []
+    changes = [line for rule in view.rules for line in _changes(view, rule)]
+    since = "since the previous cycle" if data.previous else "in the first cycle"
+    lines += changes or [f"No tier changed and nothing was proposed {since}."]
+    pending = sum(len(rule.data.proposals) for rule in view.rules)
+    if pending:
+        lines.append(f"{pending} proposal(s) await approval (see Strength below).")
+    for rule in view.rules:
+        lines += _estimates(view, rule)
+        if (alerts := _alerts(rule)) is not None:
+            lines.append(alerts)
+    without = _cell(view.quality[0], "Total", "without a result")
+    lines.append(f"Persons without any genotype result: {without}.")
+    return lines
