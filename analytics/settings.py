@@ -35,7 +35,9 @@ class AnalyticsSettings(BaseSettings):
     event_log_dir: Path | None = None
     strengths_file: Path | None = None
     key_file: Path | None = None
-    reports_dir: Path | None = Field(default=None, description="Where outcome reports are written (default var/reports)")
+    reports_dir: Path | None = Field(
+        default=None, description="Where outcome reports are written (default var/reports)"
+    )
     report_min_cell: int = Field(
         default=10, ge=0, description="Counts from 1 to this are suppressed in reports (CMS cell-size rule: 10)"
     )

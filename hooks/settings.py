@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     strengths_file: Path | None = Field(
         default=None, description="Rule strengths published by the learning loop (default var/strengths.json)"
     )
+    reports_dir: Path | None = Field(
+        default=None, description="Outcome reports served at /reports/ (default var/reports)"
+    )
     fhir_timeout: float = Field(default=3.0, gt=0, le=30, description="Seconds allowed for each FHIR fallback fetch")
     fhir_max_pages: int = Field(default=10, ge=1, le=100, description="Pages of a searchset followed at most")
 

@@ -79,6 +79,10 @@ def _demo_cycle(settings: AnalyticsSettings) -> None:
             f"  {e['rule']:22} {e['phenotype']:26} {e['events']:>4} events  {estimate:24} {change:22} {e['action']}"
         )
     click.echo(f"  (full result: pgx-loop analyze prints it as JSON; {json.dumps(result.run_id)} is this run)")
+    from analytics.report.render import report_after_cycle
+
+    if report_after_cycle(settings, library) is not None:
+        click.echo("  Its outcome report is served at /reports/latest")
 
 
 @click.command()

@@ -343,7 +343,8 @@ def _quality(con: duckdb.DuckDBPyConnection, library: Library, events_dir: Path 
         unknown += n if reason.startswith("allele not in") else 0
         unreadable += n if reason.startswith("not a diplotype") else 0
     multiple = con.execute(
-        "SELECT gene, list(DISTINCT diplotype) FROM pgx_result GROUP BY person_id, gene HAVING count(DISTINCT diplotype) > 1"
+        "SELECT gene, list(DISTINCT diplotype) FROM pgx_result GROUP BY person_id, gene "
+        "HAVING count(DISTINCT diplotype) > 1"
     ).fetchall()
     differing = sum(len({phenotype.get((gene, d)) for d in diplotypes}) > 1 for gene, diplotypes in multiple)
     newest, ingested = first_row(con, "SELECT max(time), max(ingested_at) FROM cds_event") or (None, None)

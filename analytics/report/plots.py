@@ -75,7 +75,8 @@ def _mark(kind: str, x: float, y: float) -> str:
     if kind == "prior":
         return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="white" stroke="{color}" stroke-width="2"/>'
     if kind == "posterior":
-        return f'<path d="M{x - 5:.1f},{y:.1f} L{x:.1f},{y - 5:.1f} L{x + 5:.1f},{y:.1f} L{x:.1f},{y + 5:.1f} Z" fill="{color}"/>'
+        diamond = f"M{x - 5:.1f},{y:.1f} L{x:.1f},{y - 5:.1f} L{x + 5:.1f},{y:.1f} L{x:.1f},{y + 5:.1f} Z"
+        return f'<path d="{diamond}" fill="{color}"/>'
     return f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{color}"/>'
 
 

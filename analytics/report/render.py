@@ -59,8 +59,15 @@ def render_html(view: ReportView, stamp: str) -> str:
     return (
         environment()
         .get_template("report.html.j2")
-        .render(data=view.data, rules=view.rules, equity=view.equity, quality=view.quality, summary=view.summary,
-                min_cell=view.min_cell, stamp=stamp)  # fmt: skip
+        .render(
+            data=view.data,
+            rules=view.rules,
+            equity=view.equity,
+            quality=view.quality,
+            summary=view.summary,
+            min_cell=view.min_cell,
+            stamp=stamp,
+        )
     )
 
 

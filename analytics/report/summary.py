@@ -25,8 +25,8 @@ def _changes(view: ReportView, rule: RuleView) -> list[str]:
             continue
         if change.tier_before != change.tier_after:
             who = f" by {change.by}" if change.by else ""
-            lines.append(f"{rule.data.drug}, {change.group}: {change.tier_before or 'rule file'} → "
-                         f"{change.tier_after or 'rule file'} ({change.action}{who}), because {change.reason}.")  # fmt: skip
+            move = f"{change.tier_before or 'rule file'} → {change.tier_after or 'rule file'}"
+            lines.append(f"{rule.data.drug}, {change.group}: {move} ({change.action}{who}), because {change.reason}.")
         elif change.action.startswith("propose") and "still pending" not in change.action:
             lines.append(f"{rule.data.drug}, {change.group}: proposed {change.action.removeprefix('propose ')}, "
                          f"because {change.reason}; it waits for a pharmacist's approval.")  # fmt: skip

@@ -95,11 +95,13 @@ def count_table(
     """A count table with row and column totals, suppressed; ``derived`` adds columns computed per row."""
     result = suppress(counts, min_cell, hide)
     derived = derived or {}
+    width = len(columns) + (len(columns) > 1)  # one column: its row totals are the cells themselves
     shown = []
     for i, label in enumerate([*rows, TOTAL]):
-        values = [count(result.cell(i, j)) for j in range(len(columns) + 1)]
+        values = [count(result.cell(i, j)) for j in range(width)]
         shown.append([label, *values, *(fn(result, i) for fn in derived.values())])
-    return CountTable(Table(name, title, [corner, *columns, total, *derived], shown, note), result)
+    totals = [total] if len(columns) > 1 else []
+    return CountTable(Table(name, title, [corner, *columns, *totals, *derived], shown, note), result)
 
 
 def _hr(low: float | None, hr: float | None, high: float | None) -> str:
@@ -234,7 +236,7 @@ def _alerts(rule: RuleData, min_cell: int) -> tuple[list[Table], CountTable]:
 
 def _rate_ratio(cells: dict[str, tuple[int, int, float]], group: str, min_cell: int) -> str:
     """Crude incidence rate ratio (group vs reference, on the drug) with a Wald 95% CI; hidden on small counts."""
-    users, events, years = cells.get(group, (0, 0, 0.0))
+    _users, events, years = cells.get(group, (0, 0, 0.0))
     _, reference_events, reference_years = cells.get(REFERENCE, (0, 0, 0.0))
     if events <= min_cell or reference_events <= min_cell or not years or not reference_years:
         return "too few events"
