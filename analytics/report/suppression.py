@@ -5,11 +5,17 @@ count must not be recoverable by subtraction, so every line of the table (each r
 total, each column with its total, the totals row and column) that hides exactly one entry gets
 a second one hidden, its smallest other non-zero entry (an inner cell before the total). The
 rule is applied until nothing changes: each new hidden entry can leave another line with one.
+Lines alone are not quite enough (a hidden cell joining two blocks of hidden cells can still be
+solved from the equations of several lines together), so each hidden entry is then checked
+against the whole system of row and column equations, and one more is hidden beside any entry
+that system determines, until none is determined.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 DEFAULT_MIN_CELL = 10
 
@@ -27,11 +33,10 @@ class Suppressed:
         return None if self.hidden[i][j] else self.grid[i][j]
 
 
-def with_margins(counts: list[list[int]]) -> list[list[int]]:
+def with_margins(counts: list[list[int]], columns: int) -> list[list[int]]:
     """The table with a total per row (last column), per column (last row) and the grand total."""
     rows = [[*row, sum(row)] for row in counts]
-    width = len(rows[0]) if rows else 1
-    totals = [sum(row[j] for row in rows) for j in range(width)]
+    totals = [sum(row[j] for row in rows) for j in range(columns + 1)]
     return [*rows, totals]
 
 
@@ -43,10 +48,12 @@ def _lines(rows: int, columns: int) -> list[list[tuple[int, int]]]:
 
 
 def suppress(
-    counts: list[list[int]], threshold: int = DEFAULT_MIN_CELL, hide: frozenset[tuple[int, int]] = frozenset()
-) -> Suppressed:
+    counts: list[list[int]], threshold: int = DEFAULT_MIN_CELL, hide: frozenset[tuple[int, int]] = frozenset(),
+    *, columns: int | None = None,
+) -> Suppressed:  # fmt: skip
     """Hide what the cell-size rule requires in ``counts`` (rows x columns) and its margins.
 
+    ``columns``: the number of columns, needed only when ``counts`` has no rows.
     ``hide``: grid entries to hide as well, e.g. a total that another table already hides (so that
     two tables sharing a total cannot be combined).
     """
@@ -54,24 +61,71 @@ def suppress(
         raise ValueError("the small-cell threshold cannot be negative")
     if any(value < 0 for row in counts for value in row):
         raise ValueError("counts cannot be negative")
-    grid = with_margins(counts)
-    rows, columns = len(counts), len(grid[0]) - 1
+    columns = len(counts[0]) if counts else columns or 1
+    if any(len(row) != columns for row in counts):
+        raise ValueError("every row needs the same number of counts")
+    grid = with_margins(counts, columns)
+    rows = len(counts)
     hidden = [[1 <= value <= threshold or (i, j) in hide for j, value in enumerate(row)] for i, row in enumerate(grid)]
     lines = _lines(rows, columns)
-    changed = True
-    while changed:
-        changed = False
-        for line in lines:
-            if sum(hidden[i][j] for i, j in line) != 1:
-                continue
-            candidates = [(i, j) for i, j in line if not hidden[i][j] and grid[i][j] > 0]
-            if not candidates:  # the rest are zeros: the hidden entry is zero too, and zero may be shown
-                continue
-            inner = [(i, j) for i, j in candidates if i < rows and j < columns]
-            i, j = min(inner or candidates, key=lambda ij: (grid[ij[0]][ij[1]], ij))
-            hidden[i][j] = True
-            changed = True
-    return Suppressed(tuple(map(tuple, grid)), tuple(map(tuple, hidden)))
+    while True:
+        changed = True
+        while changed:
+            changed = False
+            for line in lines:
+                if sum(hidden[i][j] for i, j in line) == 1:
+                    changed |= _hide_beside(grid, hidden, line, rows, columns)
+        exposed = [ij for ij in determined(grid, hidden) if grid[ij[0]][ij[1]] > 0]
+        if not exposed:
+            return Suppressed(tuple(map(tuple, grid)), tuple(map(tuple, hidden)))
+        i, j = exposed[0]
+        through = [line for line in lines if (i, j) in line]
+        everything = [(a, b) for a in range(rows + 1) for b in range(columns + 1)]
+        if not any(_hide_beside(grid, hidden, line, rows, columns) for line in [*through, everything]):
+            return Suppressed(tuple(map(tuple, grid)), tuple(map(tuple, hidden)))  # nothing left to hide
+
+
+def _hide_beside(grid: list[list[int]], hidden: list[list[bool]], line: list[tuple[int, int]], rows: int,
+                 columns: int) -> bool:  # fmt: skip
+    """Hide the smallest shown non-zero entry of ``line`` (an inner cell before a total); whether one was."""
+    candidates = [(i, j) for i, j in line if not hidden[i][j] and grid[i][j] > 0]
+    if not candidates:  # the rest are zeros: then the hidden entry is zero too, and zero may be shown
+        return False
+    inner = [(i, j) for i, j in candidates if i < rows and j < columns]
+    i, j = min(inner or candidates, key=lambda ij: (grid[ij[0]][ij[1]], ij))
+    hidden[i][j] = True
+    return True
+
+
+def determined(grid: list[list[int]] | tuple, hidden: list[list[bool]] | tuple) -> list[tuple[int, int]]:
+    """Hidden entries whose value the shown entries determine through the row and column equations.
+
+    Entry k is determined when the unit vector e_k lies in the row space of the equations
+    restricted to the hidden entries (rank test).
+    """
+    rows, columns = len(grid) - 1, len(grid[0]) - 1
+    unknown = [(i, j) for i in range(rows + 1) for j in range(columns + 1) if hidden[i][j]]
+    if not unknown:
+        return []
+    position = {ij: k for k, ij in enumerate(unknown)}
+    equations = []
+    for i in range(rows + 1):  # cells of row i minus its total
+        equations.append({**{(i, j): 1.0 for j in range(columns)}, (i, columns): -1.0})
+    for j in range(columns + 1):
+        equations.append({**{(i, j): 1.0 for i in range(rows)}, (rows, j): -1.0})
+    matrix = np.zeros((len(equations), len(unknown)))
+    for e, equation in enumerate(equations):
+        for ij, weight in equation.items():
+            if ij in position:
+                matrix[e, position[ij]] = weight
+    rank = np.linalg.matrix_rank(matrix)
+    found = []
+    for k, ij in enumerate(unknown):
+        unit = np.zeros((1, len(unknown)))
+        unit[0, k] = 1.0
+        if np.linalg.matrix_rank(np.vstack([matrix, unit])) == rank:
+            found.append(ij)
+    return found
 
 
 def small(value: int, threshold: int = DEFAULT_MIN_CELL) -> bool:

@@ -93,7 +93,7 @@ def count_table(
     derived: dict[str, Callable[[Suppressed, int], str]] | None = None,
 ) -> CountTable:  # fmt: skip
     """A count table with row and column totals, suppressed; ``derived`` adds columns computed per row."""
-    result = suppress(counts, min_cell, hide)
+    result = suppress(counts, min_cell, hide, columns=len(columns))
     derived = derived or {}
     width = len(columns) + (len(columns) > 1)  # one column: its row totals are the cells themselves
     shown = []
