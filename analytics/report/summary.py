@@ -18,10 +18,10 @@ def _cell(table: Table, row: str, column: str) -> str:
 
 
 def _changes(view: ReportView, rule: RuleView) -> list[str]:
-    since = view.data.previous.started_at if view.data.previous else None
+    since = view.data.previous.finished_at if view.data.previous else None  # the previous report's cycle
     lines = []
     for change in rule.data.history:
-        if since is not None and change.decided_at < since:
+        if since is not None and change.decided_at <= since:
             continue
         if change.tier_before != change.tier_after:
             who = f" by {change.by}" if change.by else ""
@@ -69,9 +69,10 @@ def summarise(view: ReportView) -> list[str]:
     changes = [line for rule in view.rules for line in _changes(view, rule)]
     since = "since the previous cycle" if data.previous else "in the first cycle"
     lines += changes or [f"No tier changed and nothing was proposed {since}."]
-    pending = sum(len(rule.data.proposals) for rule in view.rules)
+    pending = [f"#{p.proposal_id} ({rule.data.drug}, {p.group}: {p.tier_before} → {p.tier_after})"
+               for rule in view.rules for p in rule.data.proposals]  # fmt: skip
     if pending:
-        lines.append(f"{pending} proposal(s) await approval (see Strength below).")
+        lines.append("Waiting for a pharmacist's approval: " + ", ".join(pending) + ".")
     for rule in view.rules:
         lines += _estimates(view, rule)
         if (alerts := _alerts(rule)) is not None:
