@@ -6,21 +6,20 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
 import pytest
+from click.testing import CliRunner
 
 from analytics.cycle import run_cycle
 from analytics.report.render import entries, site_identifiers, write_report
 from analytics.scheduler import scheduled_cycle
 from analytics.settings import AnalyticsSettings, Paths
 from engine.library import Library
+from pgx_loop.cli import main
 from tests.learning_data import CLOPIDOGREL, paths_in, simulated, truth
 
 KEY = b"k" * 32  # the key tests.learning_data pseudonymises the simulated events with
@@ -40,7 +39,9 @@ def loop(library: Library, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     folders = []
     for _ in range(2):
         run_cycle(library, paths)
-        folders.append(write_report(paths.database, library, out, min_cell=10, identifiers=site_identifiers(key(paths))))
+        folders.append(
+            write_report(paths.database, library, out, min_cell=10, identifiers=site_identifiers(key(paths)))
+        )
     return paths, out, folders
 
 
@@ -154,7 +155,7 @@ def test_without_suppression_the_counts_are_the_cycles_own(library: Library, loo
         ORDER BY r.started_at DESC LIMIT 1""", [CLOPIDOGREL])  # fmt: skip
     assert by_row(tables[f"{CLOPIDOGREL}-cohort-users"], "Intermediate Metabolizer", "clopidogrel") == f"{n:,}"
     assert by_row(tables[f"{CLOPIDOGREL}-cohort-events"], "Intermediate Metabolizer", "clopidogrel") == f"{events:,}"
-    (cards,), = query(paths, "SELECT count(*) FROM cds_event WHERE type = 'card' AND rule = ?", [CLOPIDOGREL])
+    ((cards,),) = query(paths, "SELECT count(*) FROM cds_event WHERE type = 'card' AND rule = ?", [CLOPIDOGREL])
     alerts = tables[f"{CLOPIDOGREL}-alerts"]
     assert by_row(alerts, "Total", "cards shown") == f"{cards:,}"
     changed = tables[f"{CLOPIDOGREL}-order-changed"]
@@ -167,7 +168,7 @@ def test_without_suppression_the_counts_are_the_cycles_own(library: Library, loo
     assert by_row(by_population, "Total", "cards shown") == f"{cards:,}"
     assert "Unknown or not reported" not in [row[0] for row in by_population]  # every card linked to its patient
     coverage = tables["equity-result-coverage"]
-    (persons,), = query(paths, "SELECT count(*) FROM person")
+    ((persons,),) = query(paths, "SELECT count(*) FROM person")
     assert by_row(coverage, "Total", "persons") == f"{persons:,}"
 
 
@@ -204,14 +205,14 @@ def test_a_report_that_cannot_be_written_does_not_fail_the_cycle(loop, tmp_path:
 
 def test_the_report_command_writes_a_report_with_the_configured_threshold(loop, tmp_path: Path):
     paths, _, _ = loop
-    env = {**os.environ, "PGX_LOOP_REPORT_MIN_CELL": "3", "PGX_LOOP_VAR_DIR": str(tmp_path / "var")}
-    command = [sys.executable, "-m", "pgx_loop.cli", "report", "--db", str(paths.database), "--out", str(tmp_path)]
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stderr
-    page = Path(done.stdout.strip())
+    runner = CliRunner(env={"PGX_LOOP_REPORT_MIN_CELL": "3", "PGX_LOOP_VAR_DIR": str(tmp_path / "var")})
+    command = ["report", "--db", str(paths.database), "--out", str(tmp_path)]
+    done = runner.invoke(main, command)
+    assert done.exit_code == 0, done.output
+    page = Path(done.output.strip())
     assert page.name == "report.html" and page.is_file()
     assert json.loads((page.parent / "meta.json").read_text())["min_cell"] == 3
-    done = subprocess.run([*command, "--min-cell", "20"], capture_output=True, text=True, env=env)
-    assert json.loads((Path(done.stdout.strip()).parent / "meta.json").read_text())["min_cell"] == 20
-    missing = subprocess.run([*command[:5], str(tmp_path / "none.duckdb")], capture_output=True, text=True, env=env)
-    assert missing.returncode != 0 and "no such database" in missing.stderr
+    done = runner.invoke(main, [*command, "--min-cell", "20"])
+    assert json.loads((Path(done.output.strip()).parent / "meta.json").read_text())["min_cell"] == 20
+    missing = runner.invoke(main, [*command[:2], str(tmp_path / "none.duckdb")])
+    assert missing.exit_code != 0 and "no such database" in missing.output

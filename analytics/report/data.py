@@ -174,8 +174,8 @@ class ReportData:
 
 def _runs(con: duckdb.DuckDBPyConnection) -> list[Run]:
     rows = con.execute(
-        "SELECT run_id, started_at, finished_at, library_version, coalesce(opted_out_excluded, 0), coalesce(events_ingested, 0) "
-        "FROM analysis_run WHERE status = 'ok' ORDER BY started_at"
+        "SELECT run_id, started_at, finished_at, library_version, coalesce(opted_out_excluded, 0), "
+        "coalesce(events_ingested, 0) FROM analysis_run WHERE status = 'ok' ORDER BY started_at"
     ).fetchall()
     return [Run(*row) for row in rows]
 
