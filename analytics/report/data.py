@@ -47,7 +47,6 @@ def group_label_sql(alias: str = "p") -> str:
 class Run:
     run_id: str
     started_at: datetime
-    finished_at: datetime
     library_version: str | None
     opted_out_excluded: int
     events_ingested: int
@@ -174,7 +173,7 @@ class ReportData:
 
 def _runs(con: duckdb.DuckDBPyConnection) -> list[Run]:
     rows = con.execute(
-        "SELECT run_id, started_at, finished_at, library_version, coalesce(opted_out_excluded, 0), "
+        "SELECT run_id, started_at, library_version, coalesce(opted_out_excluded, 0), "
         "coalesce(events_ingested, 0) FROM analysis_run WHERE status = 'ok' ORDER BY started_at"
     ).fetchall()
     return [Run(*row) for row in rows]

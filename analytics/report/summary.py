@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from analytics.report.data import TierChange
     from analytics.report.view import ReportView, RuleView, Table
 
 
@@ -17,11 +18,21 @@ def _cell(table: Table, row: str, column: str) -> str:
     return next(r[index] for r in table.rows if r[0] == row)
 
 
+def _new(view: ReportView, change: TierChange) -> bool:
+    """Whether a change is news in this report: decided by this cycle, or by a person since the previous one.
+
+    (Run ids, not times, tell cycles apart: a cycle's timestamps are those of its transaction's start.)
+    """
+    run, previous = view.data.run, view.data.previous
+    if change.action in ("approved", "rollback"):
+        return previous is None or change.decided_at > previous.started_at
+    return run is not None and change.run_id == run.run_id
+
+
 def _changes(view: ReportView, rule: RuleView) -> list[str]:
-    since = view.data.previous.finished_at if view.data.previous else None  # the previous report's cycle
     lines = []
     for change in rule.data.history:
-        if since is not None and change.decided_at <= since:
+        if not _new(view, change):
             continue
         if change.tier_before != change.tier_after:
             who = f" by {change.by}" if change.by else ""
