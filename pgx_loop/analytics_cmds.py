@@ -161,6 +161,7 @@ def analyze_command(db: Path | None) -> None:
 )
 def report_command(db: Path | None, out_dir: Path | None, min_cell: int | None) -> None:
     """Write an outcome report now (HTML and CSVs) and update the reports index; prints its folder."""
+    from analytics.report.data import NoReportData
     from analytics.report.render import site_identifiers, write_report
 
     settings = _settings(db)
@@ -173,6 +174,8 @@ def report_command(db: Path | None, out_dir: Path | None, min_cell: int | None) 
             min_cell=settings.report_min_cell if min_cell is None else min_cell,
             identifiers=site_identifiers(settings.key_path), events_dir=settings.paths().events,
         )  # fmt: skip
+    except NoReportData as exc:
+        raise click.ClickException(f"{settings.database}: {exc}") from None
     except duckdb.Error as exc:
         raise click.ClickException(f"{settings.database}: {str(exc).splitlines()[0]}") from None
     click.echo(str(folder / "report.html"))

@@ -216,3 +216,6 @@ def test_the_report_command_writes_a_report_with_the_configured_threshold(loop, 
     assert json.loads((Path(done.output.strip()).parent / "meta.json").read_text())["min_cell"] == 20
     missing = runner.invoke(main, [*command[:2], str(tmp_path / "none.duckdb")])
     assert missing.exit_code != 0 and "no such database" in missing.output
+    duckdb.connect(str(tmp_path / "empty.duckdb")).close()
+    empty = runner.invoke(main, [*command[:2], str(tmp_path / "empty.duckdb")])
+    assert empty.exit_code != 0 and "no person, pgx_result, analysis_run table" in empty.output

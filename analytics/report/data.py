@@ -359,13 +359,24 @@ def _unread_bytes(con: duckdb.DuckDBPyConnection, events_dir: Path | None) -> in
     return sum(max(0, path.stat().st_size - read.get(path.name, 0)) for path in events_dir.glob("events-*.jsonl"))
 
 
+class NoReportData(RuntimeError):
+    """The database lacks what a report is made from; the message says what."""
+
+
+def _has_source_values(con: duckdb.DuckDBPyConnection) -> bool:
+    return "person_source_value" in {row[0] for row in con.execute("DESCRIBE person").fetchall()}
+
+
 def collect(
     con: duckdb.DuckDBPyConnection, library: Library, *, identifiers: Identifiers | None = None,
     events_dir: Path | None = None,
 ) -> ReportData:  # fmt: skip
     """Read everything a report shows. ``con`` may be read-only (only temp tables are created)."""
+    missing = [table for table in ("person", "pgx_result", "analysis_run") if not table_exists(con, table)]
+    if missing:
+        raise NoReportData(f"no {', '.join(missing)} table: load data and run a cycle first (pgx-loop analyze)")
     runs = _runs(con)
-    linked = identifiers is not None and table_exists(con, "drug_exposure")
+    linked = identifiers is not None and table_exists(con, "drug_exposure") and _has_source_values(con)
     rules = []
     for rule in library.rules:
         learning = rule.learning
