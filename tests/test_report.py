@@ -219,3 +219,15 @@ def test_the_report_command_writes_a_report_with_the_configured_threshold(loop, 
     duckdb.connect(str(tmp_path / "empty.duckdb")).close()
     empty = runner.invoke(main, [*command[:2], str(tmp_path / "empty.duckdb")])
     assert empty.exit_code != 0 and "no person, pgx_result, analysis_run table" in empty.output
+
+
+def test_analyze_writes_the_cycles_report(loop, tmp_path: Path):
+    paths, _, _ = loop
+    copy = paths_in(tmp_path / "loop", paths.database)
+    env = {"PGX_LOOP_DB": str(copy.database), "PGX_LOOP_EVENT_LOG_DIR": str(copy.events),
+           "PGX_LOOP_STRENGTHS_FILE": str(copy.snapshot), "PGX_LOOP_VAR_DIR": str(tmp_path / "var")}  # fmt: skip
+    done = CliRunner(env=env).invoke(main, ["analyze"])
+    assert done.exit_code == 0, done.output
+    run_id = json.loads(done.stdout)["run_id"]
+    (folder,) = [entry.stamp for entry in entries(tmp_path / "var" / "reports")]
+    assert json.loads((tmp_path / "var" / "reports" / folder / "meta.json").read_text())["run_id"] == run_id

@@ -311,7 +311,7 @@ def _quality(data: ReportData, min_cell: int) -> list[Table]:
         ["... of which the diplotypes give different phenotypes", lone(q.disagreeing_phenotype)],
         ["Newest event in the log", f"{q.newest_event:%Y-%m-%d %H:%M} UTC" if q.newest_event else "none"],
         ["Last ingestion of the event log", f"{q.last_ingested:%Y-%m-%d %H:%M} UTC" if q.last_ingested else "never"],
-        ["Event-log bytes not ingested yet", "not checked" if q.unread_bytes is None else f"{q.unread_bytes:,}"],
+        ["Event log not ingested yet", "not checked" if q.unread_bytes is None else f"{q.unread_bytes:,} bytes"],
     ])  # fmt: skip
     return [results.table, problems]
 
