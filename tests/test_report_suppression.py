@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from scipy.linalg import null_space
 
+from analytics.report.data import Coverage, Quality, ReportData, RuleData
 from analytics.report.suppression import suppress
+from analytics.report.view import build_view
 
 
 def solvable(grid, hidden) -> list[tuple[int, int]]:
@@ -91,3 +94,29 @@ def test_random_tables_never_show_small_counts_nor_allow_derivation(seed: int):
     for i, j in itertools.product(range(rows), range(columns)):
         assert result.grid[i][j] == counts[i][j]
     assert result.grid[-1][-1] == sum(map(sum, counts))
+
+
+def crafted_report(cohort_users: dict[str, tuple[int, int]], equity: dict[str, dict[str, int]]) -> ReportData:
+    """A report's data with only the counts these tests are about."""
+    groups = list(cohort_users)
+    by_population = {p: {g: (n, 0, 1.0) for g, n in by_group.items()} for p, by_group in equity.items()}
+    rule = RuleData("r", "drug-a", ["drug-b"], "an outcome", groups, users=cohort_users,
+                    events={g: (0, 0) for g in groups}, person_years={g: (1.0, 1.0) for g in groups},
+                    equity=by_population)  # fmt: skip
+    quality = Quality(1000, 400, 0, 0, 0, 0, None, None, None)
+    return ReportData(datetime.now(UTC), None, None, 0, [rule], {"all": Coverage(600, 0, 400)}, quality, False)
+
+
+def test_a_count_hidden_in_one_table_is_hidden_where_another_table_shows_it_as_a_total():
+    # The reference row's 5 on the comparators makes the cohort table hide 100 and 30 on drug-a as well
+    # (complementary); the equity table's column totals are those same numbers, and must not give them back.
+    cohort_users = {"reference": (100, 5), "IM": (50, 60), "PM": (30, 40)}
+    equity = {"A": {"reference": 60, "IM": 25, "PM": 15}, "B": {"reference": 40, "IM": 25, "PM": 15}}
+    view = build_view(crafted_report(cohort_users, equity), 10)
+    users = next(t for t in view.rules[0].cohort if t.name == "r-cohort-users")
+    by_population = view.rules[0].equity[0]
+    hidden_in_cohort = {row[0] for row in users.rows[:-1] if row[1] == "*"}
+    assert hidden_in_cohort >= {"reference"}  # the complementary suppression this test is about did happen
+    totals = dict(zip(by_population.columns[1:], by_population.rows[-1][1:], strict=False))
+    for group in cohort_users:
+        assert (totals[group] == "*") == (group in hidden_in_cohort), group

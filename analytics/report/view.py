@@ -40,13 +40,6 @@ class CountTable:
     table: Table
     result: Suppressed
 
-    def value(self, i: int, j: int) -> int | None:
-        return self.result.cell(i, j)
-
-    @property
-    def grand_total_hidden(self) -> bool:
-        return self.result.hidden[-1][-1]
-
 
 @dataclass
 class RuleView:
@@ -87,21 +80,54 @@ def percent(part: int | None, whole: int | None) -> str:
     return "–" if whole == 0 else f"{100 * part / whole:.0f}%"
 
 
-def count_table(
-    name: str, title: str, corner: str, rows: list[str], columns: list[str], counts: list[list[int]], min_cell: int,
-    *, total: str = TOTAL, hide: frozenset[tuple[int, int]] = frozenset(), note: str = "",
-    derived: dict[str, Callable[[Suppressed, int], str]] | None = None,
-) -> CountTable:  # fmt: skip
-    """A count table with row and column totals, suppressed; ``derived`` adds columns computed per row."""
-    result = suppress(counts, min_cell, hide, columns=len(columns))
-    derived = derived or {}
-    width = len(columns) + (len(columns) > 1)  # one column: its row totals are the cells themselves
+@dataclass
+class CountSpec:
+    """A count table before suppression; ``derived`` adds columns computed per row from the suppressed grid."""
+
+    name: str
+    title: str
+    corner: str
+    rows: list[str]
+    columns: list[str]
+    counts: list[list[int]]
+    total: str = TOTAL
+    note: str = ""
+    derived: dict[str, Callable[[Suppressed, int], str]] = field(default_factory=dict)
+
+
+# (table, grid entry, other table, grid entry): the same number shown in two tables
+Link = tuple[str, tuple[int, int], str, tuple[int, int]]
+
+
+def count_table(spec: CountSpec, min_cell: int, hide: frozenset[tuple[int, int]] = frozenset()) -> CountTable:
+    """A count table with row and column totals, suppressed."""
+    result = suppress(spec.counts, min_cell, hide, columns=len(spec.columns))
+    width = len(spec.columns) + (len(spec.columns) > 1)  # one column: its row totals are the cells themselves
     shown = []
-    for i, label in enumerate([*rows, TOTAL]):
+    for i, label in enumerate([*spec.rows, TOTAL]):
         values = [count(result.cell(i, j)) for j in range(width)]
-        shown.append([label, *values, *(fn(result, i) for fn in derived.values())])
-    totals = [total] if len(columns) > 1 else []
-    return CountTable(Table(name, title, [corner, *columns, *totals, *derived], shown, note), result)
+        shown.append([label, *values, *(fn(result, i) for fn in spec.derived.values())])
+    totals = [spec.total] if len(spec.columns) > 1 else []
+    columns = [spec.corner, *spec.columns, *totals, *spec.derived]
+    return CountTable(Table(spec.name, spec.title, columns, shown, spec.note), result)
+
+
+def suppress_together(specs: dict[str, CountSpec], links: list[Link], min_cell: int) -> dict[str, CountTable]:
+    """Suppress tables that show the same numbers (one's total is another's cell), so that what one hides,
+    the others hide too: otherwise a reader could take from one table what the other suppressed."""
+    hides: dict[str, frozenset[tuple[int, int]]] = {name: frozenset() for name in specs}
+    while True:
+        built = {name: count_table(spec, min_cell, hides[name]) for name, spec in specs.items()}
+        grown = {name: set(hide) for name, hide in hides.items()}
+        for a, at_a, b, at_b in links:
+            if a in built and b in built:
+                if built[a].result.hidden[at_a[0]][at_a[1]]:
+                    grown[b].add(at_b)
+                if built[b].result.hidden[at_b[0]][at_b[1]]:
+                    grown[a].add(at_a)
+        if all(grown[name] == hides[name] for name in specs):
+            return built
+        hides = {name: frozenset(hide) for name, hide in grown.items()}
 
 
 def _hr(low: float | None, hr: float | None, high: float | None) -> str:
@@ -113,10 +139,8 @@ def estimate_shown(row: EstimateRow, min_cell: int) -> bool:
     return row.hr is not None and not small(row.events, min_cell) and not small(row.reference_events, min_cell)
 
 
-def _cohort(rule: RuleData, min_cell: int) -> tuple[list[Table], CountTable]:
+def _cohort(rule: RuleData) -> dict[str, CountSpec]:
     arms = [rule.drug, "comparators (" + ", ".join(rule.comparators) + ")"]
-    users = count_table(f"{rule.rule}-cohort-users", "New users", "Genotype group", rule.groups, arms,
-                        [list(rule.users[g]) for g in rule.groups], min_cell)  # fmt: skip
 
     def rate(arm: int) -> Callable[[Suppressed, int], str]:
         def per_100(result: Suppressed, i: int) -> str:
@@ -128,14 +152,18 @@ def _cohort(rule: RuleData, min_cell: int) -> tuple[list[Table], CountTable]:
 
         return per_100
 
-    events = count_table(
-        f"{rule.rule}-cohort-events", "Outcome events", "Genotype group", rule.groups, arms,
-        [list(rule.events[g]) for g in rule.groups], min_cell,
-        derived={f"per 100 person-years, {name}": rate(j) for j, name in enumerate(ARMS)},
-    )  # fmt: skip
-    opted = Table(f"{rule.rule}-cohort-opt-outs", "Research opt-outs excluded", ["Persons"],
-                  [[HIDDEN if small(rule.opted_out, min_cell) else f"{rule.opted_out:,}"]])  # fmt: skip
-    return [users.table, events.table, opted], users
+    return {
+        "users": CountSpec(f"{rule.rule}-cohort-users", "New users", "Genotype group", rule.groups, arms,
+                           [list(rule.users[g]) for g in rule.groups]),
+        "events": CountSpec(f"{rule.rule}-cohort-events", "Outcome events", "Genotype group", rule.groups, arms,
+                            [list(rule.events[g]) for g in rule.groups],
+                            derived={f"per 100 person-years, {name}": rate(j) for j, name in enumerate(ARMS)}),
+    }  # fmt: skip
+
+
+def _opt_outs(rule: RuleData, min_cell: int) -> Table:
+    return Table(f"{rule.rule}-cohort-opt-outs", "Research opt-outs excluded", ["Persons"],
+                 [[HIDDEN if small(rule.opted_out, min_cell) else f"{rule.opted_out:,}"]])  # fmt: skip
 
 
 def _estimates(rule: RuleData, min_cell: int, view: RuleView) -> None:
@@ -208,30 +236,37 @@ def _acceptance(result: Suppressed, i: int) -> str:
                    else result.grid[i][0] + result.grid[i][1])  # fmt: skip
 
 
-def _alerts(rule: RuleData, min_cell: int) -> tuple[list[Table], CountTable]:
+def _alerts(rule: RuleData) -> tuple[dict[str, CountSpec], list[Link]]:
     tiers = sorted(rule.cards)
-    cards = count_table(f"{rule.rule}-alerts", "Cards shown, by tier, and what clinicians answered", "Tier", tiers,
-                        list(FEEDBACK), [list(rule.cards[t]) for t in tiers], min_cell, total="cards shown",
-                        derived={"accepted of answered": _acceptance})  # fmt: skip
-    overridden_total = cards.result.hidden[-1][1]
     reasons = list(rule.override_reasons)
-    by_reason = count_table(
-        f"{rule.rule}-override-reasons", "Override reasons", "Reason", reasons, ["overrides"],
-        [[rule.override_reasons[r]] for r in reasons], min_cell,
-        hide=frozenset({(len(reasons), 0), (len(reasons), 1)}) if overridden_total else frozenset(),
-    )  # fmt: skip
-    tables = [cards.table, by_reason.table]
+    specs = {
+        "alerts": CountSpec(f"{rule.rule}-alerts", "Cards shown, by tier, and what clinicians answered", "Tier",
+                            tiers, list(FEEDBACK), [list(rule.cards[t]) for t in tiers], total="cards shown",
+                            derived={"accepted of answered": _acceptance}),
+        "reasons": CountSpec(f"{rule.rule}-override-reasons", "Override reasons", "Reason", reasons, ["overrides"],
+                             [[rule.override_reasons[r]] for r in reasons]),
+    }  # fmt: skip
+    shown, overridden = (len(tiers), len(FEEDBACK)), (len(tiers), 1)
+    links: list[Link] = [("alerts", overridden, "reasons", (len(reasons), 0)),
+                         ("alerts", overridden, "reasons", (len(reasons), 1))]  # fmt: skip
     if rule.changed is not None:
-        changed = count_table(
-            f"{rule.rule}-order-changed", "Was the order changed after the card?", "Cards",
-            ["all shown"], ["changed", "not changed"], [list(rule.changed)], min_cell, total="cards shown",
-            hide=frozenset({(0, 2), (1, 2)}) if cards.grand_total_hidden else frozenset(),
+        specs["changed"] = CountSpec(
+            f"{rule.rule}-order-changed", "Was the order changed after the card?", "Cards", ["all shown"],
+            ["changed", "not changed"], [list(rule.changed)], total="cards shown",
             derived={"changed": lambda r, i: percent(r.cell(i, 0), r.cell(i, 2))},
             note="Changed: within 7 days of the card, the patient started a comparator "
             f"({', '.join(rule.comparators)}) and not {rule.drug} (OMOP drug_exposure).",
         )  # fmt: skip
-        tables.append(changed.table)
-    return tables, cards
+        links += [("alerts", shown, "changed", (0, 2)), ("alerts", shown, "changed", (1, 2))]
+    if rule.alerts_by_population:
+        names = sorted(rule.alerts_by_population)
+        specs["equity-alerts"] = CountSpec(
+            f"{rule.rule}-equity-alerts", "Cards shown by population group, and what clinicians answered",
+            "Population group", names, list(FEEDBACK), [list(rule.alerts_by_population[n]) for n in names],
+            total="cards shown", derived={"accepted of answered": _acceptance},
+        )  # fmt: skip
+        links += [("alerts", (len(tiers), k), "equity-alerts", (len(names), k)) for k in range(len(FEEDBACK) + 1)]
+    return specs, links
 
 
 def _rate_ratio(cells: dict[str, tuple[int, int, float]], group: str, min_cell: int) -> str:
@@ -245,61 +280,50 @@ def _rate_ratio(cells: dict[str, tuple[int, int, float]], group: str, min_cell: 
     return _hr(ratio * math.exp(-1.96 * se), ratio, ratio * math.exp(1.96 * se))
 
 
-def _equity(rule: RuleData, min_cell: int, users: CountTable, cards: CountTable) -> list[Table]:
+def _equity(rule: RuleData, min_cell: int) -> tuple[dict[str, CountSpec], list[Link]]:
+    """New users of the drug by population and genotype group: its column totals are the cohort's drug column."""
     populations = sorted(rule.equity)
     groups = rule.groups
-    drug_total_hidden = users.result.hidden[-1][0]
-    last = (len(populations), len(groups))
-    by_population = count_table(
+    spec = CountSpec(
         f"{rule.rule}-equity-users", f"New users of {rule.drug} by population group and genotype group",
-        "Population group", populations, groups, [[rule.equity[p].get(g, (0, 0, 0))[0] for g in groups]
-                                                  for p in populations], min_cell,
-        hide=frozenset({last}) if drug_total_hidden else frozenset(),
+        "Population group", populations, groups,
+        [[rule.equity[p].get(g, (0, 0, 0))[0] for g in groups] for p in populations],
         derived={f"crude rate ratio, {g} vs {REFERENCE}": (
             lambda result, i, g=g: _rate_ratio(rule.equity[populations[i]], g, min_cell) if i < len(populations)
             else "") for g in groups[1:]},
         note="Crude incidence rate ratios on the drug, not adjusted for age, sex or covariates; "
         f"shown only when both event counts exceed {min_cell}.",
     )  # fmt: skip
-    tables = [by_population.table]
-    if rule.alerts_by_population:
-        names = sorted(rule.alerts_by_population)
-        alerts = count_table(
-            f"{rule.rule}-equity-alerts", "Cards shown by population group, and what clinicians answered",
-            "Population group", names, list(FEEDBACK), [list(rule.alerts_by_population[n]) for n in names], min_cell,
-            total="cards shown", derived={"accepted of answered": _acceptance},
-            hide=frozenset({(len(names), 3)}) if cards.grand_total_hidden else frozenset(),
-        )  # fmt: skip
-        tables.append(alerts.table)
-    return tables
+    links: list[Link] = [("users", (k, 0), "equity-users", (len(populations), k)) for k in range(len(groups))]
+    links.append(("users", (len(groups), 0), "equity-users", (len(populations), len(groups))))
+    return {"equity-users": spec}, links
 
 
-def _coverage(data: ReportData, min_cell: int) -> list[Table]:
+def _coverage(data: ReportData) -> CountSpec:
     names = sorted(data.coverage)
 
     def tested(result: Suppressed, i: int) -> str:
         usable, indeterminate, total = result.cell(i, 0), result.cell(i, 1), result.cell(i, 3)
-        return HIDDEN if None in (usable, indeterminate) else percent(usable + indeterminate, total)  # type: ignore[operator]
+        return HIDDEN if usable is None or indeterminate is None else percent(usable + indeterminate, total)
 
     def indeterminate(result: Suppressed, i: int) -> str:
         usable, undetermined = result.cell(i, 0), result.cell(i, 1)
-        return HIDDEN if None in (usable, undetermined) else percent(undetermined, usable + undetermined)  # type: ignore[operator]
+        return HIDDEN if usable is None or undetermined is None else percent(undetermined, usable + undetermined)
 
-    table = count_table(
+    return CountSpec(
         "equity-result-coverage", "Result coverage by population group", "Population group", names,
         ["usable result", "only Indeterminate", "no result"],
-        [[c.determinate, c.indeterminate, c.untested] for c in (data.coverage[n] for n in names)], min_cell,
+        [[c.determinate, c.indeterminate, c.untested] for c in (data.coverage[n] for n in names)],
         total="persons", derived={"tested": tested, "Indeterminate of tested": indeterminate},
         note="Population groups: Hispanic or Latino (any race), otherwise the OMOP race concept.",
     )  # fmt: skip
-    return [table.table]
 
 
-def _quality(data: ReportData, min_cell: int) -> list[Table]:
+def _quality(data: ReportData, min_cell: int) -> tuple[CountSpec, Table]:
     q = data.quality
-    results = count_table("quality-results", "Persons with and without a genotype result", "Persons", ["all"],
-                          ["with a result", "without a result"], [[q.persons - q.without_results, q.without_results]],
-                          min_cell, total="persons")  # fmt: skip
+    results = CountSpec("quality-results", "Persons with and without a genotype result", "Persons", ["all"],
+                        ["with a result", "without a result"], [[q.persons - q.without_results, q.without_results]],
+                        total="persons")  # fmt: skip
 
     def lone(value: int) -> str:
         return HIDDEN if small(value, min_cell) else f"{value:,}"
@@ -313,20 +337,33 @@ def _quality(data: ReportData, min_cell: int) -> list[Table]:
         ["Last ingestion of the event log", f"{q.last_ingested:%Y-%m-%d %H:%M} UTC" if q.last_ingested else "never"],
         ["Event log not ingested yet", "not checked" if q.unread_bytes is None else f"{q.unread_bytes:,} bytes"],
     ])  # fmt: skip
-    return [results.table, problems]
+    return results, problems
+
+
+def _rule_view(rule: RuleData, min_cell: int) -> RuleView:
+    view = RuleView(rule)
+    alerts, alert_links = _alerts(rule)
+    equity, equity_links = _equity(rule, min_cell)
+    tables = suppress_together({**_cohort(rule), **alerts, **equity}, alert_links + equity_links, min_cell)
+    view.cohort = [tables["users"].table, tables["events"].table, _opt_outs(rule, min_cell)]
+    _estimates(rule, min_cell, view)
+    view.strength = _strength(rule)
+    view.alerts = [tables[name].table for name in ("alerts", "reasons", "changed") if name in tables]
+    view.equity = [tables[name].table for name in ("equity-users", "equity-alerts") if name in tables]
+    return view
 
 
 def build_view(data: ReportData, min_cell: int) -> ReportView:
     """Suppress and format everything ``data`` holds."""
-    rules = []
-    for rule in data.rules:
-        view = RuleView(rule)
-        view.cohort, users = _cohort(rule, min_cell)
-        _estimates(rule, min_cell, view)
-        view.strength = _strength(rule)
-        view.alerts, cards = _alerts(rule, min_cell)
-        view.equity = _equity(rule, min_cell, users, cards)
-        rules.append(view)
-    report = ReportView(data, min_cell, rules, _coverage(data, min_cell), _quality(data, min_cell))
+    results, problems = _quality(data, min_cell)
+    coverage = _coverage(data)
+    # Persons without a result appear in both tables (as "no result" by group, and in all).
+    links: list[Link] = [("coverage", (len(coverage.rows), 2), "results", (0, 1)),
+                         ("coverage", (len(coverage.rows), 2), "results", (1, 1)),
+                         ("coverage", (len(coverage.rows), 3), "results", (0, 2)),
+                         ("coverage", (len(coverage.rows), 3), "results", (1, 2))]  # fmt: skip
+    shared = suppress_together({"coverage": coverage, "results": results}, links, min_cell)
+    report = ReportView(data, min_cell, [_rule_view(rule, min_cell) for rule in data.rules],
+                        [shared["coverage"].table], [shared["results"].table, problems])  # fmt: skip
     report.summary = summarise(report)
     return report
