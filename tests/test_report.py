@@ -14,10 +14,12 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
+from analytics import strengths
 from analytics.cycle import run_cycle
 from analytics.report.render import entries, site_identifiers, write_report
 from analytics.scheduler import scheduled_cycle
 from analytics.settings import AnalyticsSettings, Paths
+from analytics.store import connect
 from engine.library import Library
 from pgx_loop.cli import main
 from tests.learning_data import CLOPIDOGREL, paths_in, simulated, truth
@@ -231,3 +233,43 @@ def test_analyze_writes_the_cycles_report(loop, tmp_path: Path):
     run_id = json.loads(done.stdout)["run_id"]
     (folder,) = [entry.stamp for entry in entries(tmp_path / "var" / "reports")]
     assert json.loads((tmp_path / "var" / "reports" / folder / "meta.json").read_text())["run_id"] == run_id
+
+
+def test_an_approval_since_the_last_cycle_is_in_the_summary(library: Library, loop, tmp_path: Path):
+    paths, _, _ = loop
+    copy = paths_in(tmp_path / "loop", paths.database)
+    con = connect(copy.database)
+    try:
+        (proposal,) = con.execute("SELECT proposal_id FROM strength_proposal WHERE status = 'pending'").fetchall()
+        strengths.approve(con, proposal[0], "J. Smith, PharmD", {rule.id: rule for rule in library.rules})
+    finally:
+        con.close()
+    folder = write_report(copy.database, library, tmp_path / "reports", min_cell=10)
+    summary = json.loads((folder / "meta.json").read_text())["summary"]
+    assert any("Decreased Function: warning → critical (approved by J. Smith, PharmD)" in line for line in summary)
+    assert not any("Waiting for a pharmacist's approval" in line for line in summary)
+
+
+def test_data_quality_counts_unknown_alleles_and_disagreeing_results(library: Library, loop, tmp_path: Path):
+    paths, _, _ = loop
+    copy = paths_in(tmp_path / "loop", paths.database)
+    con = connect(copy.database)
+    try:
+        con.execute("DELETE FROM pgx_result WHERE person_id IN (1, 2, 3, 4)")
+        con.execute("""INSERT INTO pgx_result VALUES
+            (1, 'CYP2C19', '*1/*99', NULL, 'test'), (2, 'CYP2C19', '*1/*1', NULL, 'test'),
+            (2, 'CYP2C19', '*2/*2', NULL, 'test'), (3, 'CYP2C19', 'not a result', NULL, 'test'),
+            (4, 'CYP2C19', '*1/*1', NULL, 'test'), (4, 'CYP2C19', '*1/*1', '2020-01-01', 'test')""")
+        (without,) = con.execute("SELECT count(*) FROM person WHERE person_id NOT IN (SELECT person_id FROM pgx_result)"
+                                 ).fetchone()  # fmt: skip
+    finally:
+        con.close()
+    tables = csv_tables(write_report(copy.database, library, tmp_path / "reports", min_cell=0))
+    problems = dict(tables["quality-problems"][1:])
+    assert problems["Results naming an allele the gene definitions do not know"] == "1"
+    assert problems["Results that are not a diplotype"] == "1"
+    assert problems["Persons with disagreeing results for one gene (different diplotypes)"] == "1"
+    assert problems["... of which the diplotypes give different phenotypes"] == "1"
+    assert by_row(tables["quality-results"], "Total", "without a result") == f"{without:,}"
+    hidden = csv_tables(write_report(copy.database, library, tmp_path / "hidden", min_cell=10))
+    assert dict(hidden["quality-problems"][1:])["Results that are not a diplotype"] == "*"
