@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean browser
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/pgx-loop demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
@@ -29,6 +29,15 @@ bench: $(STAMP)
 	$(BIN)/python bench/hooks_throughput.py
 	$(BIN)/python bench/learning_cycle.py
 	$(BIN)/python bench/learning_validity.py
+	$(BIN)/python bench/report_speed.py
+
+# Headless Chromium for the report's browser test (Debian's package). Never fails the build:
+# without it, that test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
+		apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+		echo "chromium not installed: the report browser test will be skipped"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

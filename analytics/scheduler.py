@@ -21,6 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from analytics.cycle import BadData, CycleBusy, CycleResult, NoData, run_cycle
+from analytics.report.render import report_after_cycle
 from analytics.settings import AnalyticsSettings
 from engine.library import load_library
 from engine.yamlsource import SourceError
@@ -74,6 +75,7 @@ def scheduled_cycle(settings: AnalyticsSettings) -> CycleResult | None:
     except Exception:
         log.exception("analytics cycle failed; it was rolled back, strengths unchanged")
         return None
+    report_after_cycle(settings, library)  # logs its own failure: the cycle stands either way
     changed = [e for e in result.estimates if e["tier_after"] != e["tier_before"] or e.get("proposed_tier")]
     log.info("analytics cycle %s: %d estimate(s), %d change(s) or proposal(s), strengths version %d",
              result.run_id, len(result.estimates), len(changed), result.snapshot_version)  # fmt: skip

@@ -35,6 +35,12 @@ class AnalyticsSettings(BaseSettings):
     event_log_dir: Path | None = None
     strengths_file: Path | None = None
     key_file: Path | None = None
+    reports_dir: Path | None = Field(
+        default=None, description="Where outcome reports are written (default var/reports)"
+    )
+    report_min_cell: int = Field(
+        default=10, ge=0, description="Counts from 1 to this are suppressed in reports (CMS cell-size rule: 10)"
+    )
     analytics_interval_hours: float = Field(
         default=24.0, ge=0, description="Hours between scheduled analytics cycles in `serve` (0: never)"
     )
@@ -42,6 +48,10 @@ class AnalyticsSettings(BaseSettings):
     @property
     def database(self) -> Path:
         return self.db or self.var_dir / "pgx-loop.duckdb"
+
+    @property
+    def reports_path(self) -> Path:
+        return self.reports_dir or self.var_dir / "reports"
 
     @property
     def key_path(self) -> Path:

@@ -31,6 +31,7 @@ from hooks.limits import Limits, TooComplex, TooLarge, request_bundles
 from hooks.outcomes import JSON, documented, operation_outcome
 from hooks.prefetch import FhirFetcher, PrefetchUnavailable
 from hooks.reload import RulesWatcher, StrengthsWatcher
+from hooks.reports import reports_router
 from hooks.requests import FeedbackRequest, HookRequest
 from hooks.service import BadRequest, HookHandler, validation_reasons
 from hooks.settings import Settings
@@ -229,5 +230,6 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         body = await _parse(request, FeedbackRequest)
         return await request.app.state.feedback.record(service, body)
 
+    app.include_router(reports_router(settings))  # operator pages, outside the CDS endpoints
     app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
     return app

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     strengths_file: Path | None = Field(
         default=None, description="Rule strengths published by the learning loop (default var/strengths.json)"
     )
+    reports_dir: Path | None = Field(
+        default=None, description="Outcome reports served at /reports/ (default var/reports)"
+    )
     fhir_timeout: float = Field(default=3.0, gt=0, le=30, description="Seconds allowed for each FHIR fallback fetch")
     max_body_bytes: int = Field(default=4_000_000, ge=1024, description="Largest request body accepted (else 413)")
     max_json_depth: int = Field(default=40, ge=8, le=1000, description="Deepest JSON nesting accepted (else 400)")

@@ -138,7 +138,47 @@ def analyze_command(db: Path | None) -> None:
         result = run_cycle(library, settings.paths())
     except (BadData, CycleBusy, NoData) as exc:
         raise click.ClickException(str(exc)) from None
+    from analytics.report.render import report_after_cycle
+
+    report_after_cycle(settings, library)  # logs where it went, or why it failed; the cycle stands either way
     click.echo(json.dumps(result.as_json(), indent=2))
+
+
+@click.command(name="report")
+@db_option
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Reports folder (default: PGX_LOOP_REPORTS_DIR, else var/reports).",
+)
+@click.option(
+    "--min-cell",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Suppress counts from 1 to this (default: PGX_LOOP_REPORT_MIN_CELL, else 10).",
+)
+def report_command(db: Path | None, out_dir: Path | None, min_cell: int | None) -> None:
+    """Write an outcome report now (HTML and CSVs) and update the reports index; prints its folder."""
+    from analytics.report.data import NoReportData
+    from analytics.report.render import site_identifiers, write_report
+
+    settings = _settings(db)
+    library = library_or_exit(settings.rules_dir)
+    if not settings.database.is_file():
+        raise click.ClickException(f"{settings.database}: no such database (pgx-loop simulate or load-omop first)")
+    try:
+        folder = write_report(
+            settings.database, library, out_dir or settings.reports_path,
+            min_cell=settings.report_min_cell if min_cell is None else min_cell,
+            identifiers=site_identifiers(settings.key_path), events_dir=settings.paths().events,
+        )  # fmt: skip
+    except NoReportData as exc:
+        raise click.ClickException(f"{settings.database}: {exc}") from None
+    except duckdb.Error as exc:
+        raise click.ClickException(f"{settings.database}: {str(exc).splitlines()[0]}") from None
+    click.echo(str(folder / "report.html"))
 
 
 @click.group(name="strength")
@@ -224,4 +264,4 @@ def rollback(to_version: int | None, by: str, db: Path | None) -> None:
 
 
 COMMANDS = (simulate_command, load_omop_command, load_genotypes_command, load_opt_outs_command, analyze_command,
-            strength)  # fmt: skip
+            report_command, strength)  # fmt: skip

@@ -98,6 +98,11 @@ def _demo_cycle(settings: AnalyticsSettings) -> None:
             f"  {e['rule']:22} {e['phenotype']:26} {e['events']:>4} events  {estimate:24} {change:22} {e['action']}"
         )
     click.echo(f"  (full result: pgx-loop analyze prints it as JSON; {json.dumps(result.run_id)} is this run)")
+    from analytics.report.render import report_after_cycle
+
+    folder = report_after_cycle(settings, library)
+    if folder is not None:
+        click.echo(f"  Its outcome report: {folder / 'report.html'}")
 
 
 @click.command()
@@ -136,6 +141,8 @@ pgx-loop demo: {len(library.rules)} rule(s), {len(library.genes)} gene definitio
     .venv/bin/pgx-loop strength approve N --by you   # apply proposal #N; the service picks it up within seconds
     .venv/bin/pgx-loop strength rollback --by you    # undo the last change
     curl -s {base}/status/strengths
+
+  Outcome reports (one after every cycle; small counts suppressed): {base}/reports/  (newest: {base}/reports/latest)
 
   Cards and feedback land in var/events/*.jsonl; the next cycle ingests them. API docs: {base}/docs
   Ctrl-C stops the service.

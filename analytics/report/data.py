@@ -1,0 +1,408 @@
+"""What a report shows, read from the analytics database into plain rows (no suppression yet).
+
+Everything is read on one read-only connection; the per-rule cohort is rebuilt with the cycle's
+own SQL (analytics.cohort.build), so the report counts exactly the patients the estimates rest on.
+Cards are linked to persons by the pseudonym the service logged: the keyed hash of the patient id
+the EHR sends, which OMOP holds as ``person.person_source_value``. Without the site key that link
+(and with it alerts by group and "order changed") is not available, and the report says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from analytics import strengths
+from analytics.cohort import REFERENCE, Study, build
+from analytics.estimate import Z95
+from analytics.store import first_row, scalar, table_exists
+from engine.identifiers import Identifiers
+from engine.library import Library
+from engine.phenotyper import call_diplotype
+
+CHANGE_WINDOW_DAYS = 7
+RACE = {8527: "White", 8516: "Black or African American", 8515: "Asian", 8557: "Native Hawaiian or Pacific Islander",
+        8657: "American Indian or Alaska Native"}  # fmt: skip
+HISPANIC = 38003563
+UNKNOWN_GROUP = "Unknown or not reported"
+ARMS = ("drug", "comparators")
+FEEDBACK = ("accepted", "overridden", "no feedback")
+
+
+def group_label_sql(alias: str = "p") -> str:
+    """SQL naming a person's race/ethnicity group: Hispanic or Latino (any race), else the OMOP race."""
+    races = " ".join(f"WHEN {concept} THEN '{name}'" for concept, name in RACE.items())
+    return (
+        f"CASE WHEN {alias}.ethnicity_concept_id = {HISPANIC} THEN 'Hispanic or Latino (any race)' "
+        f"ELSE CASE {alias}.race_concept_id {races} ELSE '{UNKNOWN_GROUP}' END END"
+    )
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    started_at: datetime
+    library_version: str | None
+    opted_out_excluded: int
+    events_ingested: int
+
+
+@dataclass(frozen=True)
+class EstimateRow:
+    """One group's within-drug estimate in one cycle."""
+
+    run_id: str
+    started_at: datetime
+    rule: str
+    group: str
+    events: int
+    reference_events: int
+    hr: float | None
+    ci_low: float | None
+    ci_high: float | None
+    prior_hr: float
+    prior_se: float
+    posterior_hr: float
+    posterior_low: float
+    posterior_high: float
+    p_harm: float
+    p_safe: float
+
+    @property
+    def prior_ci(self) -> tuple[float, float]:
+        log_hr = math.log(self.prior_hr)
+        return math.exp(log_hr - Z95 * self.prior_se), math.exp(log_hr + Z95 * self.prior_se)
+
+
+@dataclass(frozen=True)
+class TierChange:
+    decided_at: datetime
+    group: str
+    tier_before: str | None
+    tier_after: str | None
+    action: str
+    reason: str
+    by: str | None
+    run_id: str | None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    proposal_id: int
+    group: str
+    tier_before: str
+    tier_after: str
+    reason: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Bounds:
+    group: str
+    tier: str
+    floor: str
+    ceiling: str
+
+
+@dataclass
+class RuleData:
+    """Everything the report shows about one rule with a learning section."""
+
+    rule: str
+    drug: str
+    comparators: list[str]
+    outcome: str
+    groups: list[str]  # reference first
+    # cohort, on this data: group -> (drug, comparators)
+    users: dict[str, tuple[int, int]] = field(default_factory=dict)
+    events: dict[str, tuple[int, int]] = field(default_factory=dict)
+    person_years: dict[str, tuple[float, float]] = field(default_factory=dict)
+    opted_out: int = 0
+    estimates: list[EstimateRow] = field(default_factory=list)  # latest cycle
+    trend: list[EstimateRow] = field(default_factory=list)  # every cycle, oldest first
+    history: list[TierChange] = field(default_factory=list)
+    proposals: list[Proposal] = field(default_factory=list)
+    bounds: list[Bounds] = field(default_factory=list)
+    # alerts: tier -> (accepted, overridden, no feedback); reason -> overrides
+    cards: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    override_reasons: dict[str, int] = field(default_factory=dict)
+    changed: tuple[int, int] | None = None  # (changed, not changed); None without the pseudonym link
+    # equity: population group -> genotype group -> (users on the drug, events, person-years)
+    equity: dict[str, dict[str, tuple[int, int, float]]] = field(default_factory=dict)
+    alerts_by_population: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Result coverage of one population group: persons with a usable call, Indeterminate only, untested."""
+
+    determinate: int
+    indeterminate: int
+    untested: int
+
+
+@dataclass(frozen=True)
+class Quality:
+    persons: int
+    without_results: int
+    unknown_alleles: int  # results naming an allele the gene definitions do not know
+    unreadable: int  # results that are not a diplotype at all
+    disagreeing: int  # person-genes with results of more than one diplotype
+    disagreeing_phenotype: int  # ... whose diplotypes give different phenotypes
+    newest_event: datetime | None
+    last_ingested: datetime | None
+    unread_bytes: int | None  # event-log bytes not ingested yet (None: log folder not given)
+
+
+@dataclass
+class ReportData:
+    generated_at: datetime
+    run: Run | None
+    previous: Run | None
+    runs: int
+    rules: list[RuleData]
+    coverage: dict[str, Coverage]
+    quality: Quality
+    linked: bool  # cards could be linked to persons
+
+
+def _runs(con: duckdb.DuckDBPyConnection) -> list[Run]:
+    rows = con.execute(
+        "SELECT run_id, started_at, library_version, coalesce(opted_out_excluded, 0), "
+        "coalesce(events_ingested, 0) FROM analysis_run WHERE status = 'ok' ORDER BY started_at"
+    ).fetchall()
+    return [Run(*row) for row in rows]
+
+
+def _estimates(con: duckdb.DuckDBPyConnection, rule: str) -> list[EstimateRow]:
+    rows = con.execute(
+        """SELECT e.run_id, r.started_at, e.rule, e.phenotype, e.events, e.reference_events, e.hr, e.ci_low, e.ci_high,
+                  e.prior_hr, e.prior_se, e.posterior_hr, e.posterior_low, e.posterior_high, e.p_harm, e.p_safe
+           FROM estimate e JOIN analysis_run r USING (run_id)
+           WHERE r.status = 'ok' AND e.rule = ? AND e.contrast = 'within-drug'
+           ORDER BY r.started_at, e.phenotype""",
+        [rule],
+    ).fetchall()
+    return [EstimateRow(*row) for row in rows]
+
+
+def _cohort(con: duckdb.DuckDBPyConnection, data: RuleData) -> None:
+    """Users, events and person-years per genotype group and arm, and the same on the drug by population group."""
+    rows = con.execute(
+        f"""SELECT s.grp, s.target, {group_label_sql()} AS population, count(*),
+                   count(s.event_date), sum(date_diff('day', s.index_date, coalesce(s.event_date, s.end_date)))
+            FROM study_population s JOIN person p USING (person_id)
+            GROUP BY ALL"""
+    ).fetchall()
+    users = {g: [0, 0] for g in data.groups}
+    events = {g: [0, 0] for g in data.groups}
+    days = {g: [0.0, 0.0] for g in data.groups}
+    for group, target, population, n, k, person_days in rows:
+        arm = 0 if target else 1
+        users[group][arm] += n
+        events[group][arm] += k
+        days[group][arm] += float(person_days or 0)
+        if target:
+            cell = data.equity.setdefault(population, {}).get(group, (0, 0, 0.0))
+            data.equity[population][group] = (cell[0] + n, cell[1] + k, cell[2] + float(person_days or 0) / 365.25)
+    data.users = {g: (a, b) for g, (a, b) in users.items()}
+    data.events = {g: (a, b) for g, (a, b) in events.items()}
+    data.person_years = {g: (a / 365.25, b / 365.25) for g, (a, b) in days.items()}
+    data.opted_out = int(scalar(con, "SELECT count(*) FROM cohort WHERE opted_out"))
+
+
+def _strength(con: duckdb.DuckDBPyConnection, library: Library, data: RuleData) -> None:
+    rows = con.execute(
+        """SELECT decided_at, phenotype, tier_before, tier_after, action, reason, approved_by, run_id
+           FROM strength_audit WHERE rule = ?
+             AND (tier_before IS DISTINCT FROM tier_after OR action LIKE 'propose%' OR action LIKE '%withdrawn%')
+           ORDER BY audit_id""",
+        [data.rule],
+    ).fetchall()
+    data.history = [TierChange(*row) for row in rows]
+    rows = con.execute(
+        """SELECT proposal_id, phenotype, tier_before, tier_after, reason, created_at FROM strength_proposal
+           WHERE rule = ? AND status = 'pending' ORDER BY proposal_id""",
+        [data.rule],
+    ).fetchall()
+    data.proposals = [Proposal(*row) for row in rows]
+    rule = next(r for r in library.rules if r.id == data.rule)
+    snapshot = strengths.latest(con)
+    assert rule.learning is not None
+    for group in rule.learning.groups:
+        tier, floor, ceiling = strengths.current_tier(rule, group, snapshot)
+        data.bounds.append(Bounds(group.label, tier, floor, ceiling))
+
+
+def _pseudonyms(con: duckdb.DuckDBPyConnection, identifiers: Identifiers) -> None:
+    """Temp table ``linked``(person_id, patient, population): the users of the study drugs, by pseudonym."""
+    rows = con.execute(
+        f"""SELECT p.person_id, p.person_source_value, {group_label_sql()} FROM person p
+            WHERE p.person_source_value IS NOT NULL AND p.person_id IN (
+                SELECT person_id FROM drug_exposure
+                WHERE drug_concept_id IN (SELECT concept_id FROM target_concepts)
+                   OR drug_concept_id IN (SELECT concept_id FROM comparator_concepts))"""
+    ).fetchall()
+    frame = pd.DataFrame(
+        [(person, identifiers.pseudonym(str(source)), population) for person, source, population in rows],
+        columns=["person_id", "patient", "population"],
+    )
+    con.register("linked_frame", frame)
+    con.execute("CREATE OR REPLACE TEMP TABLE linked AS SELECT * FROM linked_frame")
+    con.unregister("linked_frame")
+
+
+def _alerts(con: duckdb.DuckDBPyConnection, data: RuleData, linked: bool) -> None:
+    """Cards shown (not shadow) by tier and feedback; with the link, by population and whether the order changed.
+
+    The order counts as changed when, within CHANGE_WINDOW_DAYS of the card, the patient started a
+    comparator and did not start the alerted drug.
+    """
+    answers = """SELECT card, arg_max(outcome, time) AS outcome, arg_max(override_reason, time) AS reason
+                 FROM cds_event WHERE type = 'feedback' GROUP BY card"""
+    cards = f"""SELECT c.card, c.tier, c.patient, CAST(c.time AS DATE) AS day, coalesce(f.outcome, 'none') AS outcome,
+                       f.reason
+                FROM cds_event c LEFT JOIN ({answers}) f USING (card)
+                WHERE c.type = 'card' AND NOT coalesce(c.shadow, false) AND c.rule = ?"""
+    rows = con.execute(
+        f"""SELECT tier, count(*) FILTER (outcome = 'accepted'), count(*) FILTER (outcome = 'overridden'),
+                   count(*) FILTER (outcome NOT IN ('accepted', 'overridden')) FROM ({cards}) GROUP BY tier
+            ORDER BY tier""",
+        [data.rule],
+    ).fetchall()
+    data.cards = {tier or "unknown": (a, o, n) for tier, a, o, n in rows}
+    rows = con.execute(
+        f"SELECT coalesce(reason, 'none given'), count(*) FROM ({cards}) WHERE outcome = 'overridden' GROUP BY 1 "
+        "ORDER BY 2 DESC, 1",
+        [data.rule],
+    ).fetchall()
+    data.override_reasons = dict(rows)
+    if not linked:
+        return
+    row = first_row(
+        con,
+        f"""WITH shown AS ({cards}),
+            started AS (
+                SELECT s.card,
+                       bool_or(d.drug_concept_id IN (SELECT concept_id FROM comparator_concepts)) AS comparator,
+                       bool_or(d.drug_concept_id IN (SELECT concept_id FROM target_concepts)) AS drug
+                FROM shown s JOIN linked l USING (patient)
+                JOIN drug_exposure d ON d.person_id = l.person_id
+                 AND d.drug_exposure_start_date BETWEEN s.day AND s.day + {CHANGE_WINDOW_DAYS}
+                GROUP BY s.card)
+            SELECT count(*) FILTER (coalesce(comparator AND NOT drug, false)),
+                   count(*) FILTER (NOT coalesce(comparator AND NOT drug, false))
+            FROM shown LEFT JOIN started USING (card)""",
+        [data.rule],
+    )
+    data.changed = (int(row[0]), int(row[1])) if row else (0, 0)
+    rows = con.execute(
+        f"""SELECT coalesce(l.population, '{UNKNOWN_GROUP}'), count(*) FILTER (outcome = 'accepted'),
+                   count(*) FILTER (outcome = 'overridden'), count(*) FILTER (outcome NOT IN ('accepted', 'overridden'))
+            FROM ({cards}) s LEFT JOIN (SELECT DISTINCT patient, population FROM linked) l USING (patient)
+            GROUP BY 1 ORDER BY 1""",
+        [data.rule],
+    ).fetchall()
+    data.alerts_by_population = {population: (a, o, n) for population, a, o, n in rows}
+
+
+def _coverage(con: duckdb.DuckDBPyConnection) -> dict[str, Coverage]:
+    """Per population group: persons with at least one usable call, only Indeterminate calls, or no result."""
+    has_phenotypes = table_exists(con, "person_phenotype")
+    calls = (
+        "SELECT person_id, bool_or(phenotype <> 'Indeterminate') AS usable FROM person_phenotype GROUP BY person_id"
+        if has_phenotypes
+        else "SELECT NULL::BIGINT AS person_id, NULL::BOOLEAN AS usable"
+    )
+    rows = con.execute(
+        f"""SELECT {group_label_sql()} AS population, count(*) FILTER (c.usable),
+                   count(*) FILTER (NOT c.usable), count(*) FILTER (c.usable IS NULL)
+            FROM person p LEFT JOIN ({calls}) c USING (person_id) GROUP BY 1 ORDER BY 1"""
+    ).fetchall()
+    return {population: Coverage(a, b, c) for population, a, b, c in rows}
+
+
+def _quality(con: duckdb.DuckDBPyConnection, library: Library, events_dir: Path | None) -> Quality:
+    persons = int(scalar(con, "SELECT count(*) FROM person"))
+    without = int(scalar(con, "SELECT count(*) FROM person WHERE person_id NOT IN (SELECT person_id FROM pgx_result)"))
+    pairs = con.execute("SELECT gene, diplotype, count(*) FROM pgx_result GROUP BY ALL").fetchall()
+    phenotype: dict[tuple[str, str], str] = {}
+    unknown = unreadable = 0
+    for gene, diplotype, n in pairs:
+        definition = library.genes.get(gene)
+        if definition is None:
+            continue
+        call = call_diplotype(definition, diplotype)
+        phenotype[(gene, diplotype)] = call.phenotype
+        reason = call.reason or ""
+        unknown += n if reason.startswith("allele not in") else 0
+        unreadable += n if reason.startswith("not a diplotype") else 0
+    multiple = con.execute(
+        "SELECT gene, list(DISTINCT diplotype) FROM pgx_result GROUP BY person_id, gene "
+        "HAVING count(DISTINCT diplotype) > 1"
+    ).fetchall()
+    differing = sum(len({phenotype.get((gene, d)) for d in diplotypes}) > 1 for gene, diplotypes in multiple)
+    newest, ingested = first_row(con, "SELECT max(time), max(ingested_at) FROM cds_event") or (None, None)
+    return Quality(persons, without, unknown, unreadable, len(multiple), differing, newest, ingested,
+                   _unread_bytes(con, events_dir))  # fmt: skip
+
+
+def _unread_bytes(con: duckdb.DuckDBPyConnection, events_dir: Path | None) -> int | None:
+    if events_dir is None or not events_dir.is_dir():
+        return None
+    read = dict(con.execute("SELECT segment, offset_bytes FROM event_ingest").fetchall())
+    return sum(max(0, path.stat().st_size - read.get(path.name, 0)) for path in events_dir.glob("events-*.jsonl"))
+
+
+class NoReportData(RuntimeError):
+    """The database lacks what a report is made from; the message says what."""
+
+
+def _has_source_values(con: duckdb.DuckDBPyConnection) -> bool:
+    return "person_source_value" in {row[0] for row in con.execute("DESCRIBE person").fetchall()}
+
+
+def collect(
+    con: duckdb.DuckDBPyConnection, library: Library, *, identifiers: Identifiers | None = None,
+    events_dir: Path | None = None,
+) -> ReportData:  # fmt: skip
+    """Read everything a report shows. ``con`` may be read-only (only temp tables are created)."""
+    missing = [table for table in ("person", "pgx_result", "analysis_run") if not table_exists(con, table)]
+    if missing:
+        raise NoReportData(f"no {', '.join(missing)} table: load data and run a cycle first (pgx-loop analyze)")
+    runs = _runs(con)
+    linked = identifiers is not None and table_exists(con, "drug_exposure") and _has_source_values(con)
+    rules = []
+    for rule in library.rules:
+        learning = rule.learning
+        if learning is None:
+            continue
+        groups = [REFERENCE, *(g.label for g in learning.groups)]
+        data = RuleData(rule.id, rule.drugs[0].name, [c.name for c in learning.comparators], learning.outcome.name,
+                        groups)  # fmt: skip
+        trend = _estimates(con, rule.id)
+        data.trend = trend
+        data.estimates = [e for e in trend if runs and e.run_id == runs[-1].run_id]
+        _strength(con, library, data)
+        if table_exists(con, "person_phenotype") and table_exists(con, "drug_exposure"):
+            build(con, Study(rule, learning))
+            _cohort(con, data)
+            if linked and identifiers is not None:
+                _pseudonyms(con, identifiers)
+        _alerts(con, data, linked and table_exists(con, "linked"))
+        rules.append(data)
+    return ReportData(
+        generated_at=datetime.now(UTC),
+        run=runs[-1] if runs else None,
+        previous=runs[-2] if len(runs) > 1 else None,
+        runs=len(runs),
+        rules=rules,
+        coverage=_coverage(con),
+        quality=_quality(con, library, events_dir),
+        linked=linked,
+    )
