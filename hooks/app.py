@@ -27,6 +27,8 @@ from engine.library import Library, load_library
 from hooks.discovery import SERVICES, Service
 from hooks.eventlog import EventLog, EventLogError
 from hooks.feedback import FeedbackRecorder
+from hooks.observability import RequestObservability
+from hooks.operations import operations_router
 from hooks.prefetch import FhirFetcher, PrefetchUnavailable
 from hooks.reload import RulesWatcher, StrengthsWatcher
 from hooks.requests import FeedbackRequest, HookRequest
@@ -213,4 +215,9 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         return await request.app.state.feedback.record(service, body)
 
     app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
+
+    # Operations: open endpoints outside /cds-services; request ids and latency for every request
+    # (added last, so it stays the outermost middleware and also sees requests others turn away).
+    app.include_router(operations_router(settings))
+    app.add_middleware(RequestObservability)
     return app

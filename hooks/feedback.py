@@ -15,6 +15,7 @@ from typing import Any
 from engine.identifiers import Identifiers
 from hooks.discovery import Service
 from hooks.eventlog import EventLog
+from hooks.metrics import FEEDBACK
 from hooks.requests import FeedbackItem, FeedbackRequest
 
 REMEMBERED = 100_000  # recent feedback ids kept to recognise repeats without touching the disk
@@ -43,6 +44,8 @@ class FeedbackRecorder:
             for event in fresh:
                 self._seen.pop(event["event_id"], None)
             raise
+        for event in fresh:
+            FEEDBACK.labels(service.id, event["outcome"]).inc()
         return {"recorded": len(fresh), "duplicates": len(request.feedback) - len(fresh)}
 
     def _remember(self, event_id: str) -> None:

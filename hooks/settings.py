@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     strengths_file: Path | None = Field(
         default=None, description="Rule strengths published by the learning loop (default var/strengths.json)"
     )
+    analytics_status_file: Path | None = Field(
+        default=None, description="How the last analytics cycle went (default: next to the strengths file)"
+    )
     fhir_timeout: float = Field(default=3.0, gt=0, le=30, description="Seconds allowed for each FHIR fallback fetch")
     fhir_max_pages: int = Field(default=10, ge=1, le=100, description="Pages of a searchset followed at most")
 
@@ -40,6 +43,10 @@ class Settings(BaseSettings):
     @property
     def strengths_path(self) -> Path:
         return self.strengths_file or self.var_dir / "strengths.json"
+
+    @property
+    def analytics_status_path(self) -> Path:
+        return self.analytics_status_file or self.strengths_path.with_name("analytics-status.json")
 
     @property
     def key_path(self) -> Path:

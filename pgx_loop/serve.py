@@ -30,11 +30,15 @@ def _serve(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from analytics.scheduler import start_scheduler
+    from engine.logs import configure, log_config
     from hooks.app import create_app
 
+    configure()  # JSON logs from here on (the scheduler logs before uvicorn sets up its own)
     scheduler = start_scheduler(AnalyticsSettings(rules_dir=settings.rules_dir))
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level="info", access_log=False, log_config=log_config()
+        )
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
