@@ -63,9 +63,11 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
         "formatters": {"json": {"()": JsonFormatter}},
         "handlers": {"json": handler},
         "root": {"handlers": ["json"], "level": level},
-        # uvicorn's own loggers go through the root handler instead of their default plain-text ones.
         "loggers": {
-            name: {"handlers": [], "propagate": True} for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            # uvicorn's own loggers go through the root handler instead of their default plain-text ones.
+            **{name: {"handlers": [], "propagate": True} for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
+            # The HTTP client logs each request's URL at INFO: FHIR searches carry the patient id in the query.
+            **{name: {"level": "WARNING"} for name in ("httpx", "httpcore")},
         },
     }
 

@@ -98,8 +98,9 @@ def test_metrics_count_hook_calls_cards_and_feedback(client, settings):
     assert client.post(SELECT, content=b"[", headers={"Content-Type": "application/json"}).status_code == 400
     for unknown in ("no-such-service", "another-made-up-one"):
         assert client.post(f"/cds-services/{unknown}", json=card_request()).status_code == 404
+    accepted = [{"id": cards[0]["suggestions"][0]["uuid"]}]
     feedback = [
-        {"card": cards[0]["uuid"], "outcome": "accepted", "acceptedSuggestions": [{"id": cards[0]["suggestions"][0]["uuid"]}],
+        {"card": cards[0]["uuid"], "outcome": "accepted", "acceptedSuggestions": accepted,
          "outcomeTimestamp": "2026-11-22T10:05:31Z"},
         {"card": cards[1]["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-22T10:06:00Z"},
         {"card": cards[2]["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-22T10:07:00Z"},
