@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
+import traceback
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -74,8 +75,11 @@ def scheduled_cycle(settings: AnalyticsSettings) -> CycleResult | None:
     except BadData as exc:
         log.error("analytics cycle failed, strengths unchanged: %s", exc)
         return None
-    except Exception:
-        log.exception("analytics cycle failed; it was rolled back, strengths unchanged")
+    except Exception as exc:
+        # The message can quote data values (a DuckDB conversion error does): it goes to analysis_run, not the log.
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("analytics cycle failed with %s; it was rolled back, strengths unchanged; the message is in "
+                  "analysis_run\n%s", type(exc).__name__, frames)  # fmt: skip
         return None
     changed = [e for e in result.estimates if e["tier_after"] != e["tier_before"] or e.get("proposed_tier")]
     log.info("analytics cycle %s: %d estimate(s), %d change(s) or proposal(s), strengths version %d",
