@@ -246,7 +246,7 @@ def _outcome(exc: BaseException) -> tuple[CycleOutcome, str]:
         return "no-data", str(exc)
     if isinstance(exc, BadData):
         return "failed", str(exc)
-    return "failed", f"{type(exc).__name__} (details in the analytics log and analysis_run)"
+    return "failed", f"{type(exc).__name__}; its message is in analysis_run, the traceback in the analytics log"
 
 
 def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -> CycleResult:

@@ -25,7 +25,7 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 _SECRETS = (
     (re.compile(r"(?i)\b(bearer|basic)\s+[^\s'\",]+"), r"\1 [redacted]"),
     (re.compile(r"\beyJ[\w-]*\.[\w-]*\.[\w-]*"), "[redacted-jwt]"),
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s?#'\"]*)\?[^\s#'\"]*"), r"\1?[redacted]"),
+    (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s?#'\"]*)\?[^\s#'\"]*"), r"\1?[redacted]"),
 )
 
 

@@ -156,7 +156,7 @@ def test_failed_reloads_are_counted_and_do_not_make_the_service_unready(tmp_path
 
 def test_the_last_analytics_cycle_is_reported_from_its_status_file(library: Library, tmp_path: Path):
     source = tmp_path / "source.duckdb"
-    simulated(library, 3000, seed=3, effects=truth(), path=source).close()
+    simulated(library, 5000, seed=8, effects=truth(), path=source).close()
     paths = paths_in(tmp_path / "var", source)
     result = run_cycle(library, paths)
     settings = Settings(rules_dir=RULES, var_dir=tmp_path / "var", strengths_file=paths.snapshot)
