@@ -6,9 +6,9 @@ and feedback calls, one histogram observation.
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from prometheus_client.metrics import Histogram
@@ -54,7 +54,7 @@ class RequestObservability:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        current = incoming_id(scope) or uuid.uuid4().hex
+        current = incoming_id(scope) or os.urandom(16).hex()  # random, like a uuid4, at a quarter of the cost
         # Not reset afterwards: each request runs in its own task, whose context copy ends with it, and the
         # server's own "exception in ASGI application" line, logged after the app returns, keeps the id.
         request_id.set(current)
