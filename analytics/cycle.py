@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -29,6 +30,7 @@ from analytics.omop import REQUIRED, type_problems
 from analytics.policy import Decision, Posterior, decide, update
 from analytics.settings import Paths
 from analytics.store import connect, count, first_row, table_exists
+from engine.cycle_status import CycleOutcome, CycleStatus, write_status
 from engine.learning import Group
 from engine.library import Library
 from engine.rules import Rule
@@ -208,10 +210,47 @@ def _study_rule(
 
 
 def run_cycle(library: Library, paths: Paths) -> CycleResult:
-    """One full cycle; raises CycleBusy if another is running, re-raises a failure after rollback."""
+    """One full cycle; raises CycleBusy if another is running, re-raises a failure after rollback.
+
+    Whatever happens, how it went is published to ``paths.status`` for the service to report.
+    """
+    run_id = uuid.uuid4().hex[:12]
+    started_at, started = datetime.now(UTC), time.perf_counter()
+    try:
+        result = _locked_cycle(library, paths, run_id, started)
+    except BaseException as exc:
+        outcome, message = _outcome(exc)
+        publish_status(paths.status, run_id, started_at, started, outcome, message)
+        raise
+    publish_status(paths.status, run_id, started_at, started, "ok")
+    return result
+
+
+def publish_status(
+    path: Path, cycle_id: str | None, started_at: datetime, started: float, outcome: CycleOutcome, message: str = ""
+) -> None:
+    """Write the status file; a failure to write it is logged, never raised (it must not fail a cycle)."""
+    status = CycleStatus(cycle_id=cycle_id, status=outcome, started=started_at, finished=datetime.now(UTC),
+                         duration_seconds=round(time.perf_counter() - started, 3), message=message)  # fmt: skip
+    try:
+        write_status(path, status)
+    except OSError as exc:
+        log.error("could not write the analytics status file %s: %s", path, exc.strerror or exc)
+
+
+def _outcome(exc: BaseException) -> tuple[CycleOutcome, str]:
+    """The status of a cycle that raised, and a message naming the problem but holding no data values."""
+    if isinstance(exc, CycleBusy):
+        return "skipped", str(exc)
+    if isinstance(exc, NoData):
+        return "no-data", str(exc)
+    if isinstance(exc, BadData):
+        return "failed", str(exc)
+    return "failed", f"{type(exc).__name__}; its message is in analysis_run, the traceback in the analytics log"
+
+
+def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -> CycleResult:
     with exclusive(paths.lock):
-        started = time.perf_counter()
-        run_id = uuid.uuid4().hex[:12]
         result = CycleResult(run_id, "running")
         con = connect(paths.database)
         try:

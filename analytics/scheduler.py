@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import sys
+import time
+import traceback
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -20,9 +21,10 @@ from apscheduler.executors.pool import ProcessPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from analytics.cycle import BadData, CycleBusy, CycleResult, NoData, run_cycle
+from analytics.cycle import BadData, CycleBusy, CycleResult, NoData, publish_status, run_cycle
 from analytics.report.render import report_after_cycle
 from analytics.settings import AnalyticsSettings
+from engine import logs
 from engine.library import load_library
 from engine.yamlsource import SourceError
 
@@ -57,12 +59,14 @@ def next_due(settings: AnalyticsSettings, now: datetime) -> datetime:
 def scheduled_cycle(settings: AnalyticsSettings) -> CycleResult | None:
     """One cycle as the scheduler runs it: never raises, logs what happened."""
     if not logging.getLogger().handlers:  # a spawned child starts with no logging set up
-        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        logs.configure()
+    started_at, started = datetime.now(UTC), time.perf_counter()
     try:
         library = load_library(settings.rules_dir)
     except SourceError as exc:
-        log.error("analytics cycle skipped: the rule files do not load (%d problem(s)); strengths unchanged",
-                  len(exc.problems))  # fmt: skip
+        message = f"the rule files do not load ({len(exc.problems)} problem(s)); strengths unchanged"
+        log.error("analytics cycle skipped: %s", message)
+        publish_status(settings.paths().status, None, started_at, started, "skipped", message)
         return None
     try:
         result = run_cycle(library, settings.paths())
@@ -72,8 +76,11 @@ def scheduled_cycle(settings: AnalyticsSettings) -> CycleResult | None:
     except BadData as exc:
         log.error("analytics cycle failed, strengths unchanged: %s", exc)
         return None
-    except Exception:
-        log.exception("analytics cycle failed; it was rolled back, strengths unchanged")
+    except Exception as exc:
+        # The message can quote data values (a DuckDB conversion error does): it goes to analysis_run, not the log.
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("analytics cycle failed with %s; it was rolled back, strengths unchanged; the message is in "
+                  "analysis_run\n%s", type(exc).__name__, frames)  # fmt: skip
         return None
     report_after_cycle(settings, library)  # logs its own failure: the cycle stands either way
     changed = [e for e in result.estimates if e["tier_after"] != e["tier_before"] or e.get("proposed_tier")]

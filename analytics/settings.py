@@ -13,11 +13,17 @@ from engine.library import default_rules_dir
 
 @dataclass
 class Paths:
-    """The files a cycle reads and writes: the database, the service's event log, the strengths it publishes."""
+    """The files a cycle reads and writes: the database, the service's event log, the strengths it publishes,
+    and the status of the last cycle (default: next to the strengths)."""
 
     database: Path
     events: Path
     snapshot: Path
+    status_file: Path | None = None
+
+    @property
+    def status(self) -> Path:
+        return self.status_file or self.snapshot.with_name("analytics-status.json")
 
     @property
     def lock(self) -> Path:
@@ -41,6 +47,9 @@ class AnalyticsSettings(BaseSettings):
     report_min_cell: int = Field(
         default=10, ge=0, description="Counts from 1 to this are suppressed in reports (CMS cell-size rule: 10)"
     )
+    analytics_status_file: Path | None = Field(
+        default=None, description="How the last cycle went, for the service (default: next to the strengths file)"
+    )
     analytics_interval_hours: float = Field(
         default=24.0, ge=0, description="Hours between scheduled analytics cycles in `serve` (0: never)"
     )
@@ -62,4 +71,5 @@ class AnalyticsSettings(BaseSettings):
             database or self.database,
             self.event_log_dir or self.var_dir / "events",
             self.strengths_file or self.var_dir / "strengths.json",
+            self.analytics_status_file,
         )

@@ -28,6 +28,8 @@ from hooks.discovery import SERVICES, Discovery, Service
 from hooks.eventlog import EventLog, EventLogError
 from hooks.feedback import FeedbackReceipt, FeedbackRecorder
 from hooks.limits import Limits, TooComplex, TooLarge, request_bundles
+from hooks.observability import RequestObservability
+from hooks.operations import operations_router
 from hooks.outcomes import JSON, documented, operation_outcome
 from hooks.prefetch import FhirFetcher, PrefetchUnavailable
 from hooks.reload import RulesWatcher, StrengthsWatcher
@@ -232,4 +234,9 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     app.include_router(reports_router(settings))  # operator pages, outside the CDS endpoints
     app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
+
+    # Operations: open endpoints outside /cds-services; request ids and latency for every request
+    # (added last, so it stays the outermost middleware and also sees requests others turn away).
+    app.include_router(operations_router(settings))
+    app.add_middleware(RequestObservability)
     return app

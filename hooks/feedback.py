@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from engine.identifiers import Identifiers
 from hooks.discovery import Service
 from hooks.eventlog import EventLog
+from hooks.metrics import FEEDBACK
 from hooks.requests import FeedbackItem, FeedbackRequest
 
 
@@ -53,6 +54,8 @@ class FeedbackRecorder:
             for event in fresh:
                 self._seen.pop(event["event_id"], None)
             raise
+        for event in fresh:
+            FEEDBACK.labels(service.id, event["outcome"]).inc()
         return FeedbackReceipt(recorded=len(fresh), duplicates=len(request.feedback) - len(fresh))
 
     def _remember(self, event_id: str) -> None:

@@ -137,7 +137,8 @@ class ResultReader:
     @staticmethod
     def _usable(obs: dict[str, Any], patient_id: str) -> bool:
         if obs.get("status") not in USABLE_STATUS:
-            log.info("skipped an Observation with status %r", obs.get("status"))
+            # Not the value itself: it comes from the request and could hold anything.
+            log.info("skipped an Observation whose status is not %s", "/".join(sorted(USABLE_STATUS)))
             return False
         subject = (obs.get("subject") or {}).get("reference") if isinstance(obs.get("subject"), dict) else None
         if not isinstance(subject, str) or not (

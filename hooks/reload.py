@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from engine.library import Library, load_library
 from engine.strengths import EMPTY, Snapshot, read_snapshot
 from engine.yamlsource import SourceError
+from hooks.metrics import RELOAD_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ class RulesWatcher(Watcher):
 
     def _failed(self, problems: list[str]) -> None:
         self.status.failed(problems)
+        RELOAD_FAILURES.labels("rules").inc()
         for problem in problems:
             log.error("rules not reloaded: %s", problem)
         log.error("still serving library %s", self.status.version)
@@ -203,6 +205,7 @@ class StrengthsWatcher(Watcher):
 
     def _failed(self, problem: str) -> None:
         self.status.failed([problem])
+        RELOAD_FAILURES.labels("strengths").inc()
         log.error("strengths not reloaded: %s; still serving version %s", problem, self.status.version)
 
 

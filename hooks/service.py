@@ -23,6 +23,7 @@ from engine.strengths import EMPTY, Snapshot
 from hooks.discovery import Service
 from hooks.eventlog import EventLog
 from hooks.fhir_pgx import ResultReader
+from hooks.metrics import CARDS, STRENGTHS_VERSION
 from hooks.orders import OrderError, orders_to_check
 from hooks.patient_facts import patient_facts
 from hooks.prefetch import FhirFetcher, PrefetchInvalid, pgx_resources
@@ -67,6 +68,7 @@ class HookHandler:
     def use_strengths(self, snapshot: Snapshot) -> None:
         """Apply ``snapshot``'s tiers from the next request on (clamped to each rule's bounds by the engine)."""
         self._strengths = (snapshot.version, snapshot.table())
+        STRENGTHS_VERSION.set(snapshot.version)
 
     @property
     def library(self) -> Library:
@@ -101,6 +103,9 @@ class HookHandler:
         events = self._card_events(service, request, context.patientId, matches, cards, library, strengths_version)
         await self._events.append(events)
         shown = [card for match, card in zip(matches, cards, strict=True) if match.rule.status == "active"]
+        for match in matches:
+            if match.rule.status == "active":
+                CARDS.labels(match.rule.id, match.tier).inc()
         return orjson.dumps({"cards": shown}) if shown else EMPTY_RESPONSE
 
     def _card_events(

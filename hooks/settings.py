@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     reports_dir: Path | None = Field(
         default=None, description="Outcome reports served at /reports/ (default var/reports)"
     )
+    analytics_status_file: Path | None = Field(
+        default=None, description="How the last analytics cycle went (default: next to the strengths file)"
+    )
     fhir_timeout: float = Field(default=3.0, gt=0, le=30, description="Seconds allowed for each FHIR fallback fetch")
     max_body_bytes: int = Field(default=4_000_000, ge=1024, description="Largest request body accepted (else 413)")
     max_json_depth: int = Field(default=40, ge=8, le=1000, description="Deepest JSON nesting accepted (else 400)")
@@ -49,6 +52,10 @@ class Settings(BaseSettings):
     @property
     def strengths_path(self) -> Path:
         return self.strengths_file or self.var_dir / "strengths.json"
+
+    @property
+    def analytics_status_path(self) -> Path:
+        return self.analytics_status_file or self.strengths_path.with_name("analytics-status.json")
 
     @property
     def key_path(self) -> Path:

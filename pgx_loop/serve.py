@@ -44,11 +44,15 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     import uvicorn
 
     from analytics.scheduler import start_scheduler
+    from engine.logs import configure, log_config
     from hooks.app import create_app
 
+    configure()  # JSON logs from here on (the scheduler logs before uvicorn sets up its own)
+    if workers > 1:
+        _share_metrics(settings)
     # One scheduler, in this (supervising) process, however many workers answer requests.
     scheduler = start_scheduler(AnalyticsSettings(rules_dir=settings.rules_dir))
-    options = {"host": host, "port": port, "log_level": "info", "access_log": False}
+    options = {"host": host, "port": port, "log_level": "info", "access_log": False, "log_config": log_config()}
     try:
         if workers == 1:
             uvicorn.run(create_app(settings), **options)
@@ -57,6 +61,15 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+
+
+def _share_metrics(settings: Settings) -> None:
+    """Let every worker's metrics add up in /metrics: prometheus_client's multiprocess mode, in a fresh directory."""
+    directory = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or settings.var_dir / "metrics")
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # values of an earlier run's processes must not count
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def _demo_database(settings: AnalyticsSettings) -> None:

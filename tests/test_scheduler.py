@@ -13,6 +13,7 @@ import pytest
 
 from analytics.scheduler import next_due, scheduled_cycle, start_scheduler
 from analytics.settings import AnalyticsSettings
+from engine.cycle_status import read_status
 from engine.library import Library
 from tests.conftest import RULES
 from tests.learning_data import simulated, truth
@@ -54,6 +55,8 @@ def test_a_scheduled_cycle_on_broken_rules_is_skipped_and_changes_nothing(tmp_pa
         assert scheduled_cycle(settings) is None
     assert "the rule files do not load" in caplog.text
     assert not settings.paths().snapshot.exists()
+    status = read_status(settings.paths().status)  # what the service reports in /metrics
+    assert status is not None and status.status == "skipped" and "rule files do not load" in status.message
     con = duckdb.connect(str(settings.database), read_only=True)
     assert con.execute("SELECT count(*) FROM analysis_run").fetchall() == [(0,)]
     con.close()

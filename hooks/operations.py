@@ -1,0 +1,90 @@
+"""Endpoints for operators and their tooling: ``/healthz``, ``/readyz`` and ``/metrics``.
+
+They are outside ``/cds-services`` and need no credentials: probes and scrapers call them, and
+they reveal no patient data (versions, counts, times).
+
+Ready means the service can answer hook calls correctly: a rule library with rules is served
+and the event log can be written. A failed reload is reported but does not make the service
+unready: the last good rules keep serving, and every replica reads the same rule files, so
+failing readiness would take the whole service down for one bad edit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from engine.cycle_status import read_status
+from hooks.eventlog import EventLog
+from hooks.metrics import exposition
+from hooks.settings import Settings
+
+JSON = "application/json"
+ALIVE = orjson.dumps({"status": "alive"})
+
+
+def event_log_problem(events: EventLog) -> str | None:
+    """Why events could not be written now, or None: the segment must still be there and the directory writable."""
+    if not events.path.exists():
+        return f"the event log segment {events.path} is gone"
+    probe = events.path.with_name(f".ready-{os.getpid()}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        return f"the event log directory {events.path.parent} is not writable: {exc.strerror or exc}"
+    return None
+
+
+async def readiness(state: Any, settings: Settings) -> tuple[bool, dict[str, Any]]:
+    """Whether the service is ready, and what it serves (with the reasons when it is not)."""
+    if not hasattr(state, "rules"):
+        return False, {"status": "not ready", "reasons": ["starting"]}
+    reasons = []
+    rules, strengths = state.rules.status, state.strengths.status
+    served = len(state.hooks.library.rules)
+    if served == 0:
+        reasons.append(f"no rules loaded from {settings.rules_dir}")
+    problem = await asyncio.to_thread(event_log_problem, state.events)
+    if problem:
+        reasons.append(problem)
+    analytics = read_status(settings.analytics_status_path)
+    body: dict[str, Any] = {
+        "status": "not ready" if reasons else "ready",
+        "rules": {"version": rules.version, "count": served, "last_reload_failed": bool(rules.last_error)},
+        "strengths": {"version": strengths.version, "last_reload_failed": bool(strengths.last_error)},
+        "event_log": "not writable" if problem else "writable",
+        # Information only: the service serves the last published strengths whatever the last cycle did.
+        "analytics": analytics.model_dump(mode="json", include={"cycle_id", "status", "finished", "last_success"})
+        if analytics
+        else None,
+    }
+    if reasons:
+        body["reasons"] = reasons
+    return not reasons, body
+
+
+def operations_router(settings: Settings) -> APIRouter:
+    """The three endpoints, for the service configured by ``settings``."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> Response:
+        return Response(ALIVE, media_type=JSON)
+
+    @router.get("/readyz", summary="Readiness: rules loaded and event log writable (503 with the reasons if not)")
+    async def readyz(request: Request) -> Response:
+        ready, body = await readiness(request.app.state, settings)
+        return Response(orjson.dumps(body), 200 if ready else 503, media_type=JSON)
+
+    @router.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(exposition(settings.analytics_status_path), media_type=CONTENT_TYPE_LATEST)
+
+    return router
