@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine.cycle_status import read_status
@@ -78,12 +78,16 @@ def operations_router(settings: Settings) -> APIRouter:
     async def healthz() -> Response:
         return Response(ALIVE, media_type=JSON)
 
-    @router.get("/readyz", summary="Readiness: rules loaded and event log writable (503 with the reasons if not)")
+    @router.get(
+        "/readyz",
+        summary="Readiness: rules loaded and event log writable (503 with the reasons if not)",
+        responses={503: {"description": "Not ready; the body's reasons say why"}},
+    )
     async def readyz(request: Request) -> Response:
         ready, body = await readiness(request.app.state, settings)
         return Response(orjson.dumps(body), 200 if ready else 503, media_type=JSON)
 
-    @router.get("/metrics", summary="Prometheus metrics")
+    @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(exposition(settings.analytics_status_path), media_type=CONTENT_TYPE_LATEST)
 

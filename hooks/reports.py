@@ -44,25 +44,35 @@ def _file(root: Path, *parts: str) -> FileResponse:
     return FileResponse(path, media_type=TYPES[path.suffix.lstrip(".")], headers=HEADERS)
 
 
+NOT_FOUND = {404: {"description": "No such report, or none written yet"}}
+REDIRECT = {307: {"description": "Redirect to the report's page"}, **NOT_FOUND}
+
+
+def _documented(*media_types: str) -> dict[int | str, dict]:
+    return {200: {"description": "The file", "content": {media: {} for media in media_types}}, **NOT_FOUND}
+
+
 def reports_router(settings: Settings) -> APIRouter:
     """The routes, serving ``settings.reports_dir`` (default ``var/reports``)."""
     root = settings.reports_dir or settings.var_dir / "reports"
     router = APIRouter(prefix="/reports", tags=["reports"])
 
-    @router.get("/", summary="Outcome reports: the index", response_class=FileResponse)
+    @router.get(
+        "/", summary="Outcome reports: the index", response_class=FileResponse, responses=_documented("text/html")
+    )
     async def index() -> FileResponse:
         if not (root / "index.html").is_file():
             raise HTTPException(404, "no reports yet: they are written after each analytics cycle")
         return _file(root, "index.html")
 
-    @router.get("/latest", summary="The newest outcome report")
+    @router.get("/latest", summary="The newest outcome report", responses=REDIRECT)
     async def latest() -> RedirectResponse:
         stamps = _stamps(root)
         if not stamps:
             raise HTTPException(404, "no reports yet")
         return RedirectResponse(f"/reports/{stamps[0]}/", status_code=307)
 
-    @router.get("/{name}", summary="A report (or the newest of a day, YYYY-MM-DD)")
+    @router.get("/{name}", summary="A report (or the newest of a day, YYYY-MM-DD)", responses=REDIRECT)
     async def report(name: str) -> RedirectResponse:
         if DAY.match(name):
             stamps = [s for s in _stamps(root) if s.startswith(name + "T")]
@@ -73,13 +83,18 @@ def reports_router(settings: Settings) -> APIRouter:
             return RedirectResponse(f"/reports/{name}/", status_code=307)
         raise HTTPException(404, "no such report")
 
-    @router.get("/{stamp}/", summary="A report's page", response_class=FileResponse)
+    @router.get("/{stamp}/", summary="A report's page", response_class=FileResponse, responses=_documented("text/html"))
     async def page(stamp: str) -> FileResponse:
         if not STAMP.match(stamp):
             raise HTTPException(404, "no such report")
         return _file(root, stamp, "report.html")
 
-    @router.get("/{stamp}/{file}", summary="A file of a report (its CSV exports)", response_class=FileResponse)
+    @router.get(
+        "/{stamp}/{file}",
+        summary="A file of a report (its CSV exports)",
+        response_class=FileResponse,
+        responses=_documented(*sorted({media.split(";")[0] for media in TYPES.values()})),
+    )
     async def report_file(stamp: str, file: str) -> FileResponse:
         if not (STAMP.match(stamp) and FILE.match(file)):
             raise HTTPException(404, "no such report file")
