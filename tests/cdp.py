@@ -10,7 +10,9 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -34,13 +36,14 @@ class Browser:
     """One headless Chromium with one page; use as a context manager."""
 
     def __init__(self, binary: str, timeout: float = 20.0):
-        self._profile = tempfile.TemporaryDirectory(prefix="pgx-chromium-")
+        # Chromium's helper processes may still be closing files in the profile when it is removed.
+        self._profile = tempfile.TemporaryDirectory(prefix="pgx-chromium-", ignore_cleanup_errors=True)
         self._log = Path(self._profile.name) / "stderr.log"
         self._timeout = timeout
         with self._log.open("wb") as stderr:
             self._process = subprocess.Popen(
                 [binary, *FLAGS, f"--user-data-dir={self._profile.name}/profile", "about:blank"],
-                stdout=subprocess.DEVNULL, stderr=stderr,
+                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
             )  # fmt: skip
         self._stack = contextlib.ExitStack()
         self._ws: ClientConnection = self._stack.enter_context(
@@ -132,10 +135,12 @@ class Browser:
         try:
             self._stack.close()
         finally:
-            self._process.terminate()
+            # The whole process group: the browser and its zygote, renderer and crash-handler children.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGTERM)
             try:
                 self._process.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self._process.kill()
+                os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait()
             self._profile.cleanup()
