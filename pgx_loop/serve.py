@@ -31,10 +31,15 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 
     from analytics.scheduler import start_scheduler
     from hooks.app import create_app
+    from hooks.auth import AuthConfigError
 
+    try:
+        app = create_app(settings)
+    except AuthConfigError as exc:  # refuse to start rather than serve nothing but 401s
+        raise click.ClickException(str(exc)) from None
     scheduler = start_scheduler(AnalyticsSettings(rules_dir=settings.rules_dir))
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
@@ -81,12 +86,28 @@ def _demo_cycle(settings: AnalyticsSettings) -> None:
     click.echo(f"  (full result: pgx-loop analyze prints it as JSON; {json.dumps(result.run_id)} is this run)")
 
 
+def _warn_auth_off() -> None:
+    lines = [
+        "AUTHENTICATION IS OFF (demo)",
+        "Any client can call /cds-services without a JWT.",
+        "Never serve real patient data like this: use `pgx-loop serve`",
+        "with PGX_LOOP_TRUSTED_ISSUERS and PGX_LOOP_PUBLIC_BASE_URL.",
+    ]
+    width = max(map(len, lines))
+    box = ["+" + "-" * (width + 2) + "+", *(f"| {line:<{width}} |" for line in lines), "+" + "-" * (width + 2) + "+"]
+    click.secho("\n".join(box), err=True, fg="red", bold=True)
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 def demo(host: str, port: int) -> None:
-    """Build the demo database if needed, run one learning cycle, then serve with the scheduler on."""
-    settings = Settings()
+    """Build the demo database if needed, run one learning cycle, then serve with the scheduler on.
+
+    Authentication is off: the demo's curl commands carry no EHR-signed JWT.
+    """
+    settings = Settings(auth="off")
+    _warn_auth_off()
     analytics = AnalyticsSettings()
     library = library_or_exit(settings.rules_dir)
     _demo_database(analytics)

@@ -19,6 +19,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 # Tests that build Settings() themselves test other things than authentication: serve them without
 # it unless they ask (tests/test_auth.py passes auth="jwt" explicitly).
 os.environ.setdefault("PGX_LOOP_AUTH", "off")
+pytest_plugins = ["tests.auth_app"]  # fixtures of the app with authentication on
 RULES = REPOSITORY / "rules"
 
 
