@@ -5,10 +5,10 @@ All run under uvicorn with one worker, one after the other, driven by the same l
 keep-alive connections sending a realistic order-select for a CYP2C19 poor metabolizer with
 10 PGx Observations in prefetch (examples/order-select-poor-metabolizer.json). Each round
 alternates baseline, service without authentication and service with JWT verification on, to
-spread machine noise evenly. With JWT, every request carries a fresh ES384 token (its own jti,
-aud = the called URL, inline JWKS), minted before the timed run.
+spread machine noise evenly. With JWT, every request carries a fresh token (its own jti,
+aud = the called URL, inline JWKS; ES384 unless --alg says otherwise), minted before the timed run.
 
-    python bench/hooks_throughput.py [--seconds 5] [--rounds 3] [--connections 16]
+    python bench/hooks_throughput.py [--seconds 5] [--rounds 3] [--connections 16] [--alg ES384]
 """
 
 from __future__ import annotations
@@ -94,9 +94,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--alg", default="ES384", choices=["ES384", "RS384", "ES256", "RS256"], help="JWT signatures")
     args = parser.parse_args()
 
-    key = new_key("ES384", "bench-1")
+    key = new_key(args.alg, "bench-1")
     with tempfile.TemporaryDirectory() as tmp:
         var = Path(tmp)
         (var / "jwt").mkdir()
@@ -151,7 +152,7 @@ def main() -> None:
     )
     jwt_ratio = merged["pgx+jwt"].throughput / merged["pgx-loop"].throughput
     print(
-        f"  jwt       {jwt_ratio:.3f} of no-auth throughput with ES384 JWT verification (target >= 0.7); "
+        f"  jwt       {jwt_ratio:.3f} of no-auth throughput with {args.alg} JWT verification (target >= 0.7); "
         f"p50 +{merged['pgx+jwt'].percentile(50) - merged['pgx-loop'].percentile(50):.2f} ms"
     )
 

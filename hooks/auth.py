@@ -178,7 +178,7 @@ class JwtVerifier:
         kid = kid if isinstance(kid, str) else None
         if alg not in ALGORITHMS:  # none, HS*, and anything not recommended
             raise AuthError("algorithm_not_allowed", iss, kid)
-        if header.get("typ") != "JWT":
+        if str(header.get("typ", "")).upper() != "JWT":  # RFC 7519 §5.1: compared case-insensitively
             raise AuthError("typ_not_jwt", iss, kid)
         if not kid:
             raise AuthError("missing_kid", iss)

@@ -14,7 +14,7 @@ from engine.library import default_rules_dir
 class Settings(BaseSettings):
     """Everything the service reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="PGX_LOOP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PGX_LOOP_", env_file=".env", extra="ignore")
 
     rules_dir: Path = Field(default_factory=default_rules_dir, description="Gene and rule files")
     var_dir: Path = Field(default=Path("var"), description="Where the service keeps its state")

@@ -6,10 +6,14 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from click.testing import CliRunner
@@ -29,11 +33,14 @@ from tests.auth_app import (
     SANDBOX,
     SERVICE,
     assert_unauthorized,
+    bearer,
     call,
     write_issuers,
 )
-from tests.conftest import RULES
+from tests.conftest import REPOSITORY, RULES
+from tests.fhirdata import example
 from tests.jwt_keys import SigningKey, claims, jwks, new_key
+from tests.test_server import free_port
 
 
 @pytest.mark.parametrize("alg", ALGS)
@@ -282,3 +289,37 @@ def test_auth_needs_the_public_base_url(tmp_path, keys, jwks_server):
     issuers = write_issuers(tmp_path, keys, jwks_server)
     with pytest.raises(AuthConfigError, match="PGX_LOOP_PUBLIC_BASE_URL"):
         create_app(Settings(rules_dir=RULES, var_dir=tmp_path / "var", auth="jwt", trusted_issuers=issuers))
+
+
+def test_a_real_server_configured_by_environment_checks_tokens(tmp_path, keys, jwks_server):
+    """`pgx-loop serve` under uvicorn, configured only through PGX_LOOP_* variables, called over TCP."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "PGX_LOOP_VAR_DIR": str(tmp_path / "var"),
+        "PGX_LOOP_AUTH": "jwt",
+        "PGX_LOOP_TRUSTED_ISSUERS": str(write_issuers(tmp_path, keys, jwks_server)),
+        "PGX_LOOP_PUBLIC_BASE_URL": base + "/",
+        "PGX_LOOP_ANALYTICS_INTERVAL_HOURS": "0",
+    }
+    command = [sys.executable, "-m", "pgx_loop.cli", "serve", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=REPOSITORY, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                refused = httpx.get(f"{base}/cds-services", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None, process.stdout.read()
+                time.sleep(0.1)
+        assert_unauthorized(refused)
+        token = keys["ES384"].sign(claims(EHR, f"{base}{SERVICE}"))
+        body = example("order-select-poor-metabolizer.json")
+        response = httpx.post(f"{base}{SERVICE}", json=body, headers=bearer(token), timeout=10)
+        assert response.status_code == 200 and response.json()["cards"][0]["indicator"] == "critical"
+        assert httpx.get(f"{base}/status/rules").status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
