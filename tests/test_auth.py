@@ -133,6 +133,7 @@ BAD_TOKENS: dict[str, Callable[[dict[str, SigningKey]], str]] = {
     "tampered signature": lambda k: tampered_signature(k["RS384"].sign(claims(EHR, BASE + SERVICE))),
     "tampered payload": lambda k: tampered_payload(k["ES384"].sign(claims(EHR, BASE + SERVICE))),
     "garbage": lambda k: "not-a-jwt",
+    "longer than 16 KiB": lambda k: k["ES384"].sign(claims(EHR, BASE + SERVICE, padding="x" * 20_000)),
 }
 
 
@@ -159,6 +160,7 @@ REASONS = {
     "tampered signature": "bad_signature",
     "tampered payload": "bad_signature",
     "garbage": "malformed",
+    "longer than 16 KiB": "too_long",
 }
 
 
