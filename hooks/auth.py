@@ -109,6 +109,7 @@ class Issuer:
     remote: dict[str, RemoteJwks]
 
     async def key(self, kid: str, jku: Any, client: httpx.AsyncClient | None) -> VerificationKey:
+        """The key named ``kid``: from the inline/file keys if the token names no jku, else from an allowlisted jku."""
         if jku is None and self.static:
             key = self.static.get(kid)
         else:
