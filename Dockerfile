@@ -31,6 +31,6 @@ USER pgx
 VOLUME ["/var/lib/pgx-loop"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s \
-  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/cds-services', timeout=2)"
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"
 ENTRYPOINT ["pgx-loop"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8080"]

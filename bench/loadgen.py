@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -31,12 +32,15 @@ class LoadResult:
         )
 
 
-async def _connection(host: str, port: int, request: bytes, stop: float, out: LoadResult, expect: bytes) -> None:
+async def _connection(
+    host: str, port: int, request: bytes, stop: float, out: LoadResult, expect: bytes, headers: Iterator[bytes] | None
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
+    head, _, payload = request.partition(b"\r\n\r\n")
     try:
         while time.perf_counter() < stop:
             started = time.perf_counter()
-            writer.write(request)
+            writer.write(request if headers is None else b"%s\r\n%s\r\n\r\n%s" % (head, next(headers), payload))
             status_line = await reader.readline()
             length = 0
             while True:
@@ -56,8 +60,17 @@ async def _connection(host: str, port: int, request: bytes, stop: float, out: Lo
 
 
 async def run_load(
-    host: str, port: int, path: str, body: bytes, *, connections: int, seconds: float, expect: bytes = b"cards"
+    host: str,
+    port: int,
+    path: str,
+    body: bytes,
+    *,
+    connections: int,
+    seconds: float,
+    expect: bytes = b"cards",
+    headers: Iterator[bytes] | None = None,
 ) -> LoadResult:
+    """Load ``path`` for ``seconds``; ``headers``, if given, supplies one more header line per request."""
     request = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -65,6 +78,6 @@ async def run_load(
     result = LoadResult(0, 0, seconds, [])
     stop = time.perf_counter() + seconds
     started = time.perf_counter()
-    await asyncio.gather(*(_connection(host, port, request, stop, result, expect) for _ in range(connections)))
+    await asyncio.gather(*(_connection(host, port, request, stop, result, expect, headers) for _ in range(connections)))
     result.seconds = time.perf_counter() - started
     return result

@@ -24,6 +24,8 @@ from pydantic import BaseModel, ValidationError
 from engine.card_models import CdsResponse
 from engine.identifiers import Identifiers, load_or_create_key
 from engine.library import Library, load_library
+from hooks.auth import build_verifier
+from hooks.auth_middleware import secure
 from hooks.discovery import SERVICES, Discovery, Service
 from hooks.eventlog import EventLog, EventLogError
 from hooks.feedback import FeedbackReceipt, FeedbackRecorder
@@ -131,6 +133,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     """
     settings = settings or Settings()
     preloaded = library
+    verifier = build_verifier(settings) if settings.auth == "jwt" else None  # AuthConfigError: refuse to start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -139,6 +142,8 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         events = EventLog(settings.events_path, window=settings.event_flush_ms / 1000)
         log.info("serving %d rules (library %s); event log %s", len(library.rules), library.version, events.path)
         async with httpx.AsyncClient(follow_redirects=False) as client:
+            if verifier is not None:
+                verifier.client = client  # jku fetches share the service's connection pool
             fetcher = FhirFetcher(
                 client,
                 timeout=settings.fhir_timeout,
@@ -233,6 +238,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         return await request.app.state.feedback.record(service, body)
 
     app.include_router(reports_router(settings))  # operator pages, outside the CDS endpoints
+    secure(app, settings, verifier)
     app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
 
     # Operations: open endpoints outside /cds-services; request ids and latency for every request

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,7 +14,7 @@ from engine.library import default_rules_dir
 class Settings(BaseSettings):
     """Everything the service reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="PGX_LOOP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PGX_LOOP_", env_file=".env", extra="ignore")
 
     rules_dir: Path = Field(default_factory=default_rules_dir, description="Gene and rule files")
     var_dir: Path = Field(default=Path("var"), description="Where the service keeps its state")
@@ -44,6 +45,28 @@ class Settings(BaseSettings):
     )
     fhir_max_bytes: int = Field(default=20_000_000, ge=1024, description="Largest FHIR search page read (else 412)")
     fhir_max_pages: int = Field(default=10, ge=1, le=100, description="Pages of a searchset followed at most")
+
+    # Authentication of CDS clients (hooks/auth.py) and CORS for browser-based clients.
+    auth: Literal["jwt", "off"] = Field(default="jwt", description="Require an EHR-signed JWT on /cds-services calls")
+    trusted_issuers: Path | None = Field(
+        default=None, description="YAML or JSON list of trusted JWT issuers: {iss, jwks | jwks_file | jku}"
+    )
+    public_base_url: str | None = Field(
+        default=None, description="The service's public URL (before /cds-services); JWT audiences are built from it"
+    )
+    jwt_leeway_seconds: float = Field(default=60, ge=0, le=300, description="Clock skew allowed on exp and iat")
+    jwt_max_lifetime_seconds: float = Field(default=3600, gt=0, description="Longest exp - iat accepted")
+    jwks_min_refresh_seconds: float = Field(
+        default=30, ge=0, description="Least time between two fetches of one jku (unknown kids cannot force more)"
+    )
+    jwks_max_age_seconds: float = Field(default=3600, gt=0, description="Age at which a jku JWKS is re-fetched")
+    jwks_timeout: float = Field(default=2.0, gt=0, le=10, description="Seconds allowed for a jku fetch")
+    jti_cache_size: int = Field(default=200_000, ge=1000, description="Most unexpired jtis remembered (per process)")
+    cors_origins: str = Field(default="*", description="Comma-separated origins allowed by CORS, or *")
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @property
     def events_path(self) -> Path:

@@ -46,8 +46,15 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     from analytics.scheduler import start_scheduler
     from engine.logs import configure, log_config
     from hooks.app import create_app
+    from hooks.auth import AuthConfigError
 
     configure()  # JSON logs from here on (the scheduler logs before uvicorn sets up its own)
+    try:
+        # Built here even when workers build their own: a configuration error stops the start, with
+        # its reason, rather than leaving a service that answers nothing but 401s.
+        app = create_app(settings)
+    except AuthConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     if workers > 1:
         _share_metrics(settings)
     # One scheduler, in this (supervising) process, however many workers answer requests.
@@ -55,7 +62,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     options = {"host": host, "port": port, "log_level": "info", "access_log": False, "log_config": log_config()}
     try:
         if workers == 1:
-            uvicorn.run(create_app(settings), **options)
+            uvicorn.run(app, **options)
         else:
             uvicorn.run("hooks.app:create_app", factory=True, workers=workers, **options)
     finally:
@@ -118,13 +125,30 @@ def _demo_cycle(settings: AnalyticsSettings) -> None:
         click.echo(f"  Its outcome report: {folder / 'report.html'}")
 
 
+def _warn_auth_off() -> None:
+    lines = [
+        "AUTHENTICATION IS OFF (demo)",
+        "Any client can call /cds-services without a JWT.",
+        "Never serve real patient data like this: use `pgx-loop serve`",
+        "with PGX_LOOP_TRUSTED_ISSUERS and PGX_LOOP_PUBLIC_BASE_URL.",
+    ]
+    width = max(map(len, lines))
+    box = ["+" + "-" * (width + 2) + "+", *(f"| {line:<{width}} |" for line in lines), "+" + "-" * (width + 2) + "+"]
+    click.secho("\n".join(box), err=True, fg="red", bold=True)
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @workers_option
 def demo(host: str, port: int, workers: int) -> None:
-    """Build the demo database if needed, run one learning cycle, then serve with the scheduler on."""
+    """Build the demo database if needed, run one learning cycle, then serve with the scheduler on.
+
+    Authentication is off: the demo's curl commands carry no EHR-signed JWT.
+    """
+    os.environ["PGX_LOOP_AUTH"] = "off"  # for worker processes too, which read the environment
     settings = Settings()
+    _warn_auth_off()
     analytics = AnalyticsSettings()
     library = library_or_exit(settings.rules_dir)
     _demo_database(analytics)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,11 @@ from hooks.settings import Settings
 from tests.fhir_server import FhirServer
 
 REPOSITORY = Path(__file__).resolve().parent.parent
+
+# Tests that build Settings() themselves test other things than authentication: serve them without
+# it unless they ask (tests/test_auth.py passes auth="jwt" explicitly).
+os.environ.setdefault("PGX_LOOP_AUTH", "off")
+pytest_plugins = ["tests.auth_app"]  # fixtures of the app with authentication on
 RULES = REPOSITORY / "rules"
 
 
@@ -24,7 +30,7 @@ def library() -> Library:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(rules_dir=RULES, var_dir=tmp_path / "var", fhir_timeout=1.0)
+    return Settings(rules_dir=RULES, var_dir=tmp_path / "var", fhir_timeout=1.0, auth="off")
 
 
 @pytest.fixture
