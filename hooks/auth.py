@@ -295,5 +295,5 @@ def build_verifier(settings: Settings) -> JwtVerifier:
         settings.public_base_url,
         leeway=settings.jwt_leeway_seconds,
         max_lifetime=settings.jwt_max_lifetime_seconds,
-        replay=ReplayCache(settings.jti_cache_size),
+        replay=ReplayCache(settings.jti_path, settings.jti_cache_size),
     )

@@ -61,7 +61,10 @@ class Settings(BaseSettings):
     )
     jwks_max_age_seconds: float = Field(default=3600, gt=0, description="Age at which a jku JWKS is re-fetched")
     jwks_timeout: float = Field(default=2.0, gt=0, le=10, description="Seconds allowed for a jku fetch")
-    jti_cache_size: int = Field(default=200_000, ge=1000, description="Most unexpired jtis remembered (per process)")
+    jti_cache_size: int = Field(
+        default=1_000_000, ge=1000, description="Most unexpired jtis remembered (shared by the host's workers)"
+    )
+    jti_file: Path | None = Field(default=None, description="The jtis seen, shared by workers (var/jti.sqlite3)")
     cors_origins: str = Field(default="*", description="Comma-separated origins allowed by CORS, or *")
 
     @property
@@ -79,6 +82,10 @@ class Settings(BaseSettings):
     @property
     def analytics_status_path(self) -> Path:
         return self.analytics_status_file or self.strengths_path.with_name("analytics-status.json")
+
+    @property
+    def jti_path(self) -> Path:
+        return self.jti_file or self.var_dir / "jti.sqlite3"
 
     @property
     def key_path(self) -> Path:

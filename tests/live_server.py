@@ -29,7 +29,7 @@ class LiveServer:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = var_dir.parent / f"server-{self.port}.log"
-        self._env = {
+        self.env = {
             **os.environ,
             "PGX_LOOP_VAR_DIR": str(var_dir),
             "PGX_LOOP_AUTH": "off",
@@ -44,7 +44,7 @@ class LiveServer:
     def start(self, timeout: float = 60) -> LiveServer:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self._command, cwd=REPOSITORY, env=self._env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self._command, cwd=REPOSITORY, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -52,7 +52,7 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.output()}")
             try:
-                if httpx.get(f"{self.base}/cds-services", timeout=1).status_code == 200:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)

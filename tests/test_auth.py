@@ -6,9 +6,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,10 +34,10 @@ from tests.auth_app import (
     call,
     write_issuers,
 )
-from tests.conftest import REPOSITORY, RULES
+from tests.conftest import RULES
 from tests.fhirdata import example
 from tests.jwt_keys import SigningKey, claims, jwks, new_key
-from tests.test_server import free_port
+from tests.live_server import LiveServer
 
 
 @pytest.mark.parametrize("alg", ALGS)
@@ -294,34 +291,29 @@ def test_auth_needs_the_public_base_url(tmp_path, keys, jwks_server):
 
 
 def test_a_real_server_configured_by_environment_checks_tokens(tmp_path, keys, jwks_server):
-    """`pgx-loop serve` under uvicorn, configured only through PGX_LOOP_* variables, called over TCP."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    """`pgx-loop serve --workers 2`, configured only through PGX_LOOP_* variables, called over TCP."""
+    server = LiveServer(tmp_path / "var", workers=2)
     env = {
-        **os.environ,
-        "PGX_LOOP_VAR_DIR": str(tmp_path / "var"),
         "PGX_LOOP_AUTH": "jwt",
         "PGX_LOOP_TRUSTED_ISSUERS": str(write_issuers(tmp_path, keys, jwks_server)),
-        "PGX_LOOP_PUBLIC_BASE_URL": base + "/",
-        "PGX_LOOP_ANALYTICS_INTERVAL_HOURS": "0",
+        "PGX_LOOP_PUBLIC_BASE_URL": server.base + "/",
     }
-    command = [sys.executable, "-m", "pgx_loop.cli", "serve", "--port", str(port)]
-    process = subprocess.Popen(command, cwd=REPOSITORY, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                refused = httpx.get(f"{base}/cds-services", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None, process.stdout.read()
-                time.sleep(0.1)
-        assert_unauthorized(refused)
-        token = keys["ES384"].sign(claims(EHR, f"{base}{SERVICE}"))
+    server.env.update(env)
+    with server:
+        assert_unauthorized(httpx.get(f"{server.base}/cds-services", timeout=5))
+        token = keys["ES384"].sign(claims(EHR, f"{server.base}{SERVICE}"))
         body = example("order-select-poor-metabolizer.json")
-        response = httpx.post(f"{base}{SERVICE}", json=body, headers=bearer(token), timeout=10)
-        assert response.status_code == 200 and response.json()["cards"][0]["indicator"] == "critical"
-        assert httpx.get(f"{base}/status/rules").status_code == 200
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+        answers = []
+        for _ in range(12):  # a new connection each time: the replays reach both workers
+            with httpx.Client(timeout=10) as client:
+                answers.append(client.post(f"{server.base}{SERVICE}", json=body, headers=bearer(token)))
+        assert answers[0].status_code == 200 and answers[0].json()["cards"][0]["indicator"] == "critical"
+        for replayed in answers[1:]:
+            assert_unauthorized(replayed)
+        assert httpx.get(f"{server.base}/status/rules").status_code == 200
+
+
+def test_a_token_seen_by_one_process_is_refused_by_another_on_the_same_state(make_client, keys):
+    token = keys["ES384"].sign(claims(EHR, BASE + SERVICE))
+    assert call(make_client(), SERVICE, token).status_code == 200
+    assert_unauthorized(call(make_client(), SERVICE, token))  # another worker, or the service after a restart
