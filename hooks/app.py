@@ -209,7 +209,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     async def strengths_status(request: Request) -> dict[str, Any]:
         return request.app.state.strengths.status.as_json()
 
-    @app.get("/cds-services", summary="CDS Hooks discovery", responses={200: {"model": Discovery}})
+    @app.get("/cds-services", summary="CDS Hooks discovery", responses={200: {"model": Discovery}, **documented()})
     async def discovery() -> Response:
         return Response(DISCOVERY, media_type=JSON)
 

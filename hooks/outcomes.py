@@ -30,8 +30,13 @@ def operation_outcome(status: int, code: str, *diagnostics: str) -> Response:
 
 
 def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for the error answers a route can give."""
-    return {status: {"model": OperationOutcome, "description": ERRORS[status]} for status in statuses}
+    """OpenAPI ``responses`` entries for the error answers a CDS route can give (401 included: auth may be on)."""
+    answers: dict[int | str, dict[str, Any]] = {401: {"description": UNAUTHORIZED}}
+    answers.update({status: {"model": OperationOutcome, "description": ERRORS[status]} for status in statuses})
+    return answers
+
+
+UNAUTHORIZED = "No valid EHR-signed JWT (PGX_LOOP_AUTH=jwt); the body is empty"
 
 
 ERRORS = {

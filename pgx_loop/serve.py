@@ -41,6 +41,8 @@ def serve(host: str, port: int, workers: int, rules_dir: Path | None) -> None:
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    if workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _share_metrics(settings)  # before prometheus_client is imported: it opens its files at import
     import uvicorn
 
     from analytics.scheduler import start_scheduler
@@ -55,8 +57,6 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
         app = create_app(settings)
     except AuthConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    if workers > 1:
-        _share_metrics(settings)
     # One scheduler, in this (supervising) process, however many workers answer requests.
     scheduler = start_scheduler(AnalyticsSettings(rules_dir=settings.rules_dir))
     options = {"host": host, "port": port, "log_level": "info", "access_log": False, "log_config": log_config()}

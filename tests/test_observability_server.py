@@ -8,10 +8,6 @@ about the process pool's semaphores after the server has gone, which no log setu
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +15,9 @@ import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import REPOSITORY
 from tests.fhir_server import FhirServer
 from tests.fhirdata import genotype, hook_request
-from tests.test_server import free_port
+from tests.live_server import LiveServer, free_port
 
 PATIENT_ID = "pt-7Q2X9-confidential"
 OTHER_PATIENT = "pt-other-88AB1"
@@ -96,25 +91,12 @@ def run_flow(base: str, fhir: FhirServer) -> list[str]:
 
 
 def test_logs_are_json_and_hold_no_secret(tmp_path: Path):
-    port = free_port()
     metrics_dir = tmp_path / "prometheus"
-    metrics_dir.mkdir()
-    env = {**os.environ, "PGX_LOOP_VAR_DIR": str(tmp_path / "var"), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-           "PGX_LOOP_ANALYTICS_INTERVAL_HOURS": "0"}  # fmt: skip
-    output = tmp_path / "server.log"
-    base = f"http://127.0.0.1:{port}"
-    with output.open("w") as sink, FhirServer() as fhir:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pgx_loop.cli", "serve", "--port", str(port)],
-            cwd=REPOSITORY, env=env, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            wait_until_ready(base, process, output)
-            request_ids = run_flow(base, fhir)
-            metrics = httpx.get(f"{base}/metrics").text
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    server = LiveServer(tmp_path / "var", workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    with server, FhirServer() as fhir:
+        request_ids = run_flow(server.base, fhir)
+        metrics = httpx.get(f"{server.base}/metrics").text
+    output = server.log_path
     text = output.read_text()
     lines = [orjson.loads(line) for line in text.splitlines() if line.strip()]
     assert all(isinstance(line, dict) and {"time", "level", "logger", "message"} <= line.keys() for line in lines)
@@ -134,15 +116,3 @@ def test_logs_are_json_and_hold_no_secret(tmp_path: Path):
         if sample.name == "pgx_loop_hook_request_duration_seconds_count" and sample.labels["endpoint"] == "hook"
     }
     assert counts == {"200": 3, "412": 2, "400": 1}
-
-
-def wait_until_ready(base: str, process: subprocess.Popen, output: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"server did not become ready:\n{output.read_text()}")

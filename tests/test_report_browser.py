@@ -6,15 +6,9 @@ installs it). The screenshot is kept in tests/artifacts/.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from analytics.cycle import run_cycle
@@ -23,18 +17,13 @@ from engine.identifiers import Identifiers
 from engine.library import Library
 from tests.cdp import Browser, chromium
 from tests.learning_data import paths_in, simulated, truth
+from tests.live_server import LiveServer
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 BINARY = chromium()
 pytestmark = pytest.mark.skipif(
     BINARY is None, reason="Debian chromium is not installed (run `make browser`, which needs apt-get as root)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -46,28 +35,9 @@ def service(library: Library, tmp_path_factory: pytest.TempPathFactory) -> Itera
     run_cycle(library, paths)
     reports = directory / "reports"
     write_report(paths.database, library, reports, min_cell=10, identifiers=Identifiers(b"k" * 32))
-    port = free_port()
-    env = {**os.environ, "PGX_LOOP_RULES_DIR": str(library.directory), "PGX_LOOP_VAR_DIR": str(directory / "var"),
-           "PGX_LOOP_REPORTS_DIR": str(reports)}  # fmt: skip
-    command = [sys.executable, "-m", "uvicorn", "hooks.app:create_app", "--factory", "--port", str(port),
-               "--log-level", "warning"]  # fmt: skip
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/reports/").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the service did not start: {process.stderr.read() if process.stderr else ''}")
-            time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    env = {"PGX_LOOP_RULES_DIR": str(library.directory), "PGX_LOOP_REPORTS_DIR": str(reports)}
+    with LiveServer(directory / "var", env=env) as server:
+        yield server.base
 
 
 def test_the_latest_report_opens_without_errors_with_its_plots(service: str):

@@ -12,6 +12,8 @@ is the right answer (and is itself checked against the schema).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +23,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hooks.app import create_app
 from hooks.discovery import SERVICES
 from hooks.settings import Settings
+from tests.jwt_keys import jwks, new_key
 from tests.live_server import LiveServer
 
 SCHEMA = schemathesis.openapi.from_dict(create_app(Settings(auth="off")).openapi())
@@ -37,6 +40,18 @@ CASES = [
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     with LiveServer(tmp_path_factory.mktemp("fuzz") / "var") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """The service as deployed: authentication on, and the fuzzer holding no token."""
+    directory = tmp_path_factory.mktemp("fuzz-auth")
+    issuers = directory / "issuers.json"
+    issuers.write_text(json.dumps([{"iss": "https://ehr.example.org", "jwks": jwks(new_key("ES384"))}]))
+    server = LiveServer(directory / "var", env={"PGX_LOOP_AUTH": "jwt", "PGX_LOOP_TRUSTED_ISSUERS": str(issuers)})
+    server.env["PGX_LOOP_PUBLIC_BASE_URL"] = server.base
+    with server:
         yield server
 
 
@@ -57,5 +72,21 @@ def test_every_operation_answers_as_documented_and_never_with_a_5xx(live, label,
     @given(case=_cases(operation, mode))
     def check(case):
         case.call_and_validate(base_url=live.base, excluded_checks=[positive_data_acceptance])
+
+    check()
+
+
+CDS = sorted(label for label in OPERATIONS if " /cds-services" in label)
+
+
+@pytest.mark.parametrize("label", CDS)
+def test_without_a_token_every_cds_call_gets_a_documented_401(guarded, label):
+    operation = OPERATIONS[label]
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(case=_cases(operation, POSITIVE))
+    def check(case):
+        response = case.call_and_validate(base_url=guarded.base, excluded_checks=[positive_data_acceptance])
+        assert response.status_code == 401 and response.content == b""
 
     check()
