@@ -10,7 +10,6 @@ a crash between the two heals itself.
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import duckdb
 from analytics.policy import Decision
 from analytics.store import first_row, transaction
 from engine.learning import Group
+from engine.published import replace_atomically
 from engine.rules import Recommendation, Rule, Tier
 from engine.strengths import EMPTY, Snapshot, Strength
 
@@ -51,13 +51,7 @@ def publish(con: duckdb.DuckDBPyConnection, strengths: list[Strength], run_id: s
 def write_file(con: duckdb.DuckDBPyConnection, path: Path) -> Snapshot:
     """Write the newest snapshot to ``path`` atomically; the service picks it up from there."""
     snapshot = latest(con)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(snapshot.model_dump_json(indent=2).encode())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    replace_atomically(path, snapshot.model_dump_json(indent=2).encode())
     return snapshot
 
 

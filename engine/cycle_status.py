@@ -8,12 +8,13 @@ scraped. It holds no data values: a status, times, and a message naming what wen
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ValidationError
+
+from engine.published import replace_atomically
 
 CycleOutcome = Literal["ok", "failed", "skipped", "no-data"]
 OUTCOMES: tuple[CycleOutcome, ...] = ("ok", "failed", "skipped", "no-data")
@@ -45,10 +46,4 @@ def write_status(path: Path, status: CycleStatus) -> None:
         status = status.model_copy(update={"last_success": status.finished})
     elif status.last_success is None and (previous := read_status(path)) is not None:
         status = status.model_copy(update={"last_success": previous.last_success})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(status.model_dump_json(indent=2).encode())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    replace_atomically(path, status.model_dump_json(indent=2).encode())

@@ -24,6 +24,7 @@ from analytics.report.view import ReportView, build_view
 from analytics.settings import AnalyticsSettings
 from engine.identifiers import Identifiers
 from engine.library import Library
+from engine.published import replace_atomically
 
 log = logging.getLogger(__name__)
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{6}Z(-\d+)?$")
@@ -103,9 +104,7 @@ def entries(out_dir: Path) -> list[Entry]:
 def write_index(out_dir: Path) -> Path:
     """(Re)write ``index.html`` listing every report in ``out_dir``."""
     html = environment().get_template("index.html.j2").render(reports=entries(out_dir))
-    temporary = out_dir / f".{INDEX}.{os.getpid()}.tmp"
-    temporary.write_text(html, encoding="utf-8")
-    os.replace(temporary, out_dir / INDEX)
+    replace_atomically(out_dir / INDEX, html.encode())
     return out_dir / INDEX
 
 
