@@ -1,9 +1,14 @@
 # pgx-loop CDS Hooks service.
 #   docker build -t pgx-loop .
-#   docker run -p 8080:8080 -v pgx-var:/var/lib/pgx-loop pgx-loop
-# Mounts: /app/rules (the rule files; mount your own to edit without rebuilding) and
-# /var/lib/pgx-loop (event log, pseudonymisation key, analytics database and published strengths:
-# keep it on a persistent volume). Load the site's data with e.g.
+#   docker run -p 8080:8080 -v pgx-var:/var/lib/pgx-loop \
+#     -v "$PWD/issuers.yaml:/etc/pgx-loop/issuers.yaml:ro" \
+#     -e PGX_LOOP_TRUSTED_ISSUERS=/etc/pgx-loop/issuers.yaml -e PGX_LOOP_PUBLIC_BASE_URL=https://cds.example.org \
+#     pgx-loop serve --host 0.0.0.0 --port 8080 --workers 2
+# Authentication is on: without trusted issuers and the public base URL the service refuses to start
+# (README, Authentication). Mounts (README, Production):
+#   /app/rules          the gene and rule files; mount your own (read-only) to edit without rebuilding
+#   /var/lib/pgx-loop   event log, pseudonymisation key, analytics database, strengths, reports: a persistent volume
+# Load the site's data with e.g.
 #   docker run -v pgx-var:/var/lib/pgx-loop -v /data/omop:/omop pgx-loop load-omop /omop
 
 FROM python:3.11-slim AS build
