@@ -93,6 +93,12 @@ def _json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {JSON: {"schema": ref}}}}
 
 
+BAD_REQUEST = {
+    "description": "The request is malformed; each issue names the field and what is wrong with it",
+    "content": {JSON: {"schema": {"$ref": "#/components/schemas/OperationOutcome"}}},
+}
+
+
 def _openapi_with_bodies(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema plus the request models, which the routes parse themselves."""
     if app.openapi_schema is None:
@@ -102,6 +108,12 @@ def _openapi_with_bodies(app: FastAPI) -> dict[str, Any]:
             model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(model_schema.pop("$defs", {}))
             components[model.__name__] = model_schema
+        # FastAPI documents its default 422; this service answers validation errors with 400.
+        for operation in (op for path in schema["paths"].values() for op in path.values()):
+            if operation["responses"].pop("422", None) is not None:
+                operation["responses"].setdefault("400", BAD_REQUEST)
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
         app.openapi_schema = schema
     return app.openapi_schema
 
