@@ -6,6 +6,7 @@ and feedback calls, one histogram observation.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -16,11 +17,14 @@ from prometheus_client.metrics import Histogram
 from engine.logs import request_id
 from hooks.discovery import SERVICES
 from hooks.metrics import HOOK_LATENCY
+from hooks.outcomes import operation_outcome
 
 HEADER = b"x-request-id"
 # An incoming id is kept only if it is short and plain, so a client cannot forge log structure through it.
 SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 PREFIX = "/cds-services/"
+INTERNAL_ERROR = "internal error; the service log has the details under this request's X-Request-ID"
+log = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 
@@ -61,10 +65,12 @@ class RequestObservability:
         echoed = (HEADER, current.encode("ascii"))
         status = 500
 
+        responded = False
+
         async def send_with_id(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 message = {**message, "headers": [*message.get("headers", ()), echoed]}
             await send(message)
 
@@ -72,6 +78,13 @@ class RequestObservability:
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            if status != 500 or responded:
+                raise  # the answer is on its way: nothing better can be sent
+            # Answered here rather than by Starlette's outermost handler, so that the 500 carries the
+            # request id the log line below carries too (the formatter redacts tokens in the traceback).
+            log.exception("unhandled error answering %s", scope["path"])
+            await operation_outcome(500, "exception", INTERNAL_ERROR)(scope, receive, send_with_id)
         finally:
             if labels is not None:
                 self._histogram(*labels, status).observe(time.perf_counter() - started)

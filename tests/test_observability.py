@@ -218,6 +218,20 @@ def test_log_lines_carry_the_request_id(client, json_log):
     assert len(ids) == 4 and len(set(ids)) == 4  # each request its own id
 
 
+def test_an_unexpected_error_is_a_500_outcome_whose_request_id_finds_the_log_line(settings, library, json_log):
+    with TestClient(create_app(settings, library), raise_server_exceptions=False) as client:
+
+        async def broken(service, request):
+            raise RuntimeError("a bug")
+
+        client.app.state.hooks.handle = broken  # fault injection: a bug in the hook handler
+        response = client.post(SELECT, json=hook_request(), headers={"X-Request-ID": "trace-500"})
+    assert response.status_code == 500 and response.headers["x-request-id"] == "trace-500"
+    assert response.json()["resourceType"] == "OperationOutcome"
+    [line] = [line for line in json_log() if line["level"] == "ERROR"]
+    assert line["request_id"] == "trace-500" and "RuntimeError: a bug" in line["exception"]
+
+
 def test_tokens_and_query_strings_are_blanked_even_in_exceptions(json_log):
     url = "https://ehr.example/fhir/Observation?patient=pt-7781&code=84413-4"
     request = httpx.Request("GET", url, headers={"Authorization": "Bearer abc.def"})
