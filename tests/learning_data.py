@@ -47,3 +47,12 @@ def paths_in(directory: Path, database: Path) -> Paths:
     target = directory / "loop.duckdb"
     shutil.copy(database, target)
     return Paths(target, directory / "events", directory / "strengths.json")
+
+
+def query(paths: Paths, sql: str, params: list | None = None) -> list[tuple]:
+    """Rows of ``sql`` on the loop's database, read-only."""
+    con = duckdb.connect(str(paths.database), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()

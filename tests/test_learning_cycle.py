@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from analytics.cycle import BadData, CycleBusy, NoData, run_cycle
@@ -16,7 +15,7 @@ from analytics.settings import Paths
 from analytics.store import connect
 from engine.library import Library
 from engine.strengths import read_snapshot
-from tests.learning_data import CLOPIDOGREL, SIMVASTATIN, paths_in, simulated, truth
+from tests.learning_data import CLOPIDOGREL, SIMVASTATIN, paths_in, query, simulated, truth
 
 ESTIMATE_KEYS = {"rule", "phenotype", "n", "events", "hr", "ci_low", "ci_high", "posterior_hr", "tier_before",
                  "tier_after", "action"}  # fmt: skip
@@ -35,14 +34,6 @@ def source_db(library: Library, tmp_path_factory: pytest.TempPathFactory) -> Pat
 @pytest.fixture
 def paths(source_db: Path, tmp_path: Path) -> Paths:
     return paths_in(tmp_path, source_db)
-
-
-def query(paths: Paths, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(paths.database), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def cli(paths: Paths, *args: str) -> subprocess.CompletedProcess:

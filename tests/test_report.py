@@ -22,7 +22,7 @@ from analytics.settings import AnalyticsSettings, Paths
 from analytics.store import connect
 from engine.library import Library
 from pgx_loop.cli import main
-from tests.learning_data import CLOPIDOGREL, paths_in, simulated, truth
+from tests.learning_data import CLOPIDOGREL, paths_in, query, simulated, truth
 
 KEY = b"k" * 32  # the key tests.learning_data pseudonymises the simulated events with
 SMALL_OK = {"pending"}  # tables whose integers are not patient counts (proposal numbers)
@@ -86,14 +86,6 @@ def html_rows(folder: Path) -> list[list[str]]:
     parser = Tables()
     parser.feed((folder / "report.html").read_text(encoding="utf-8"))
     return parser.rows
-
-
-def query(paths: Paths, sql: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(paths.database), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def by_row(table: list[list[str]], label: str, column: str) -> str:
