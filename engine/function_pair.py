@@ -24,6 +24,9 @@ class FunctionPairGene(GeneDefinition):
         }
         self.phenotypes = tuple(dict.fromkeys([*spec.phenotypes, INDETERMINATE]))
 
+    def known_alleles(self) -> tuple[str, ...]:
+        return tuple(self.allele_function)
+
     def call_alleles(self, alleles: list[str]) -> PhenotypeCall:
         first, second = sorted(
             (self.canonical_allele(name, self.allele_function) for name in alleles), key=allele_sort_key
