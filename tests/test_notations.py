@@ -273,3 +273,13 @@ def test_an_hla_status_word_in_a_phenotype_value_is_read(client):
     positive = client.post("/cds-services/pgx-order-select", json=body).json()["cards"]
     assert [card["indicator"] for card in positive] == ["critical"]
     assert [card["indicator"] for card in negative] != ["critical"]
+
+
+def test_an_hla_typing_with_only_its_locus_letter_finds_its_gene(client):
+    """No gene-studied component: the locus letter of "B*57:01/B*07:02" names HLA-B."""
+    obs = genotype("HLA-B", "*57:01/*07:02")
+    del obs["component"]
+    obs["valueCodeableConcept"] = {"text": "B*57:01/B*07:02"}
+    body = hook_request(genotypes=[obs], orders=[medication_request(code="190521")])
+    cards = client.post("/cds-services/pgx-order-select", json=body).json()["cards"]
+    assert [card["indicator"] for card in cards] == ["critical"]
