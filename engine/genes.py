@@ -177,7 +177,9 @@ class GeneDefinition:
         cannot call goes to the notation reader, so the reader never changes a call it made.
         """
         written = self.call_as_written(text)
-        return written if written.definite else self.call_normalised(text)
+        if written.definite or written.functions:  # functions: both alleles known, CPIC gives no phenotype
+            return written
+        return self.call_normalised(text)
 
     def call_as_written(self, text: str) -> PhenotypeCall:
         """The strict reading: two allele names as this file writes them (gene prefix and order aside)."""
@@ -195,12 +197,8 @@ class GeneDefinition:
         reading = self.reader.read(stripped)
         if isinstance(reading, str):
             return indeterminate(self.symbol, text.strip() or None, reading)
-        if all(len(strand) == 1 for strand in reading.strands):
-            names = [strand[0] for strand in reading.strands]
-            call = self._unmixed(names) or self.call_strands(reading.strands)
-        else:
-            call = self.call_strands(reading.strands)
-        return self._qualified(call, reading)
+        names = [name for strand in reading.strands for name in strand]
+        return self._qualified(self._unmixed(names) or self.call_strands(reading.strands), reading)
 
     def call_strands(self, strands: tuple[tuple[str, ...], ...]) -> PhenotypeCall:
         """Phenotype two strands; a strand listing several variants is Indeterminate unless the kind knows better."""
