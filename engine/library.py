@@ -125,10 +125,12 @@ def load_library(directory: Path) -> Library:
     problems.extend(_shared_code_problems(rules))
     by_code, by_name = _index_by_code(rules), _index_by_name(rules)
     products = []
+    # A rule file that failed to load would make its drug's products look uncovered: check then only the rest.
+    covered = None if problems else by_code
     for path in sorted((directory / "products").glob("*.yaml")):
         document = _read(path, directory, digest, problems)
         if document is not None:
-            index, found = parse_curated(document, by_code)
+            index, found = parse_curated(document, covered)
             products.append(index)
             problems.extend(found)
     if problems:

@@ -79,17 +79,16 @@ class CuratedTable(_Strict):
     brands: tuple[Brand, ...] = ()
 
 
-def parse_curated(document: YamlDocument, covered: Iterable[str]) -> tuple[ProductIndex, list[Problem]]:
+def parse_curated(document: YamlDocument, covered: Iterable[str] | None) -> tuple[ProductIndex, list[Problem]]:
     """The rows of a curated products file, and its problems as ``file:line: message``.
 
     ``covered`` are the ingredient codes the rules watch: a row none of whose ingredients is
-    one of them could never raise a card, which is almost always a mistyped code.
+    one of them could never raise a card, which is almost always a mistyped code (None: not checked).
     """
     try:
         table = CuratedTable.model_validate(document.data)
     except ValidationError as exc:
         return EMPTY, document.validation_problems(exc)
-    covered = set(covered)
     problems = []
     for section, rows in (("products", table.products), ("brands", table.brands)):
         for number, row in enumerate(rows):
@@ -97,7 +96,7 @@ def parse_curated(document: YamlDocument, covered: Iterable[str]) -> tuple[Produ
                 known = ", ".join(sorted(table.sources))
                 message = f"source {row.source!r} is not one of the file's sources ({known})"
                 problems.append(document.problem((section, number, "source"), message))
-            if covered.isdisjoint(row.ingredients):
+            if covered is not None and not any(code in covered for code in row.ingredients):
                 message = f"{row.name}: none of its ingredients ({', '.join(row.ingredients)}) is a drug a rule covers"
                 problems.append(document.problem((section, number, "ingredients"), message))
     index = ProductIndex(source=document.name, products=table.products, brands=table.brands)
