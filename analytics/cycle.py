@@ -309,7 +309,7 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
                 if products.products:
                     publish_products(products, paths.products)
                 else:  # a vocabulary without RxNorm ingredients: keep what was published before
-                    log.warning("the OMOP vocabulary holds no RxNorm product of the covered drugs")
+                    log.info("the OMOP vocabulary holds no RxNorm product of the covered drugs; none published")
             result.status = "ok"
             result.seconds = time.perf_counter() - started
             log.info("analytics cycle %s done in %.1f s", run_id, result.seconds)
