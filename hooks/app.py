@@ -36,7 +36,7 @@ from hooks.observability import RequestObservability
 from hooks.operations import operations_router
 from hooks.outcomes import JSON, BadRequest, documented, operation_outcome, validation_reasons
 from hooks.prefetch import FhirFetcher, PrefetchUnavailable
-from hooks.reload import RulesWatcher, StrengthsWatcher
+from hooks.reload import ProductsWatcher, RulesWatcher, StrengthsWatcher
 from hooks.reports import reports_router
 from hooks.requests import FeedbackRequest, HookRequest
 from hooks.service import HookHandler
@@ -200,7 +200,11 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
                 settings.strengths_path, hooks.use_strengths, settings.rules_poll_seconds
             )
             app.state.strengths.load_now()
-            watchers = (app.state.rules, app.state.strengths)
+            app.state.products = ProductsWatcher(
+                settings.products_path, hooks.use_products, settings.rules_poll_seconds
+            )
+            app.state.products.load_now()
+            watchers = (app.state.rules, app.state.strengths, app.state.products)
             for watcher in watchers:
                 watcher.start()
             with _serving_gc():
@@ -253,6 +257,13 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     @app.get("/status/strengths", summary="The tiers published by the learning loop, and the last reload problem")
     async def strengths_status(request: Request) -> dict[str, Any]:
         return request.app.state.strengths.status.as_json()
+
+    @app.get(
+        "/status/products",
+        summary="The RxNorm product index built from the OMOP vocabulary, and the last reload problem",
+    )
+    async def products_status(request: Request) -> dict[str, Any]:
+        return request.app.state.products.status.as_json()
 
     @app.get("/cds-services", summary="CDS Hooks discovery", responses={200: {"model": Discovery}, **documented()})
     async def discovery() -> Response:

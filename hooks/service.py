@@ -9,6 +9,7 @@ both showings (different hook instances), which analytics counts once per card u
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,8 @@ from engine.cards import CardContext
 from engine.identifiers import Identifiers
 from engine.library import Library
 from engine.matching import Match
+from engine.products import EMPTY as NO_PRODUCTS
+from engine.products import ProductIndex
 from engine.strengths import EMPTY, Snapshot
 from hooks.discovery import Service
 from hooks.eventlog import EventLog
@@ -51,6 +54,8 @@ class HookHandler:
         fetcher: FhirFetcher,
         fhir_servers: FhirServerPolicy,
     ):
+        self._products = NO_PRODUCTS
+        self._swap = threading.RLock()  # the two watchers swap from different threads
         self.use(library)
         self.use_strengths(EMPTY)
         self._ids = identifiers
@@ -60,7 +65,16 @@ class HookHandler:
 
     def use(self, library: Library) -> None:
         """Serve ``library`` from the next request on (one assignment: a request sees one library)."""
-        self._current = (library, ResultReader(library.genes, library.rules_by_code))
+        with self._swap:
+            self._base = library
+            served = library.with_products(self._products)
+            self._current = (served, ResultReader(served.genes, served.rules_by_code))
+
+    def use_products(self, index: ProductIndex) -> None:
+        """Also match the products and brands of ``index`` (built from the OMOP vocabulary) from the next request on."""
+        with self._swap:
+            self._products = index
+            self.use(self._base)
 
     def use_strengths(self, snapshot: Snapshot) -> None:
         """Apply ``snapshot``'s tiers from the next request on (clamped to each rule's bounds by the engine)."""

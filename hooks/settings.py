@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     strengths_file: Path | None = Field(
         default=None, description="Rule strengths published by the learning loop (default var/strengths.json)"
     )
+    products_file: Path | None = Field(
+        default=None, description="RxNorm products built from the OMOP vocabulary (default: next to the strengths)"
+    )
     reports_dir: Path | None = Field(
         default=None, description="Outcome reports served at /reports/ (default var/reports)"
     )
@@ -88,6 +91,10 @@ class Settings(BaseSettings):
     @property
     def strengths_path(self) -> Path:
         return self.strengths_file or self.var_dir / "strengths.json"
+
+    @property
+    def products_path(self) -> Path:
+        return self.products_file or self.strengths_path.with_name("products.json")
 
     @property
     def analytics_status_path(self) -> Path:
