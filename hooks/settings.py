@@ -46,7 +46,13 @@ class Settings(BaseSettings):
     max_bundle_entries: int = Field(
         default=1000, ge=1, description="Most entries in one Bundle of a request (draft orders, prefetch; else 400)"
     )
-    fhir_max_bytes: int = Field(default=20_000_000, ge=1024, description="Largest FHIR search page read (else 412)")
+    fhir_max_bytes: int = Field(
+        default=2_000_000, ge=1024, description="Most bytes read for one FHIR search, all its pages together (else 412)"
+    )
+    fhir_servers: str = Field(
+        default="",
+        description="With auth off: comma-separated FHIR base URLs a request's fhirServer may name (others: never)",
+    )
     fhir_max_pages: int = Field(default=10, ge=1, le=100, description="Pages of a searchset followed at most")
 
     # Authentication of CDS clients (hooks/auth.py) and CORS for browser-based clients.
@@ -73,6 +79,10 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def fhir_server_list(self) -> list[str]:
+        return [url.strip() for url in self.fhir_servers.split(",") if url.strip()]
 
     @property
     def events_path(self) -> Path:
