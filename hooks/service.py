@@ -86,13 +86,15 @@ class HookHandler:
             orders = orders_to_check(context)
         except OrderError as exc:
             raise BadRequest(str(exc)) from None
-        if not any(library.watches(order) for order in orders):
+        genes = library.genes_for(orders)
+        if not genes:
             return EMPTY_RESPONSE  # no rule concerns these drugs: no need for results at all
         try:
             resources = await pgx_resources(request, context.patientId, self._fetcher)
         except PrefetchInvalid as exc:
             raise BadRequest(str(exc)) from None
-        results = library.interpret(reader.read(resources, context.patientId))
+        # Only the genes of the rules these orders meet: the other results cannot change a card.
+        results = library.interpret(reader.read(resources, context.patientId, genes))
         facts = patient_facts(request.prefetch, orders)
         matches = [match for match in library.match(orders, results, facts, strengths) if match.shows_card]
         if not matches:
@@ -118,7 +120,11 @@ class HookHandler:
         library: Library,
         strengths_version: int,
     ) -> list[dict[str, Any]]:
-        """One event per card (shown or shadow): what analytics needs, patient and order pseudonymised."""
+        """One event per card (shown or shadow): what analytics needs, patient and order pseudonymised.
+
+        One timestamp and one pseudonym per patient and per order for the whole request.
+        """
+        orders = {reference: self._ids.pseudonym(reference) for reference in {m.order.reference for m in matches}}
         shared = {
             "type": "card",
             "time": datetime.now(UTC).isoformat(),
@@ -133,7 +139,7 @@ class HookHandler:
             {
                 "event_id": str(uuid.uuid4()),
                 **shared,
-                "order": self._ids.pseudonym(match.order.reference),
+                "order": orders[match.order.reference],
                 "card": card["uuid"],
                 "rule": match.rule.id,
                 "rule_version": match.rule.version,
