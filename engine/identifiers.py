@@ -42,6 +42,15 @@ class Identifiers:
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def random_uuid() -> str:
+    """A random (version 4) uuid string, as ``str(uuid.uuid4())`` at half the cost (one per event)."""
+    digest = bytearray(os.urandom(16))
+    digest[6] = (digest[6] & 0x0F) | 0x40
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def load_or_create_key(path: Path) -> bytes:
     """Read the site key, creating it (readable by this user only) on first use."""
     if not path.exists():

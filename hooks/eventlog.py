@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -61,9 +62,10 @@ class EventLog:
         _fsync_directory(directory)  # the new file's name must survive a crash too
         self.sync = sync
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._pending: list[bytes] = []  # "always": batches waiting for the writer
-        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = threading.Event()  # "interval": ends the writer's wait at close
+        # "always": (events, future) for the writer, None to stop it. A SimpleQueue is C code:
+        # putting costs no Python-level lock or condition.
+        self._queue: queue.SimpleQueue[tuple[bytes, asyncio.Future[None]] | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._torn = False
@@ -87,12 +89,10 @@ class EventLog:
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
         future: asyncio.Future[None] = loop.create_future()
-        with self._lock:
+        with self._lock:  # nothing may follow the stop marker
             if self._closing:
                 raise EventLogError("the event log is closed")
-            self._pending.append(data)
-            self._waiters.append(future)
-        self._wake.set()
+            self._queue.put((data, future))
         await future
 
     def _append_now(self, data: bytes) -> None:
@@ -110,15 +110,16 @@ class EventLog:
 
     def _commit_loop(self) -> None:
         """``always`` mode: commit whatever is pending, one write and one fdatasync per batch."""
+        pending = self._queue
         while True:
-            self._wake.wait()
-            self._wake.clear()
-            with self._lock:
-                pending, waiters = self._pending, self._waiters
-                self._pending, self._waiters = [], []
-                closing = self._closing
+            batch = [pending.get()]  # sleeps (without the GIL) until there is something to do
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(pending.get_nowait())
+            closing = batch[-1] is None
+            waiters = [future for _, future in filter(None, batch)]
             if waiters:
-                error = self._commit(b"".join(pending))
+                error = self._commit(b"".join(data for data, _ in filter(None, batch)))
                 if error is None:
                     self.requests += len(waiters)
                     EVENT_LOG_BATCH.observe(len(waiters))
@@ -185,6 +186,7 @@ class EventLog:
         """Commit what is pending, stop the writer thread and close the segment."""
         with self._lock:
             self._closing = True
+            self._queue.put(None)
         self._wake.set()
         await asyncio.to_thread(self._thread.join)
         os.close(self._fd)

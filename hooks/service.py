@@ -8,7 +8,6 @@ both showings (different hook instances), which analytics counts once per card u
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +15,7 @@ import orjson
 from pydantic import ValidationError
 
 from engine.cards import CardContext
-from engine.identifiers import Identifiers
+from engine.identifiers import Identifiers, random_uuid
 from engine.library import Library
 from engine.matching import Match
 from engine.strengths import EMPTY, Snapshot
@@ -137,7 +136,7 @@ class HookHandler:
         }
         return [
             {
-                "event_id": str(uuid.uuid4()),
+                "event_id": random_uuid(),
                 **shared,
                 "order": orders[match.order.reference],
                 "card": card["uuid"],

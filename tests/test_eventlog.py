@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 
 import pytest
 from fastapi.testclient import TestClient
 
 from hooks.app import create_app
 from hooks.eventlog import EventLog, EventLogError, read_events
+from tests.conftest import logged_events
 from tests.fhirdata import genotype, hook_request
 
 POOR = hook_request(genotypes=[genotype("CYP2C19", "*2/*2")])
@@ -181,3 +183,12 @@ def test_the_log_holds_no_token_and_no_patient_id(client, settings):
     text = "".join(path.read_text() for path in settings.events_path.glob("*.jsonl"))
     assert card["uuid"] in text
     assert "eyJSECRETACCESS" not in text and "MRN-55501234" not in text
+
+
+def test_card_events_carry_distinct_version_4_uuids(client, settings):
+    body = hook_request(genotypes=[genotype("CYP2C19", "*2/*2")])
+    for _ in range(3):
+        assert client.post("/cds-services/pgx-order-select", json=body).status_code == 200
+    ids = [event["event_id"] for event in logged_events(settings)]
+    assert len(ids) == 3 == len(set(ids))
+    assert all(uuid.UUID(event_id).version == 4 and str(uuid.UUID(event_id)) == event_id for event_id in ids)
