@@ -151,7 +151,9 @@ def batch_sizes(port: int) -> str:
     except httpx.TransportError:
         return "unavailable"
     found = dict(re.findall(r"^pgx_loop_event_log_batch_requests_(sum|count) (\S+)$", text, re.M))
-    if not found or float(found.get("count", 0)) == 0:
+    if not found:
+        return "batch sizes not reported"
+    if float(found["count"]) == 0:
         return "no fdatasync batches (sync mode interval)"
     count, total = float(found["count"]), float(found["sum"])
     return f"{total / count:.1f} requests per fdatasync on average ({count:.0f} fdatasyncs)"
