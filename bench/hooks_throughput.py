@@ -145,7 +145,7 @@ def spread(values: list[float]) -> str:
 
 
 def batch_sizes(port: int) -> str:
-    """Mean requests per event-log fdatasync, from the service's /metrics (one worker's view)."""
+    """Mean requests per event-log commit, from the service's /metrics (one worker's view)."""
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     except httpx.TransportError:
@@ -154,9 +154,9 @@ def batch_sizes(port: int) -> str:
     if not found:
         return "batch sizes not reported"
     if float(found["count"]) == 0:
-        return "no fdatasync batches (sync mode interval)"
+        return "no synchronous batches (sync mode interval)"
     count, total = float(found["count"]), float(found["sum"])
-    return f"{total / count:.1f} requests per fdatasync on average ({count:.0f} fdatasyncs)"
+    return f"{total / count:.1f} requests per synchronous write on average ({count:.0f} writes)"
 
 
 def main() -> None:

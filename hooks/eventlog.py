@@ -2,10 +2,13 @@
 
 Two sync modes (``PGX_LOOP_EVENT_SYNC``), named after Redis' ``appendfsync``:
 
-``always`` (the default): every event is on disk (written and fdatasync'ed) before the response
-that reports it is sent. The disk is never touched on the event loop: a writer thread commits
-everything that arrived while it was busy in one write and one fdatasync (pipelined group
-commit), then resolves the futures the requests of that batch await. Under load each fsync
+``always`` (the default): every event is on disk (written with O_DSYNC, which is write and
+fdatasync in one system call) before the response that reports it is sent. The disk is never
+touched on the event loop: a writer thread commits everything that arrived while it was busy in
+one synchronous write (pipelined group commit), then resolves the futures the requests of that
+batch await. Each batch costs the writer three hand-overs of the interpreter lock (woken, written,
+event loop woken); on a quiet machine that is tens of µs, on an overloaded one it can be
+milliseconds each, because the woken thread must also wait for a CPU. Under load each fsync
 therefore carries every request that arrived during the previous one, with no fixed window to
 tune; an idle service commits a lone request at once.
 
@@ -58,7 +61,10 @@ class EventLog:
     def __init__(self, directory: Path, *, sync: SyncMode = "always"):
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"events-{socket.gethostname()}-{os.getpid()}-{time.time_ns()}.jsonl"
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        # "always": O_DSYNC makes each write return only once it is on disk, like write + fdatasync
+        # in one system call, so the writer thread waits for the interpreter lock once per batch less.
+        durable = os.O_DSYNC if sync == "always" else 0
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | durable, 0o600)
         _fsync_directory(directory)  # the new file's name must survive a crash too
         self.sync = sync
         self._lock = threading.Lock()
@@ -71,7 +77,7 @@ class EventLog:
         self._torn = False
         self._unsynced = False  # "interval": written since the last fdatasync
         self._sync_error: str | None = None  # "interval": the last background fdatasync failed
-        self.flushes = 0  # fdatasyncs done
+        self.flushes = 0  # synchronous writes ("always") or fdatasyncs ("interval") done
         self.requests = 0  # appends made durable
         self.events = 0
         target = self._commit_loop if sync == "always" else self._interval_loop
@@ -109,7 +115,7 @@ class EventLog:
             self.events += data.count(b"\n")
 
     def _commit_loop(self) -> None:
-        """``always`` mode: commit whatever is pending, one write and one fdatasync per batch."""
+        """``always`` mode: commit whatever is pending in one synchronous write per batch."""
         pending = self._queue
         while True:
             batch = [pending.get()]  # sleeps (without the GIL) until there is something to do
@@ -130,8 +136,7 @@ class EventLog:
     def _commit(self, data: bytes) -> EventLogError | None:
         started = time.perf_counter()
         try:
-            self._write(data)
-            os.fdatasync(self._fd)
+            self._write(data)  # O_DSYNC: on disk when it returns
         except OSError as exc:
             return EventLogError(f"event log write failed: {exc.strerror or exc}")
         elapsed = time.perf_counter() - started
