@@ -11,12 +11,13 @@ from pgx_loop.serve import demo, serve
 
 def _analytics_commands() -> dict[str, click.Command]:
     from pgx_loop.analytics_cmds import COMMANDS
+    from pgx_loop.products import products
 
-    return {command.name: command for command in COMMANDS if command.name}
+    return {command.name: command for command in (*COMMANDS, products) if command.name}
 
 
 class _Commands(click.Group):
-    """The analytics commands are imported only when one of them runs (or for the help text):
+    """The analytics commands (and `products`) are imported only when one of them runs (or for the help text):
     they bring DuckDB and statsmodels, which `pgx-loop serve` does not need to start."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
