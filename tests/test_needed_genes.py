@@ -12,7 +12,7 @@ from engine.identifiers import Identifiers
 from engine.library import Library
 from engine.orders import Order
 from hooks.fhir_pgx import ResultReader
-from tests.fhirdata import PATIENT, example, genotype, implication, medication_request
+from tests.fhirdata import PATIENT, example, genotype, implication
 
 CONTEXT = CardContext(PATIENT, "Practitioner/prescriber-1", Identifiers(b"k" * 32).stable_uuid)
 
@@ -54,7 +54,7 @@ def test_reading_only_the_needed_genes_gives_the_same_cards_for_every_rule(libra
     for resources in patients(library, 30, seed=13):
         everything = reader.read(resources, PATIENT)
         for code in sorted(library.rules_by_code):
-            order = Order("MedicationRequest/draft-1", frozenset({code}), resource=medication_request(code=code))
+            order = Order("MedicationRequest/draft-1", frozenset({code}))
             genes = library.genes_for([order])
             expected = cards(library, reader, resources, order)
             assert cards(library, reader, resources, order, genes) == expected, (code, sorted(genes))
@@ -78,7 +78,7 @@ def test_the_examples_give_the_same_cards_reading_only_the_needed_genes(library:
     request = example(name)
     draft = request["context"]["draftOrders"]["entry"][0]["resource"]
     codes = frozenset(c["code"] for c in draft["medicationCodeableConcept"]["coding"])
-    order = Order(f"MedicationRequest/{draft['id']}", codes, resource=draft)
+    order = Order(f"MedicationRequest/{draft['id']}", codes)
     resources = list(request["prefetch"].values())
     patient = request["context"]["patientId"]
     context = CardContext(patient, None, Identifiers(b"k" * 32).stable_uuid)
