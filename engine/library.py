@@ -77,7 +77,7 @@ class Library:
 
     def watches(self, order: Order) -> bool:
         """Whether any rule watches the order's drug (by code, or by name when no code is known)."""
-        return bool(rules_for(order, self.rules_by_code, self.rules_by_name)[0])
+        return bool(self.genes_for([order]))
 
     def card(self, match: Match, context: CardContext) -> dict[str, Any]:
         """The CDS Hooks card for a match that shows one."""
