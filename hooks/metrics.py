@@ -39,6 +39,11 @@ FEEDBACK = Counter(f"{PREFIX}_feedback", "Feedback items recorded (repeats not c
 RELOAD_FAILURES = Counter(
     f"{PREFIX}_reload_failures", "Failed reloads of rules, strengths or products (the last good kept serving)", ["what"]
 )
+EVENT_LOG_BATCH = Histogram(
+    f"{PREFIX}_event_log_batch_requests",
+    "Requests made durable by one synchronous write of the event log (sync mode always)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 # Versions only grow (a rollback publishes a new one), so the largest across workers is the newest served.
 STRENGTHS_VERSION = Gauge(
     f"{PREFIX}_strengths_version", "Version of the strengths snapshot served (0: none)", multiprocess_mode="max"
