@@ -101,6 +101,41 @@ def test_every_requested_drug_has_a_rule_checked_against_cpic(library: Library):
     assert set(_drugs_with_rules()) >= REQUESTED
 
 
+# CPIC rows that cannot all be given at once, each with why. For atomoxetine in children CPIC words the
+# key "≥3.5" ("0.5 mg/kg and increase", "If < 200") differently from the keys around it ("0.5 mg/kg/day",
+# "If <200"); a score of ≥3.5 also matches those keys' range, so the rule gives their wording.
+CPIC_WORDING_VARIANTS = {("atomoxetine", "pediatrics", "CYP2D6=≥3.5")}
+
+
+def _all_drugs() -> set[str]:
+    path = ORACLE / "recommendations_all_cpic.csv"
+    with path.open(encoding="utf-8") as handle:
+        return {row["drug"] for row in csv.DictReader(handle)}
+
+
+def test_every_cpic_drug_coverage_per_gene(library: Library):
+    """Which CPIC drugs have a rule, per gene group; the report is printed for the closing note."""
+    if not ROWS:
+        pytest.skip(f"{ORACLE} not present: the CPIC comparison runs only beside ../shared/pgx-oracle")
+    watched = {drug.name for rule in library.rules for drug in rule.drugs}
+    groups: dict[str, set[str]] = defaultdict(set)
+    for drug, rows in ROWS.items():
+        genes = sorted({part.split("=", 1)[0] for row in rows for part in row["lookup_key"].split(";")})
+        groups["+".join(genes)].add(drug)
+    lines = []
+    for genes, drugs in sorted(groups.items()):
+        missing = sorted(drugs - watched)
+        gap = f" (missing {', '.join(missing)})" if missing else ""
+        lines.append(f"{genes}: {len(drugs) - len(missing)}/{len(drugs)}{gap}")
+    print("\n" + "\n".join(lines))
+    covered = watched & _all_drugs()
+    assert covered >= REQUESTED
+    assert len(covered) >= COVERED_AT_LEAST
+
+
+COVERED_AT_LEAST = 54  # raise as rules are added; never lower
+
+
 @pytest.mark.parametrize("drug", _drugs_with_rules())
 def test_cpic_recommendations_word_for_word(library: Library, drug: str):
     [rule] = [rule for rule in library.rules if any(entry.name == drug for entry in rule.drugs)]
@@ -108,6 +143,8 @@ def test_cpic_recommendations_word_for_word(library: Library, drug: str):
     populations = {population.cpic: population.id for population in rule.populations}
     checked, wrong = 0, []
     for row in ROWS[drug]:
+        if (drug, row["population"], row["lookup_key"]) in CPIC_WORDING_VARIANTS:
+            continue
         keys = dict(part.split("=", 1) for part in row["lookup_key"].split(";"))
         if any(gene not in rule.gene_list and value != NO_RESULT for gene, value in keys.items()):
             continue  # a gene this rule does not interpret
