@@ -53,7 +53,7 @@ def find_drug_codes(library: Library, drug: str) -> frozenset[str]:
 def explain(
     library: Library, reports: Iterable[ReportedResult], codes: frozenset[str], facts: PatientFacts | None = None
 ) -> Explanation:
-    results = library.interpret(reports)
+    results = library.interpret(reports, facts.sex if facts else None)
     order = Order("MedicationRequest/explained", codes)
     matches: dict[str, list[Match]] = {}
     for match in library.match([order], results, facts):

@@ -8,7 +8,10 @@ a phenotype. There are three kinds, one module each:
 - ``activity score`` (engine.activity_score): allele -> activity value; the sum -> phenotype
   (CYP2C9, CYP2D6, DPYD). Recommendations are looked up by the score.
 - ``allele presence`` (engine.allele_presence): whether each allele of interest is carried
-  (HLA-A, HLA-B).
+  (HLA-A, HLA-B), or, with ``phenotypes``, CPIC's "any listed variant present" rule (RYR1,
+  CACNA1S, MT-RNR1, CFTR).
+- ``x-linked`` (engine.x_linked): a function pair for two X chromosomes, one allele's function for
+  a hemizygous male (G6PD); the patient's sex decides which applies.
 """
 
 from __future__ import annotations
@@ -78,6 +81,16 @@ class ActivityScoreFile(_GeneFile):
     _names = field_validator("alleles")(_allele_names)
 
 
+class PresencePhenotypes(BaseModel):
+    """CPIC's phenotype for "an allele of interest is carried", "only other alleles", and "an uncertain one"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    present: str = Field(min_length=1, description="Any allele of interest carried")
+    absent: str = Field(min_length=1, description="Only the reference or other_alleles carried")
+    uncertain: str | None = Field(default=None, description="An allele of uncertain_alleles carried, none of interest")
+
+
 class AllelePresenceFile(_GeneFile):
     kind: Literal["allele presence"]
     alleles_of_interest: dict[str, str] = Field(min_length=1, description="allele -> why it matters")
@@ -87,9 +100,30 @@ class AllelePresenceFile(_GeneFile):
         description="Without fields: the other alleles known not to carry an allele of interest; any other name "
         "gives Indeterminate",
     )
+    uncertain_alleles: list[str] = Field(
+        default_factory=list, description="With phenotypes: alleles whose carriers get phenotypes.uncertain"
+    )
+    phenotypes: PresencePhenotypes | None = Field(
+        default=None, description="CPIC's phenotype names, for genes looked up by one phenotype (RYR1, MT-RNR1)"
+    )
 
 
-GeneFile = Annotated[FunctionPairFile | ActivityScoreFile | AllelePresenceFile, Field(discriminator="kind")]
+class XLinkedFile(_GeneFile):
+    kind: Literal["x-linked"]
+    alleles: dict[str, str] = Field(min_length=1, description="allele -> CPIC clinical function")
+    hemizygous: dict[str, str] = Field(min_length=1, description="A male's one allele: its function -> phenotype")
+    phenotypes: dict[str, list[tuple[str, str]]] = Field(
+        min_length=1, description="Two X chromosomes: phenotype -> the pairs of allele functions that give it"
+    )
+    female_examples: dict[str, str] = Field(default_factory=dict, description="diplotype -> phenotype for a female")
+    male_examples: dict[str, str] = Field(default_factory=dict, description="allele(s) -> phenotype for a male")
+
+    _names = field_validator("alleles")(_allele_names)
+
+
+GeneFile = Annotated[
+    FunctionPairFile | ActivityScoreFile | AllelePresenceFile | XLinkedFile, Field(discriminator="kind")
+]
 
 
 def allele_sort_key(name: str) -> tuple:
@@ -109,6 +143,7 @@ class GeneDefinition:
     """A validated gene file: turns diplotypes (and reported phenotypes) into phenotype calls."""
 
     kind: str
+    uses_sex = False  # whether the patient's sex changes the call (X-linked genes)
 
     def __init__(self, spec: _GeneFile, source: str):
         self.symbol = spec.gene
@@ -121,14 +156,17 @@ class GeneDefinition:
 
     # --- diplotypes ---------------------------------------------------------------------------
 
-    def call(self, text: str) -> PhenotypeCall:
-        """Phenotype one diplotype string (use engine.phenotyper.call_diplotype: it caches)."""
+    def call(self, text: str, sex: str | None = None) -> PhenotypeCall:
+        """Phenotype one diplotype string (use engine.phenotyper.call_diplotype: it caches).
+
+        ``sex`` ("female", "male" or None when unknown) matters only where ``uses_sex`` is set.
+        """
         stripped = self._strip_gene(text.strip())
         stripped = self.notations.get(_notation_key(stripped), stripped)
         alleles = self.split(stripped)
         if alleles is None:
             return indeterminate(self.symbol, text.strip() or None, f"not a diplotype: {text.strip()!r}")
-        return self.call_alleles(alleles)
+        return self.call_alleles(alleles, sex) if self.uses_sex else self.call_alleles(alleles)
 
     def _strip_gene(self, text: str) -> str:
         """Drop the gene symbol labs put in front: "CYP2C19 *1/*2", "CYP2C19*1/CYP2C19*2", "VKORC1 C/T"."""
@@ -141,8 +179,12 @@ class GeneDefinition:
         parts = [part.strip() for part in text.split("/")]
         return parts if len(parts) == 2 and all(parts) else None
 
-    def call_alleles(self, alleles: list[str]) -> PhenotypeCall:
+    def call_alleles(self, alleles: list[str], sex: str | None = None) -> PhenotypeCall:
         raise NotImplementedError
+
+    def example_sets(self) -> list[tuple[str, str | None, dict[str, str]]]:
+        """(file field, patient sex, diplotype -> expected phenotype) for each block of worked examples."""
+        return [("examples", None, self.examples)]
 
     def canonical_allele(self, name: str, known: dict) -> str:
         """The defined allele ``name`` stands for: PharmVar sub-alleles (*2.001) share the core allele's function."""

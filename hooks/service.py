@@ -92,8 +92,8 @@ class HookHandler:
             resources = await pgx_resources(request, context.patientId, self._fetcher)
         except PrefetchInvalid as exc:
             raise BadRequest(str(exc)) from None
-        results = library.interpret(reader.read(resources, context.patientId))
         facts = patient_facts(request.prefetch, orders)
+        results = library.interpret(reader.read(resources, context.patientId), facts.sex)
         matches = [match for match in library.match(orders, results, facts, strengths) if match.shows_card]
         if not matches:
             return EMPTY_RESPONSE

@@ -29,7 +29,7 @@ def check(directory: Path | None) -> None:
     """Validate every gene and rule file and run their examples; problems as file:line: message."""
     library = library_or_exit(directory)
     examples = sum(len(rule.examples) for rule in library.rules)
-    gene_examples = sum(len(gene.examples) for gene in library.genes.values())
+    gene_examples = sum(len(examples) for gene in library.genes.values() for _, _, examples in gene.example_sets())
     shadow = [rule.id for rule in library.rules if rule.status == "shadow"]
     click.echo(
         f"ok: {len(library.genes)} genes, {len(library.rules)} rules "

@@ -1,8 +1,8 @@
 """Every rule gives CPIC's own recommendation, word for word, for every CPIC lookup key.
 
 Runs against ../shared/pgx-oracle/recommendations_all_cpic.csv when that folder exists. Rows
-for a gene a rule does not interpret are checked only where CPIC keys it "No Result" (e.g.
-sertraline without CYP2B6); warfarin's flowchart has no lookup keys and is checked elsewhere.
+for a gene a rule does not interpret are checked only where CPIC keys it "No Result";
+warfarin's flowchart has no lookup keys and is checked elsewhere.
 """
 
 from __future__ import annotations
@@ -128,12 +128,13 @@ def test_every_cpic_drug_coverage_per_gene(library: Library):
         gap = f" (missing {', '.join(missing)})" if missing else ""
         lines.append(f"{genes}: {len(drugs) - len(missing)}/{len(drugs)}{gap}")
     print("\n" + "\n".join(lines))
-    covered = watched & _all_drugs()
-    assert covered >= REQUESTED
-    assert len(covered) >= COVERED_AT_LEAST
+    assert watched >= REQUESTED
+    assert _all_drugs() - watched == KNOWN_MISSING
 
 
-COVERED_AT_LEAST = 54  # raise as rules are added; never lower
+# CPIC drugs without a rule yet: no RxNorm ingredient code from a public source was at hand for them
+# (they are not in CPIC's drug table in the oracle). Remove a drug from here when its rule lands.
+KNOWN_MISSING = {"paromomycin", "plazomicin", "toluidine blue"}
 
 
 @pytest.mark.parametrize("drug", _drugs_with_rules())

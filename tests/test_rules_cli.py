@@ -12,7 +12,7 @@ from tests.test_cli import pgx_loop
 def test_check_passes_on_the_repository_rules():
     result = pgx_loop("rules", "check")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("ok: 13 genes, ") and "examples hold" in result.stdout
+    assert result.stdout.startswith("ok: 20 genes, ") and "examples hold" in result.stdout
 
 
 def test_check_reports_every_problem_as_file_line_message_and_fails(tmp_path):
