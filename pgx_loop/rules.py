@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import click
 from pydantic import TypeAdapter
 
+from engine.cpic_update import ExportError, compare, read_export, summary_lines
 from engine.explain import Explanation, explain, find_drug_codes
 from engine.genes import GeneFile
 from engine.library import Library
@@ -25,8 +27,17 @@ def rules() -> None:
 
 @rules.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
-def check(directory: Path | None) -> None:
-    """Validate every gene and rule file and run their examples; problems as file:line: message."""
+@click.option(
+    "--against",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A CPIC recommendations export (CSV): list what changed, is new or was withdrawn",
+)
+def check(directory: Path | None, against: Path | None) -> None:
+    """Validate every gene and rule file and run their examples; problems as file:line: message.
+
+    With --against, also look every row of a (newer) CPIC recommendations export up in the
+    library and list the differences to review; the exit status is 1 if there are any.
+    """
     library = library_or_exit(directory)
     examples = sum(len(rule.examples) for rule in library.rules)
     gene_examples = sum(len(examples) for gene in library.genes.values() for _, _, examples in gene.example_sets())
@@ -35,6 +46,21 @@ def check(directory: Path | None) -> None:
         f"ok: {len(library.genes)} genes, {len(library.rules)} rules "
         f"({len(shadow)} in shadow mode), {gene_examples + examples} examples hold; library {library.version}"
     )
+    if against is not None:
+        _check_against(library, against)
+
+
+def _check_against(library: Library, path: Path) -> None:
+    try:
+        export = read_export(path)
+    except (ExportError, UnicodeDecodeError, csv.Error) as exc:
+        raise click.ClickException(str(exc)) from None
+    report = compare(library, export)
+    click.echo(f"CPIC update check against {path}:")
+    for line in summary_lines(report, {rule.id: rule.source for rule in library.rules}):
+        click.echo(f"  {line}")
+    if report.differences:
+        raise SystemExit(1)
 
 
 def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
