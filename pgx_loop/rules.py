@@ -79,6 +79,7 @@ def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
 @click.option("--drug", "-d", help="The drug ordered: RxNorm code or name")
 @click.option("--condition", "-c", multiple=True, help="A diagnosis as system|code, e.g. icd10|I21.4")
 @click.option("--age", type=int, help="The patient's age in years")
+@click.option("--sex", type=click.Choice(["female", "male"]), help="The patient's sex (needed to read G6PD)")
 @click.option("--request", "request_file", type=click.Path(dir_okay=False, path_type=Path), help="A CDS Hooks request")
 @rules_option
 def explain_command(
@@ -87,6 +88,7 @@ def explain_command(
     drug: str | None,
     condition: tuple[str, ...],
     age: int | None,
+    sex: str | None,
     request_file: Path | None,
     rules_dir: Path | None,
 ) -> None:
@@ -105,7 +107,7 @@ def explain_command(
         codes_given = frozenset(
             (SYSTEMS.get(system, system), code) for system, _, code in (c.partition("|") for c in condition)
         )
-        explanations = [explain(library, reports, codes, PatientFacts(codes_given, age))]
+        explanations = [explain(library, reports, codes, PatientFacts(codes_given, age, sex))]
     for explanation in explanations:
         click.echo(_format(library, explanation))
 

@@ -109,3 +109,14 @@ def test_check_against_a_file_that_is_not_a_cpic_export_says_so(tmp_path):
     result = pgx_loop("rules", "check", "--against", str(path))
     assert result.returncode == 1
     assert "not a CPIC recommendations export: no column drug, lookup_key" in result.stderr
+
+
+def test_explain_and_phenotype_read_g6pd_by_the_sex_given():
+    heterozygous = "G6PD=A- 202A_376G/B (reference)"
+    female = pgx_loop("rules", "explain", "-g", heterozygous, "-d", "rasburicase", "--sex", "female")
+    assert female.returncode == 0, female.stderr
+    assert "->  Variable" in female.stdout and "card: G6PD Variable: measure G6PD enzyme activity" in female.stdout
+    unknown = pgx_loop("phenotype", "G6PD", "A- 202A_376G/B (reference)")
+    assert json.loads(unknown.stdout)["phenotype"] == "Indeterminate"
+    male = pgx_loop("phenotype", "G6PD", "A- 202A_376G", "--sex", "male")
+    assert json.loads(male.stdout)["phenotype"] == "Deficient"
