@@ -1,7 +1,7 @@
 """Gene definition files (``rules/genes/<GENE>.yaml``): their schema and the shared machinery.
 
 A gene file states, as CPIC does, what each allele does and how a patient's two alleles become
-a phenotype. There are three kinds, one module each:
+a phenotype. There are four kinds, one module each:
 
 - ``function pair`` (engine.function_pair): allele -> clinical function; a pair of functions ->
   phenotype (CYP2C19, CYP3A5, TPMT, NUDT15, SLCO1B1, UGT1A1, VKORC1).
