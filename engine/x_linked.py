@@ -36,6 +36,9 @@ class XLinkedGene(GeneDefinition):
         self.male_examples = dict(spec.male_examples)
         self.phenotypes = tuple(dict.fromkeys([*spec.phenotypes, *spec.hemizygous.values(), INDETERMINATE]))
 
+    def known_alleles(self) -> tuple[str, ...]:
+        return tuple(self.allele_function)
+
     def split(self, text: str) -> list[str] | None:
         parts = [part.strip() for part in text.split("/")]
         return parts if len(parts) in (1, 2) and all(parts) else None
