@@ -6,6 +6,11 @@ A result such as ``*15:02/*57:01`` gives one status per allele of interest:
 counts as carried, the cautious reading of an ambiguous typing. A name that is not an HLA
 allele gives Indeterminate. Genes with star alleles (CYP4F2) list the alleles they know; any
 other allele gives Indeterminate, because it might carry the variant of interest.
+
+With ``phenotypes`` the gene follows CPIC's "any listed variant present" rule and gives one
+phenotype: RYR1 and CACNA1S (malignant hyperthermia susceptibility), MT-RNR1 (aminoglycoside
+hearing loss, one mitochondrial allele) and CFTR (ivacaftor response). Their variant names
+contain "+" (c.14364+1G>T), so only "/" separates alleles there.
 """
 
 from __future__ import annotations
@@ -32,9 +37,18 @@ class AllelePresenceGene(GeneDefinition):
             sorted(spec.alleles_of_interest.items(), key=lambda item: allele_sort_key(item[0]))
         )
         self.fields = spec.fields
-        self.known = {*self.alleles_of_interest, *spec.other_alleles, OTHER}
-        statuses = [f"{allele} {status}" for allele in self.alleles_of_interest for status in ("positive", "negative")]
-        self.phenotypes = (*statuses, INDETERMINATE)
+        self.uncertain = frozenset(spec.uncertain_alleles)
+        self.known = {*self.alleles_of_interest, *spec.other_alleles, *self.uncertain, OTHER}
+        self._by_fold = {name.casefold(): name for name in self.known}
+        self.named = spec.phenotypes
+        if self.named is not None:
+            named = (self.named.present, self.named.uncertain, self.named.absent, INDETERMINATE)
+            self.phenotypes = tuple(dict.fromkeys(name for name in named if name))
+        else:
+            statuses = [
+                f"{allele} {status}" for allele in self.alleles_of_interest for status in ("positive", "negative")
+            ]
+            self.phenotypes = (*statuses, INDETERMINATE)
         letter = self.symbol.removeprefix("HLA-")
         # "B*57:01" for HLA-B: the locus letter of an HLA typing, dropped like the gene symbol.
         self._locus = re.compile(rf"^{re.escape(letter)}(?=\*)", re.IGNORECASE) if letter != self.symbol else None
@@ -46,19 +60,20 @@ class AllelePresenceGene(GeneDefinition):
         text = super()._strip_gene(text)
         return self._locus.sub("", text) if self._locus is not None else text
 
-    def call_normalised(self, text: str) -> PhenotypeCall:
+    def call_normalised(self, text: str, sex: str | None = None) -> PhenotypeCall:
         return self.reported(text) or self.call_as_written(text)
 
     def split(self, text: str) -> list[str] | None:
         text = text.rsplit("#", 1)[-1]  # GL string with a namespace prefix: hla#3.33.0#HLA-B*08:01/...
-        parts = [self._strip_gene(part.strip()) for part in re.split(r"[/+]", text)]
+        separators = r"[/+]" if self.fields else r"/"
+        parts = [self._strip_gene(part.strip()) for part in re.split(separators, text)]
         return parts if all(parts) else None
 
     def _truncate(self, name: str) -> str | None:
         if name.casefold() == OTHER.casefold():
             return OTHER
         if self.fields is None:
-            return name if name in self.known else None
+            return self._by_fold.get(name.casefold())
         if not _HLA_NAME.match(name):
             return None
         return ":".join(name.split(":")[: self.fields])
@@ -70,13 +85,25 @@ class AllelePresenceGene(GeneDefinition):
             return indeterminate(self.symbol, "/".join(alleles), f"not a {self.symbol} allele name: {bad}")
         carried = sorted(set(names), key=allele_sort_key)  # type: ignore[arg-type]
         diplotype = "/".join(sorted(names, key=allele_sort_key))  # type: ignore[arg-type]
+        if self.named is not None:
+            return PhenotypeCall(self.symbol, diplotype, self._named_phenotype(set(carried)))
         keys = tuple(
             f"{allele} {'positive' if allele in carried else 'negative'}" for allele in self.alleles_of_interest
         )
         return PhenotypeCall(self.symbol, diplotype, "; ".join(keys), keys=keys)
 
+    def _named_phenotype(self, carried: set[str]) -> str:
+        assert self.named is not None
+        if carried & set(self.alleles_of_interest):
+            return self.named.present
+        if carried & self.uncertain and self.named.uncertain:
+            return self.named.uncertain
+        return self.named.absent
+
     def reported(self, text: str) -> PhenotypeCall | None:
         """Statuses as a lab states them: "*57:01 positive", "HLA-B*57:01 detected", "B*57:01 absent"."""
+        if self.named is not None:
+            return super().reported(text)
         found: dict[str, str] = {}
         for part in re.split(r"\s*[;,]\s*", self._strip_gene(" ".join(text.split()))):
             match = _STATUS_AFTER.match(part) or _STATUS_BEFORE.match(part)
@@ -90,6 +117,8 @@ class AllelePresenceGene(GeneDefinition):
         return PhenotypeCall(self.symbol, None, "; ".join(keys), keys=keys) if keys else None
 
     def representative_calls(self) -> list[PhenotypeCall]:
+        if self.named is not None:
+            return super().representative_calls()
         calls = []
         alleles = list(self.alleles_of_interest)
         for mask in range(2 ** len(alleles)):

@@ -19,14 +19,15 @@ if TYPE_CHECKING:
 
 def gene_example_problems(gene: GeneDefinition, document: YamlDocument) -> list[Problem]:
     problems = []
-    for diplotype, expected in gene.examples.items():
-        call = call_diplotype(gene, diplotype)
-        if call.phenotype != expected:
-            problems.append(
-                document.problem(
-                    ("examples", diplotype), f"example {diplotype}: expected {expected!r}, got {call.phenotype!r}"
+    for field, sex, examples in gene.example_sets():
+        for diplotype, expected in examples.items():
+            call = call_diplotype(gene, diplotype, sex)
+            if call.phenotype != expected:
+                problems.append(
+                    document.problem(
+                        (field, diplotype), f"example {diplotype}: expected {expected!r}, got {call.phenotype!r}"
+                    )
                 )
-            )
     return problems
 
 
@@ -34,9 +35,10 @@ def rule_example_problems(library: Library, rule: Rule, document: YamlDocument) 
     problems = []
     for index, example in enumerate(rule.examples):
         where = ("examples", index)
-        results = library.interpret(ReportedResult(gene, diplotype=text) for gene, text in example.genotype.items())
+        reports = (ReportedResult(gene, diplotype=text) for gene, text in example.genotype.items())
+        results = library.interpret(reports, example.sex)
         facts = PatientFacts(
-            frozenset((SYSTEMS.get(c.system, c.system), c.code) for c in example.conditions), example.age
+            frozenset((SYSTEMS.get(c.system, c.system), c.code) for c in example.conditions), example.age, example.sex
         )
         order = Order(reference="MedicationRequest/example", rxnorm=frozenset({example.order}))
         matches = [m for m in library.match([order], results, facts) if m.rule.id == rule.id and m.shows_card]

@@ -58,7 +58,7 @@ def explain(
     strengths: StrengthTable | None = None,
 ) -> Explanation:
     """Interpret, match and tier as the service does, with the published ``strengths`` applied."""
-    results = library.interpret(reports)
+    results = library.interpret(reports, facts.sex if facts else None)
     order = Order("MedicationRequest/explained", codes)
     matches: dict[str, list[Match]] = {}
     for match in library.match([order], results, facts, strengths):

@@ -7,11 +7,19 @@ from pydantic import TypeAdapter, ValidationError
 from engine.activity_score import ActivityScoreGene, activity_score_problems
 from engine.allele_presence import AllelePresenceGene
 from engine.function_pair import FunctionPairGene, function_pair_problems
-from engine.genes import ActivityScoreFile, AllelePresenceFile, FunctionPairFile, GeneDefinition, GeneFile
+from engine.genes import (
+    ActivityScoreFile,
+    AllelePresenceFile,
+    FunctionPairFile,
+    GeneDefinition,
+    GeneFile,
+    XLinkedFile,
+)
+from engine.x_linked import XLinkedGene, x_linked_problems
 from engine.yamlsource import Problem, SourceError, YamlDocument
 
 _SCHEMA: TypeAdapter = TypeAdapter(GeneFile)
-KINDS = ("function pair", "activity score", "allele presence")
+KINDS = ("function pair", "activity score", "allele presence", "x-linked")
 
 
 def parse_gene_file(document: YamlDocument) -> GeneDefinition:
@@ -30,6 +38,8 @@ def parse_gene_file(document: YamlDocument) -> GeneDefinition:
         problems, gene = function_pair_problems(spec, document), FunctionPairGene
     elif isinstance(spec, ActivityScoreFile):
         problems, gene = activity_score_problems(spec, document), ActivityScoreGene
+    elif isinstance(spec, XLinkedFile):
+        problems, gene = x_linked_problems(spec, document), XLinkedGene
     else:
         assert isinstance(spec, AllelePresenceFile)
         problems, gene = [], AllelePresenceGene

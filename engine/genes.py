@@ -1,14 +1,17 @@
 """Gene definition files (``rules/genes/<GENE>.yaml``): their schema and the shared machinery.
 
 A gene file states, as CPIC does, what each allele does and how a patient's two alleles become
-a phenotype. There are three kinds, one module each:
+a phenotype. There are four kinds, one module each:
 
 - ``function pair`` (engine.function_pair): allele -> clinical function; a pair of functions ->
   phenotype (CYP2C19, CYP3A5, TPMT, NUDT15, SLCO1B1, UGT1A1, VKORC1).
 - ``activity score`` (engine.activity_score): allele -> activity value; the sum -> phenotype
   (CYP2C9, CYP2D6, DPYD). Recommendations are looked up by the score.
 - ``allele presence`` (engine.allele_presence): whether each allele of interest is carried
-  (HLA-A, HLA-B).
+  (HLA-A, HLA-B), or, with ``phenotypes``, CPIC's "any listed variant present" rule (RYR1,
+  CACNA1S, MT-RNR1, CFTR).
+- ``x-linked`` (engine.x_linked): a function pair for two X chromosomes, one allele's function for
+  a hemizygous male (G6PD); the patient's sex decides which applies.
 """
 
 from __future__ import annotations
@@ -111,6 +114,16 @@ class ActivityScoreFile(_GeneFile):
     _names = field_validator("alleles")(_allele_names)
 
 
+class PresencePhenotypes(BaseModel):
+    """CPIC's phenotype for "an allele of interest is carried", "only other alleles", and "an uncertain one"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    present: str = Field(min_length=1, description="Any allele of interest carried")
+    absent: str = Field(min_length=1, description="Only the reference or other_alleles carried")
+    uncertain: str | None = Field(default=None, description="An allele of uncertain_alleles carried, none of interest")
+
+
 class AllelePresenceFile(_GeneFile):
     kind: Literal["allele presence"]
     alleles_of_interest: dict[str, str] = Field(min_length=1, description="allele -> why it matters")
@@ -120,9 +133,30 @@ class AllelePresenceFile(_GeneFile):
         description="Without fields: the other alleles known not to carry an allele of interest; any other name "
         "gives Indeterminate",
     )
+    uncertain_alleles: list[str] = Field(
+        default_factory=list, description="With phenotypes: alleles whose carriers get phenotypes.uncertain"
+    )
+    phenotypes: PresencePhenotypes | None = Field(
+        default=None, description="CPIC's phenotype names, for genes looked up by one phenotype (RYR1, MT-RNR1)"
+    )
 
 
-GeneFile = Annotated[FunctionPairFile | ActivityScoreFile | AllelePresenceFile, Field(discriminator="kind")]
+class XLinkedFile(_GeneFile):
+    kind: Literal["x-linked"]
+    alleles: dict[str, str] = Field(min_length=1, description="allele -> CPIC clinical function")
+    hemizygous: dict[str, str] = Field(min_length=1, description="A male's one allele: its function -> phenotype")
+    phenotypes: dict[str, list[tuple[str, str]]] = Field(
+        min_length=1, description="Two X chromosomes: phenotype -> the pairs of allele functions that give it"
+    )
+    female_examples: dict[str, str] = Field(default_factory=dict, description="diplotype -> phenotype for a female")
+    male_examples: dict[str, str] = Field(default_factory=dict, description="allele(s) -> phenotype for a male")
+
+    _names = field_validator("alleles")(_allele_names)
+
+
+GeneFile = Annotated[
+    FunctionPairFile | ActivityScoreFile | AllelePresenceFile | XLinkedFile, Field(discriminator="kind")
+]
 
 
 def allele_sort_key(name: str) -> tuple:
@@ -142,6 +176,7 @@ class GeneDefinition:
     """A validated gene file: turns diplotypes (and reported phenotypes) into phenotype calls."""
 
     kind: str
+    uses_sex = False  # whether the patient's sex changes the call (X-linked genes)
 
     def __init__(self, spec: _GeneFile, source: str):
         self.symbol = spec.gene
@@ -170,27 +205,31 @@ class GeneDefinition:
 
     # --- diplotypes ---------------------------------------------------------------------------
 
-    def call(self, text: str) -> PhenotypeCall:
+    def call(self, text: str, sex: str | None = None) -> PhenotypeCall:
         """Phenotype one genotype string (use engine.phenotyper.call_diplotype: it caches).
 
         The strict reading (``allele/allele`` in the file's own names) comes first; only what it
         cannot call goes to the notation reader, so the reader never changes a call it made.
+        ``sex`` ("female", "male" or None when unknown) matters only where ``uses_sex`` is set.
         """
-        written = self.call_as_written(text)
+        written = self.call_as_written(text, sex)
         if written.definite or written.functions:  # functions: both alleles known, CPIC gives no phenotype
             return written
-        return self.call_normalised(text)
+        return self.call_normalised(text, sex)
 
-    def call_as_written(self, text: str) -> PhenotypeCall:
+    def call_as_written(self, text: str, sex: str | None = None) -> PhenotypeCall:
         """The strict reading: two allele names as this file writes them (gene prefix and order aside)."""
         stripped = self._strip_gene(text.strip())
         stripped = self.notations.get(_notation_key(stripped), stripped)
         alleles = self.split(stripped)
         if alleles is None:
             return indeterminate(self.symbol, text.strip() or None, f"not a diplotype: {text.strip()!r}")
-        return self._unmixed(alleles) or self.call_alleles(alleles)
+        return self._unmixed(alleles) or self._call(alleles, sex)
 
-    def call_normalised(self, text: str) -> PhenotypeCall:
+    def _call(self, alleles: list[str], sex: str | None) -> PhenotypeCall:
+        return self.call_alleles(alleles, sex) if self.uses_sex else self.call_alleles(alleles)
+
+    def call_normalised(self, text: str, sex: str | None = None) -> PhenotypeCall:
         """The notation reader's reading: lab and PharmCAT spellings (engine.notations)."""
         stripped = self._strip_gene(text.strip())
         stripped = self.notations.get(_notation_key(stripped), stripped)
@@ -198,16 +237,17 @@ class GeneDefinition:
         if isinstance(reading, str):
             return indeterminate(self.symbol, text.strip() or None, reading)
         names = [name for strand in reading.strands for name in strand]
-        return self._qualified(self._unmixed(names) or self.call_strands(reading.strands), reading)
+        strands = self.call_strands(reading.strands, sex) if self.uses_sex else self.call_strands(reading.strands)
+        return self._qualified(self._unmixed(names) or strands, reading)
 
-    def call_strands(self, strands: tuple[tuple[str, ...], ...]) -> PhenotypeCall:
+    def call_strands(self, strands: tuple[tuple[str, ...], ...], sex: str | None = None) -> PhenotypeCall:
         """Phenotype two strands; a strand listing several variants is Indeterminate unless the kind knows better."""
         several = [" + ".join(strand) for strand in strands if len(strand) > 1]
         if several:
             return indeterminate(
                 self.symbol, "/".join(" + ".join(s) for s in strands), f"several alleles on one strand: {several[0]}"
             )
-        return self.call_alleles([strand[0] for strand in strands])
+        return self._call([strand[0] for strand in strands], sex)
 
     def _unmixed(self, names: list[str]) -> PhenotypeCall | None:
         """Indeterminate when a single-position result is paired with an allele of another kind."""
@@ -241,8 +281,12 @@ class GeneDefinition:
         parts = [part.strip() for part in text.split("/")]
         return parts if len(parts) == 2 and all(parts) else None
 
-    def call_alleles(self, alleles: list[str]) -> PhenotypeCall:
+    def call_alleles(self, alleles: list[str], sex: str | None = None) -> PhenotypeCall:
         raise NotImplementedError
+
+    def example_sets(self) -> list[tuple[str, str | None, dict[str, str]]]:
+        """(file field, patient sex, diplotype -> expected phenotype) for each block of worked examples."""
+        return [("examples", None, self.examples)]
 
     def canonical_allele(self, name: str, known: dict) -> str:
         """The defined allele ``name`` stands for: PharmVar sub-alleles (*2.001) share the core allele's function."""

@@ -51,8 +51,9 @@ class Library:
     rules_by_name: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
     card_templates: Mapping[TemplateKey, CardTemplate]
 
-    def interpret(self, reports: Iterable[ReportedResult]) -> dict[str, GeneResult]:
-        return interpret(self.genes, reports)
+    def interpret(self, reports: Iterable[ReportedResult], sex: str | None = None) -> dict[str, GeneResult]:
+        """One interpreted result per gene; ``sex`` ("female"/"male"/None) is needed for G6PD."""
+        return interpret(self.genes, reports, sex)
 
     def match(
         self,

@@ -209,22 +209,39 @@ def coverage(lookup: RuleLookup, genes: Mapping[str, GeneDefinition]) -> Coverag
     populations = [population.id for population in rule.populations] or [GENERAL]
     problems = []
     keys: dict[int, set[str]] = {}
+    # Which recommendations each gene's result meets, worked out once per result rather than once
+    # per combination: the combinations multiply (a two-gene rule has hundreds), the results do not.
+    meeting = [
+        [
+            frozenset(
+                r.index
+                for r in lookup.recommendations
+                if r.conditions[symbol].matches(GeneResult(call) if call is not None else None)
+            )
+            for call in calls
+        ]
+        for symbol, calls in zip(rule.gene_list, options, strict=True)
+    ]
+    by_index = {r.index: r for r in lookup.recommendations}
     for population in populations:
         missing, ambiguous = [], []
-        for combination in itertools.product(*options):
+        in_population = frozenset(r.index for r in lookup.recommendations if r.spec.population == population)
+        for picks in itertools.product(*(range(len(calls)) for calls in options)):
+            combination = [calls[pick] for calls, pick in zip(options, picks, strict=True)]
             if all(call is None for call in combination):
                 continue  # nothing tested: the pre-test card's business
+            indices = in_population.intersection(*(meeting[gene][pick] for gene, pick in enumerate(picks)))
+            found = [by_index[index] for index in sorted(indices)]
             results = {
                 symbol: GeneResult(call) if call is not None else None
                 for symbol, call in zip(rule.gene_list, combination, strict=True)
             }
-            found = [r for r in lookup.recommendations if r.spec.population == population and r.matches(results)]
-            described = _describe(results, genes)
-            if not found:
-                missing.append(described)
-            elif len(found) == 1:
+            if len(found) == 1:
                 keys.setdefault(found[0].index, set()).add(found[0].key(results, rule.single_gene))
+            elif not found:
+                missing.append(_describe(results, genes))
             else:
+                described = _describe(results, genes)
                 ambiguous.append(f"{described} (recommendations {', '.join(str(r.index + 1) for r in found)})")
         where = f" in population {population!r}" if rule.populations else ""
         if missing:

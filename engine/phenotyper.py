@@ -15,11 +15,15 @@ from engine.calls import PhenotypeCall
 from engine.genes import GeneDefinition
 
 
-def call_diplotype(gene: GeneDefinition, text: str) -> PhenotypeCall:
-    """Phenotype one diplotype string for ``gene`` (cached: labs repeat the same few diplotypes)."""
-    return _call_cached(gene, text)
+def call_diplotype(gene: GeneDefinition, text: str, sex: str | None = None) -> PhenotypeCall:
+    """Phenotype one diplotype string for ``gene`` (cached: labs repeat the same few diplotypes).
+
+    ``sex`` is passed on only to genes whose call depends on it (G6PD), so that other genes share
+    one cache entry per diplotype.
+    """
+    return _call_cached(gene, text, sex if gene.uses_sex else None)
 
 
 @lru_cache(maxsize=65536)
-def _call_cached(gene: GeneDefinition, text: str) -> PhenotypeCall:
-    return gene.call(text)
+def _call_cached(gene: GeneDefinition, text: str, sex: str | None) -> PhenotypeCall:
+    return gene.call(text, sex)

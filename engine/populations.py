@@ -21,10 +21,14 @@ _ICD10_URIS = {"http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd
 
 @dataclass(frozen=True)
 class PatientFacts:
-    """What the request says about the patient beyond results: coded diagnoses and age in years."""
+    """What the request says about the patient beyond results: coded diagnoses, age in years, sex.
+
+    ``sex`` is "female", "male" or None (unknown, or FHIR's "other"/"unknown"): G6PD needs it.
+    """
 
     conditions: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (system URI, code)
     age: int | None = None
+    sex: str | None = None
 
 
 def has_condition(codes: Iterable[Code], facts: PatientFacts) -> Code | None:

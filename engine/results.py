@@ -68,11 +68,14 @@ def compatible(stated: PhenotypeCall, called: PhenotypeCall) -> bool:
     return all(loose_phenotype(key) in called_keys for key in stated.keys)
 
 
-def interpret_one(gene: GeneDefinition, report: ReportedResult) -> GeneResult:
-    """Interpret a single report: the diplotype if there is one, else the stated phenotype or score."""
+def interpret_one(gene: GeneDefinition, report: ReportedResult, sex: str | None = None) -> GeneResult:
+    """Interpret a single report: the diplotype if there is one, else the stated phenotype or score.
+
+    ``sex`` ("female", "male", or None if unknown) is needed to read X-linked genes (G6PD).
+    """
     stated_text = report.phenotype or report.activity_score
     if report.diplotype:
-        call = call_diplotype(gene, report.diplotype)
+        call = call_diplotype(gene, report.diplotype, sex)
         result = GeneResult(call, report.effective, stated_text)
         if stated_text and call.definite:
             stated = _reported_call(gene, report)
@@ -88,13 +91,15 @@ def _disagreement(gene: str, results: tuple[GeneResult, ...]) -> GeneResult:
     return GeneResult(call, newest, conflicting=results)
 
 
-def interpret(genes: Mapping[str, GeneDefinition], reports: Iterable[ReportedResult]) -> dict[str, GeneResult]:
+def interpret(
+    genes: Mapping[str, GeneDefinition], reports: Iterable[ReportedResult], sex: str | None = None
+) -> dict[str, GeneResult]:
     """One result per gene we define. Disagreeing reports make the gene Indeterminate, with both named."""
     by_gene: dict[str, list[GeneResult]] = {}
     for report in reports:
         gene = genes.get(report.gene)
         if gene is not None:
-            by_gene.setdefault(gene.symbol, []).append(interpret_one(gene, report))
+            by_gene.setdefault(gene.symbol, []).append(interpret_one(gene, report, sex))
     return {symbol: _merge(results) for symbol, results in by_gene.items()}
 
 

@@ -186,6 +186,7 @@ class RuleExample(_Strict):
     order: str = Field(pattern=RXNORM_CODE, description="RxNorm code of the drug ordered")
     conditions: tuple[Code, ...] = Field(default=(), description="The patient's diagnoses, if they matter")
     age: int | None = None
+    sex: Literal["female", "male"] | None = Field(default=None, description="The patient's sex where it matters (G6PD)")
     expect: Expectation
     summary: str | None = None
 

@@ -14,7 +14,7 @@ PGX_PREFETCH = {
         "http://loinc.org|53040-2"
     ),
 }
-# Optional context, never fetched when absent (see hooks.patient_facts): the Patient (age, and a
+# Optional context, never fetched when absent (see hooks.patient_facts): the Patient (age, sex for G6PD, and a
 # check that prefetch is about the patient in context) and active Conditions (the indication,
 # which selects the CPIC population, e.g. clopidogrel for ACS/PCI or a neurovascular indication).
 PREFETCH = {

@@ -1,7 +1,8 @@
-"""What the request says about the patient that selects a CPIC population: diagnoses and age.
+"""What the request says about the patient that selects a CPIC population or reads a result.
 
 Diagnoses come from the ``conditions`` prefetch (active Conditions) and from the draft orders'
-own ``reasonCode``; age from the ``patient`` prefetch. Both are optional: without them a rule
+own ``reasonCode``; age and sex (FHIR ``Patient.gender``, needed for G6PD) from the ``patient``
+prefetch. Both are optional: without them a rule
 uses its default population and the card says so. They are never fetched, because no request
 should wait or fail for them.
 """
@@ -43,6 +44,12 @@ def _age(patient: Any, today: date) -> int | None:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
+def _sex(patient: Any) -> str | None:
+    # FHIR administrative gender; "other" and "unknown" leave a sex-dependent result Indeterminate.
+    gender = patient.get("gender") if isinstance(patient, dict) else None
+    return gender if gender in ("female", "male") else None
+
+
 def patient_facts(prefetch: dict[str, Any] | None, orders: list[Order], today: date | None = None) -> PatientFacts:
     prefetch = prefetch or {}
     codes: set[tuple[str, str]] = set()
@@ -52,4 +59,5 @@ def patient_facts(prefetch: dict[str, Any] | None, orders: list[Order], today: d
     for order in orders:
         for reason in order.carried.get("reasonCode") or []:
             codes |= _codes(reason)
-    return PatientFacts(frozenset(codes), _age(prefetch.get("patient"), today or date.today()))
+    patient = prefetch.get("patient")
+    return PatientFacts(frozenset(codes), _age(patient, today or date.today()), _sex(patient))

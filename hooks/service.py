@@ -106,9 +106,9 @@ class HookHandler:
         except PrefetchInvalid as exc:
             log.warning("refused unreadable PGx prefetch: %s", exc)
             raise BadRequest(*exc.reasons) from None
-        # Only the genes of the rules these orders meet: the other results cannot change a card.
-        results = library.interpret(reader.read(resources, context.patientId, genes))
         facts = patient_facts(request.prefetch, orders)
+        # Only the genes of the rules these orders meet: the other results cannot change a card.
+        results = library.interpret(reader.read(resources, context.patientId, genes), facts.sex)
         matches = [match for match in library.match(orders, results, facts, strengths) if match.shows_card]
         if not matches:
             return EMPTY_RESPONSE

@@ -28,15 +28,16 @@ def _call_json(call: PhenotypeCall, given: str) -> dict[str, str | None]:
 @click.argument("gene", required=False)
 @click.argument("diplotype", required=False)
 @click.option("--batch", is_flag=True, help="Read CSV gene,diplotype lines on stdin; write CSV on stdout.")
+@click.option("--sex", type=click.Choice(["female", "male"]), help="The patient's sex (needed to read G6PD)")
 @rules_option
-def phenotype(gene: str | None, diplotype: str | None, batch: bool, rules_dir: Path | None) -> None:
+def phenotype(gene: str | None, diplotype: str | None, batch: bool, sex: str | None, rules_dir: Path | None) -> None:
     """Phenotype a diplotype: pgx-loop phenotype CYP2C19 '*1/*2'."""
     library = library_or_exit(rules_dir)
     symbols = {symbol.casefold(): symbol for symbol in library.genes}
     if batch:
         if gene or diplotype:
             raise click.UsageError("--batch reads stdin; give no GENE or DIPLOTYPE")
-        _phenotype_batch(library, symbols)
+        _phenotype_batch(library, symbols, sex)
         return
     if not gene or not diplotype:
         raise click.UsageError("give GENE and DIPLOTYPE, or --batch")
@@ -45,10 +46,11 @@ def phenotype(gene: str | None, diplotype: str | None, batch: bool, rules_dir: P
         raise click.BadParameter(
             f"unknown gene {gene!r}; defined: {', '.join(sorted(library.genes))}", param_hint="GENE"
         )
-    click.echo(json.dumps(_call_json(call_diplotype(library.genes[symbol], diplotype), diplotype), ensure_ascii=False))
+    call = call_diplotype(library.genes[symbol], diplotype, sex)
+    click.echo(json.dumps(_call_json(call, diplotype), ensure_ascii=False))
 
 
-def _phenotype_batch(library: Library, symbols: dict[str, str]) -> None:
+def _phenotype_batch(library: Library, symbols: dict[str, str], sex: str | None) -> None:
     reader = csv.reader(sys.stdin)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     unknown_genes: set[str] = set()
@@ -71,5 +73,5 @@ def _phenotype_batch(library: Library, symbols: dict[str, str]) -> None:
                 unknown_genes.add(gene)
             writer.writerow([gene, text, INDETERMINATE, ""])
             continue
-        result = _call_json(call_diplotype(library.genes[symbol], text), text)
+        result = _call_json(call_diplotype(library.genes[symbol], text, sex), text)
         writer.writerow([result["gene"], result["diplotype"], result["phenotype"], result["activity_score"] or ""])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import click
 from pydantic import TypeAdapter
 
+from engine.cpic_update import ExportError, compare, read_export, summary_lines
 from engine.explain import Explanation, explain, find_drug_codes
 from engine.genes import GeneFile
 from engine.library import Library
@@ -28,11 +30,18 @@ def rules() -> None:
 
 @rules.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--against",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A CPIC recommendations export (CSV): list what changed, is new or was withdrawn",
+)
 @strengths_option
-def check(directory: Path | None, strengths_file: Path | None) -> None:
+def check(directory: Path | None, against: Path | None, strengths_file: Path | None) -> None:
     """Validate every gene and rule file and run their examples; problems as file:line: message.
 
     Also warns (without failing) about rules without examples and tiers a published strength masks.
+    With --against, also look every row of a (newer) CPIC recommendations export up in the
+    library and list the differences to review; the exit status is 1 if there are any.
     """
     library = library_or_exit(directory)
     _, snapshot = served_strengths(strengths_file)
@@ -40,13 +49,28 @@ def check(directory: Path | None, strengths_file: Path | None) -> None:
     for warning in warnings:
         click.echo(str(warning))
     examples = sum(len(rule.examples) for rule in library.rules)
-    gene_examples = sum(len(gene.examples) for gene in library.genes.values())
+    gene_examples = sum(len(examples) for gene in library.genes.values() for _, _, examples in gene.example_sets())
     shadow = [rule.id for rule in library.rules if rule.status == "shadow"]
     warned = f"{len(warnings)} warning{'' if len(warnings) == 1 else 's'}"
     click.echo(
         f"ok: {len(library.genes)} genes, {len(library.rules)} rules "
         f"({len(shadow)} in shadow mode), {gene_examples + examples} examples hold, {warned}; library {library.version}"
     )
+    if against is not None:
+        _check_against(library, against)
+
+
+def _check_against(library: Library, path: Path) -> None:
+    try:
+        export = read_export(path)
+    except (ExportError, UnicodeDecodeError, csv.Error) as exc:
+        raise click.ClickException(str(exc)) from None
+    report = compare(library, export)
+    click.echo(f"CPIC update check against {path}:")
+    for line in summary_lines(report, {rule.id: rule.source for rule in library.rules}):
+        click.echo(f"  {line}")
+    if report.differences:
+        raise SystemExit(1)
 
 
 def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
@@ -65,6 +89,7 @@ def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
 @click.option("--drug", "-d", help="The drug ordered: RxNorm code or name")
 @click.option("--condition", "-c", multiple=True, help="A diagnosis as system|code, e.g. icd10|I21.4")
 @click.option("--age", type=int, help="The patient's age in years")
+@click.option("--sex", type=click.Choice(["female", "male"]), help="The patient's sex (needed to read G6PD)")
 @click.option("--request", "request_file", type=click.Path(dir_okay=False, path_type=Path), help="A CDS Hooks request")
 @strengths_option
 @rules_option
@@ -74,6 +99,7 @@ def explain_command(
     drug: str | None,
     condition: tuple[str, ...],
     age: int | None,
+    sex: str | None,
     request_file: Path | None,
     strengths_file: Path | None,
     rules_dir: Path | None,
@@ -98,7 +124,7 @@ def explain_command(
         codes_given = frozenset(
             (SYSTEMS.get(system, system), code) for system, _, code in (c.partition("|") for c in condition)
         )
-        explanations = [explain(library, reports, codes, PatientFacts(codes_given, age), strengths)]
+        explanations = [explain(library, reports, codes, PatientFacts(codes_given, age, sex), strengths)]
     click.echo(_strengths_line(path, snapshot))
     for explanation in explanations:
         click.echo(_format(library, explanation))

@@ -13,7 +13,7 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 TBD = "http://hl7.org/fhir/uv/genomics-reporting/CodeSystem/tbd-codes-cs"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PATIENT = "example-patient-1"
-HGNC = {"CYP2C19": "HGNC:2621", "CYP2C9": "HGNC:2623", "CYP2D6": "HGNC:2625"}
+HGNC = {"CYP2C19": "HGNC:2621", "CYP2C9": "HGNC:2623", "CYP2D6": "HGNC:2625", "G6PD": "HGNC:4057"}
 CLOPIDOGREL_75 = "309362"
 
 

@@ -154,3 +154,16 @@ def test_yaml_1_1_surprises_do_not_apply(rules):
     library = load_library(rules)
     assert library.rule("cyp2c19-clopidogrel").title == "no"
     assert line > 0
+
+
+def test_a_g6pd_file_without_a_males_phenotype_for_a_function_is_rejected(rules):
+    edit(rules / "genes" / "G6PD.yaml", "  II/Deficient: Deficient\n", "")
+    found = problems(rules)
+    assert any("no phenotype for a male carrying a 'II/Deficient' allele" in p for p in found)
+
+
+def test_a_wrong_female_g6pd_example_is_rejected_at_its_line(rules):
+    example = '"A- 202A_376G/Insuli":                Variable'
+    line = edit(rules / "genes" / "G6PD.yaml", example, '"A- 202A_376G/Insuli": Normal')
+    [found] = problems(rules)
+    assert found.startswith(f"{rules / 'genes' / 'G6PD.yaml'}:{line}: example A- 202A_376G/Insuli: expected 'Normal'")

@@ -1,7 +1,7 @@
 """Every rule's worked examples, replayed as real CDS Hooks calls through the service.
 
 For each example in each rule file: the genotype goes into prefetch as FHIR Observations, the
-drug into a draft MedicationRequest, diagnoses into a Conditions prefetch and the age into the
+drug into a draft MedicationRequest, diagnoses into a Conditions prefetch and the age (and sex) into the
 Patient; the response must be conformant and carry the expected card (or none).
 """
 
@@ -53,9 +53,13 @@ def _request(rule, example):
                 for i, c in enumerate(example.conditions)
             ],
         }
+    if example.age is not None or example.sex is not None:
+        prefetch["patient"] = {"resourceType": "Patient", "id": PATIENT}
     if example.age is not None:
         born = date(date.today().year - example.age, 1, 1)  # turned `age` this January
-        prefetch["patient"] = {"resourceType": "Patient", "id": PATIENT, "birthDate": born.isoformat()}
+        prefetch["patient"]["birthDate"] = born.isoformat()
+    if example.sex is not None:
+        prefetch["patient"]["gender"] = example.sex
     return body
 
 
