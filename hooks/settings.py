@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     jti_cache_size: int = Field(
         default=1_000_000, ge=1000, description="Most unexpired jtis remembered (shared by the host's workers)"
     )
+    jti_per_issuer: int | None = Field(
+        default=None, ge=1, description="Most unexpired jtis of one issuer (default: the cache size / the issuers)"
+    )
     jti_file: Path | None = Field(default=None, description="The jtis seen, shared by workers (var/jti.sqlite3)")
     cors_origins: str = Field(default="*", description="Comma-separated origins allowed by CORS, or *")
 
