@@ -30,8 +30,8 @@ from hooks.discovery import SERVICES, Discovery, Service
 from hooks.eventlog import EventLog, EventLogError
 from hooks.feedback import FeedbackReceipt, FeedbackRecorder
 from hooks.limits import Limits, TooComplex, TooLarge, request_bundles
-from hooks.observability import RequestObservability
-from hooks.operations import operations_router
+from hooks.observability import RequestObservability, note_reasons
+from hooks.operations import OperatorPort, operations_router
 from hooks.outcomes import JSON, documented, operation_outcome
 from hooks.prefetch import FhirFetcher, PrefetchUnavailable
 from hooks.reload import RulesWatcher, StrengthsWatcher
@@ -256,5 +256,8 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     # Operations: open endpoints outside /cds-services; request ids and latency for every request
     # (added last, so it stays the outermost middleware and also sees requests others turn away).
     app.include_router(operations_router(settings))
-    app.add_middleware(RequestObservability)
+    note_reasons(app.exception_handlers)  # each error answer's log line names its reason class
+    if settings.admin_port is not None:
+        app.add_middleware(OperatorPort, admin_port=settings.admin_port)
+    app.add_middleware(RequestObservability, access_log=settings.access_log)
     return app

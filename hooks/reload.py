@@ -22,6 +22,7 @@ from engine.library import Library, load_library
 from engine.strengths import EMPTY, Snapshot, read_snapshot
 from engine.yamlsource import SourceError
 from hooks.metrics import RELOAD_FAILURES
+from hooks.operations import shown
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,8 @@ class RulesWatcher(Watcher):
     def __init__(self, directory: Path, library: Library, use: Callable[[Library], None], interval: float):
         super().__init__(interval, fingerprint(directory))
         self.directory = directory
-        self.status = Status(str(directory), library.version, _now(), details={"rules": len(library.rules)})
+        # Shown without credentials (GET /status/rules): names relative to the rules directory, never absolute paths.
+        self.status = Status(directory.name, library.version, _now(), details={"rules": len(library.rules)})
         self._use = use
 
     async def check(self) -> None:
@@ -138,11 +140,13 @@ class RulesWatcher(Watcher):
             # Resolved once, so that a deploy switching a symlink to a new directory is read whole.
             library = await asyncio.to_thread(load_library, self.directory.resolve())
         except SourceError as exc:
-            self._failed([str(problem) for problem in exc.problems])
+            bases = (self.directory.resolve(), self.directory)
+            relative = [f"{shown(Path(p.file), *bases)}:{p.line}: {p.message}" for p in exc.problems]
+            self._failed([str(problem) for problem in exc.problems], relative)
             return
-        except Exception as exc:  # a bug must not stop the service from serving the last good rules
+        except Exception:  # a bug must not stop the service from serving the last good rules
             log.exception("rules reload crashed")
-            self._failed([f"{self.directory}: reload failed: {type(exc).__name__}: {exc}"])
+            self._failed([], ["reload failed with an internal error; the service log has the details"])
             return
         self.status.last_error, self.status.last_error_at = [], None
         if library.version == self.status.version:
@@ -151,8 +155,8 @@ class RulesWatcher(Watcher):
         self.status.served(library.version, rules=len(library.rules))
         log.info("rules reloaded: %d rules, library %s", len(library.rules), library.version)
 
-    def _failed(self, problems: list[str]) -> None:
-        self.status.failed(problems)
+    def _failed(self, problems: list[str], shown_problems: list[str]) -> None:
+        self.status.failed(shown_problems)
         RELOAD_FAILURES.labels("rules").inc()
         for problem in problems:
             log.error("rules not reloaded: %s", problem)
@@ -172,7 +176,7 @@ class StrengthsWatcher(Watcher):
     def __init__(self, path: Path, use: Callable[[Snapshot], None], interval: float):
         super().__init__(interval, None)
         self.path = path
-        self.status = Status(str(path), "0", _now())
+        self.status = Status(path.name, "0", _now())  # shown without credentials: the name, not the path
         self._use = use
 
     def load_now(self) -> None:
@@ -186,13 +190,16 @@ class StrengthsWatcher(Watcher):
 
     def _load(self, reload: bool = True) -> None:
         if not self.path.exists() and self.status.version != "0":
-            self._failed(f"{self.path}: the file is gone")
+            self._failed("the file is gone")
             return
         try:
             snapshot = read_snapshot(self.path)
-        except (OSError, ValidationError, ValueError) as exc:
+        except OSError as exc:
+            self._failed(f"cannot be read: {exc.strerror or 'error'}")
+            return
+        except (ValidationError, ValueError) as exc:
             first = exc.errors(include_input=False)[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            self._failed(f"{self.path}: not a strengths snapshot: {first}")
+            self._failed(f"not a strengths snapshot: {first}")
             return
         self.status.last_error, self.status.last_error_at = [], None
         if snapshot is not EMPTY and str(snapshot.version) == self.status.version:
@@ -204,9 +211,9 @@ class StrengthsWatcher(Watcher):
             log.info("serving strengths snapshot version %d (%d strengths)", snapshot.version, len(snapshot.strengths))
 
     def _failed(self, problem: str) -> None:
-        self.status.failed([problem])
+        self.status.failed([f"{self.path.name}: {problem}"])
         RELOAD_FAILURES.labels("strengths").inc()
-        log.error("strengths not reloaded: %s; still serving version %s", problem, self.status.version)
+        log.error("strengths not reloaded: %s: %s; still serving version %s", self.path, problem, self.status.version)
 
 
 def _now() -> str:
