@@ -8,6 +8,7 @@ from pgx_loop.analytics_cmds import COMMANDS as ANALYTICS_COMMANDS
 from pgx_loop.phenotype import phenotype
 from pgx_loop.rules import rules
 from pgx_loop.serve import demo, serve
+from pgx_loop.tokens import keygen, token
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,7 +16,7 @@ def main() -> None:
     """Pharmacogenomic clinical decision support over CDS Hooks, with a learning loop."""
 
 
-for command in (serve, demo, phenotype, rules, *ANALYTICS_COMMANDS):
+for command in (serve, demo, phenotype, rules, keygen, token, *ANALYTICS_COMMANDS):
     main.add_command(command)
 
 
