@@ -7,8 +7,8 @@ is refused as expired anyway.
 
 Each issuer has its own quota of unexpired jtis, so that one issuer minting tokens as fast as it
 can fills only its own share and never locks the others out. The quota is checked on every
-insert, in the same write transaction as the insert, so it holds exactly across the host's
-workers. Replicas on other hosts keep their own files (README, Authentication).
+insert, in the same statement as the insert, so it holds exactly across the host's workers.
+Replicas on other hosts keep their own files (README, Authentication).
 
 The verifier sees only the ``ReplayStore`` protocol; another store (a shared database for
 replicas on several hosts) only has to offer ``first_use`` and ``close``.
@@ -40,9 +40,14 @@ class ReplayStore(Protocol):
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS jtis"
-    " (iss TEXT NOT NULL, jti TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (iss, jti))",
+    " (iss TEXT NOT NULL, jti TEXT NOT NULL, expires REAL NOT NULL, PRIMARY KEY (iss, jti)) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS jtis_expiry ON jtis (iss, expires)",
     "CREATE TABLE IF NOT EXISTS held (iss TEXT PRIMARY KEY, entries INTEGER NOT NULL)",
+    # Each issuer's count follows its rows, inside the statement that adds or removes them.
+    "CREATE TRIGGER IF NOT EXISTS jti_added AFTER INSERT ON jtis BEGIN"
+    " INSERT INTO held VALUES (NEW.iss, 1) ON CONFLICT (iss) DO UPDATE SET entries = entries + 1; END",
+    "CREATE TRIGGER IF NOT EXISTS jti_removed AFTER DELETE ON jtis BEGIN"
+    " UPDATE held SET entries = entries - 1 WHERE iss = OLD.iss; END",
 )
 # Files written before per-issuer quotas kept "iss\njti" keys in one table: carried over, so an
 # upgrade does not make the tokens seen just before it acceptable again.
@@ -50,13 +55,16 @@ _OLD_TABLE = (
     "INSERT OR IGNORE INTO jtis SELECT substr(key, 1, instr(key, char(10)) - 1), substr(key, instr(key, char(10)) + 1),"
     " expires FROM seen WHERE instr(key, char(10)) > 0"
 )
+# Inserted only while the issuer is under its quota: the check and the insert are one statement.
+_INSERT_UNDER_QUOTA = "INSERT INTO jtis SELECT ?, ?, ? WHERE coalesce((SELECT entries FROM held WHERE iss = ?), 0) < ?"
 
 
 class SqliteReplayStore:
     """The jtis seen, in one SQLite file (WAL) shared by the workers of a host; ``quota`` unexpired ones per issuer.
 
-    ``held`` counts each issuer's rows, kept in step with ``jtis`` inside every write transaction,
-    so the quota check costs one primary-key read however full the store is.
+    ``held`` counts each issuer's rows (kept by triggers), so the quota check is one primary-key
+    read however full the store is. Expired rows are removed when their issuer reaches its quota
+    (and at start), so the common case is one statement.
     """
 
     def __init__(self, path: Path, quota: int, clock: Callable[[], float] = time.time) -> None:
@@ -80,35 +88,33 @@ class SqliteReplayStore:
 
     def first_use(self, iss: str, jti: str, expires_at: float) -> bool:
         """Remember (iss, jti) until ``expires_at``: False if already seen; ReplayQuotaFull if ``iss`` is full."""
-        with self._transaction():
-            # The issuer's expired entries go first (each row once; the index finds them), so a
-            # jti reused after its expiry is new again and the count below is of live entries.
-            expired = self._db.execute("DELETE FROM jtis WHERE iss = ? AND expires < ?", (iss, self._clock())).rowcount
-            self._add(iss, -expired)
-            if self._db.execute("SELECT 1 FROM jtis WHERE iss = ? AND jti = ?", (iss, jti)).fetchone():
-                return False
-            held = self.held(iss)
-            if held < self.quota:
-                self._db.execute("INSERT INTO jtis VALUES (?, ?, ?)", (iss, jti, expires_at))
-                self._add(iss, 1)
+        try:
+            # One statement: SQLite takes the write lock before it runs, so the quota check and the
+            # insert are one step for all the host's workers.
+            if self._insert(iss, jti, expires_at):
                 return True
-        raise ReplayQuotaFull(f"{held} unexpired jtis, the issuer's quota")
+        except sqlite3.IntegrityError:  # seen before; a new token only if that entry has expired
+            renewed = "UPDATE jtis SET expires = ? WHERE iss = ? AND jti = ? AND expires < ?"
+            return self._db.execute(renewed, (expires_at, iss, jti, self._clock())).rowcount == 1
+        with self._transaction():  # at the quota: forget the issuer's expired entries, and try once more
+            self._db.execute("DELETE FROM jtis WHERE iss = ? AND expires < ?", (iss, self._clock()))
+            if self._db.execute("SELECT 1 FROM jtis WHERE iss = ? AND jti = ?", (iss, jti)).fetchone():
+                return False  # a replay is a replay, full or not
+            if self._insert(iss, jti, expires_at):
+                return True
+        raise ReplayQuotaFull(f"{self.quota} unexpired jtis, the issuer's quota")
+
+    def _insert(self, iss: str, jti: str, expires_at: float) -> bool:
+        return self._db.execute(_INSERT_UNDER_QUOTA, (iss, jti, expires_at, iss, self.quota)).rowcount == 1
 
     def held(self, iss: str) -> int:
-        """How many unexpired entries ``iss`` holds (as of its last insert)."""
+        """How many entries ``iss`` holds (expired ones are removed when it reaches its quota)."""
         row = self._db.execute("SELECT entries FROM held WHERE iss = ?", (iss,)).fetchone()
         return row[0] if row else 0
 
-    def _add(self, iss: str, change: int) -> None:
-        if change:
-            self._db.execute(
-                "INSERT INTO held VALUES (?, ?) ON CONFLICT (iss) DO UPDATE SET entries = entries + excluded.entries",
-                (iss, change),
-            )
-
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        """The file's write lock first (BEGIN IMMEDIATE), so that check and insert are one step for all workers."""
+        """The write lock first (BEGIN IMMEDIATE): the statements inside are one step for all workers."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
