@@ -85,6 +85,9 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
         log_level="info",
         access_log=False,
         log_config=log_config(),
+        # A worker answers the supervisor's pings only once imported; on a busy host that took over
+        # uvicorn's 5 s and the worker was killed and respawned, again and again.
+        timeout_worker_healthcheck=30,
     )
     sockets = [config.bind_socket()]
     if settings.admin_port is not None:

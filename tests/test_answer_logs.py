@@ -55,8 +55,8 @@ def test_each_refusal_is_logged_with_status_reason_request_id_and_service(server
 
     card = hook_request(genotypes=[genotype("CYP2C19", "*2/*2", patient=PATIENT)], patient=PATIENT)
     no_results = hook_request(patient=PATIENT, prefetch={})  # nothing prefetched, no fhirServer: 412
-    wrong_patient = hook_request(genotypes=[genotype("CYP2C19", "*2/*2", patient=PATIENT)], patient=PATIENT)
-    wrong_patient["context"]["patientId"] = 42  # not a string: 400 naming the field
+    bad_field = hook_request(genotypes=[genotype("CYP2C19", "*2/*2", patient=PATIENT)], patient=PATIENT)
+    bad_field["context"]["patientId"] = 42  # not a string: 400 naming the field
     big = {"hook": "order-select", "padding": PATIENT * 400}
     calls = {
         "ok": ("POST", SELECT, card, token(SELECT), 200),
@@ -64,7 +64,7 @@ def test_each_refusal_is_logged_with_status_reason_request_id_and_service(server
         "wrong audience": ("POST", SELECT, card, token("/cds-services"), 401),
         "unknown service": ("POST", f"/cds-services/{PATIENT}", card, token(f"/cds-services/{PATIENT}"), 404),
         "bad json": ("POST", SELECT, b"{" + PATIENT.encode(), token(SELECT), 400),
-        "bad field": ("POST", SELECT, wrong_patient, token(SELECT), 400),
+        "bad field": ("POST", SELECT, bad_field, token(SELECT), 400),
         "no results": ("POST", SELECT, no_results, token(SELECT), 412),
         "too large": ("POST", SELECT, big, token(SELECT), 413),
         "no route": ("GET", f"/Patient/{PATIENT}", None, {}, 404),
