@@ -7,7 +7,7 @@ a timer armed when a connection opens (or a new request on it begins) and cancel
 request's last byte arrives; if it fires first, the connection is closed. The request then sees
 a client disconnect (logged as ``client_disconnected``).
 
-Selected with ``uvicorn.run(http=...)`` by ``pgx-loop serve``; the limit comes from
+Selected with ``uvicorn.Config(http=...)`` by ``pgx-loop serve``; the limit comes from
 ``PGX_LOOP_CLIENT_TIMEOUT_SECONDS`` (read once per worker process, which reads its own environment).
 """
 

@@ -13,17 +13,20 @@ OPERATOR = ("/status/rules", "/status/strengths", "/metrics", "/docs", "/openapi
 
 def test_operator_endpoints_answer_only_on_the_admin_port(tmp_path):
     admin_port = free_port()
-    admin = f"http://127.0.0.1:{admin_port}"
-    with LiveServer(tmp_path / "var", workers=2, args=("--admin-port", str(admin_port))) as server:
+    server = LiveServer(tmp_path / "var", workers=2, args=("--admin-port", str(admin_port)))
+    assert server.port != admin_port  # two free ports asked one after the other
+    admin = httpx.Client(base_url=f"http://127.0.0.1:{admin_port}", timeout=30)
+    public = httpx.Client(base_url=server.base, timeout=30)
+    with server, admin, public:
         for path in OPERATOR:
-            refused = httpx.get(server.base + path, headers={"Host": f"127.0.0.1:{admin_port}"})
+            refused = public.get(path, headers={"Host": f"127.0.0.1:{admin_port}"})
             assert refused.status_code == 404, path  # the Host header does not choose the port
             assert "not served on this port" in refused.text
-        assert httpx.get(admin + "/status/rules").json()["rules"] > 0
-        assert "pgx_loop_" in httpx.get(admin + "/metrics").text
-        assert httpx.get(admin + "/openapi.json").status_code == 200
+        assert admin.get("/status/rules").json()["rules"] > 0
+        assert "pgx_loop_" in admin.get("/metrics").text
+        assert admin.get("/openapi.json").status_code == 200
         for path in ("/healthz", "/readyz", "/cds-services"):  # the load balancer's probes and the EHR's API
-            assert httpx.get(server.base + path).status_code == 200, path
+            assert public.get(path).status_code == 200, path
     assert '"reason":"operator_endpoint_on_service_port"' in server.output()
 
 
