@@ -225,7 +225,7 @@ def test_log_lines_carry_the_request_id(client, json_log):
 def test_an_unexpected_error_is_a_500_outcome_whose_request_id_finds_the_log_line(settings, library, json_log):
     with TestClient(create_app(settings, library), raise_server_exceptions=False) as client:
 
-        async def broken(service, request):
+        async def broken(*args, **kwargs):
             raise RuntimeError("a bug")
 
         client.app.state.hooks.handle = broken  # fault injection: a bug in the hook handler
