@@ -26,6 +26,7 @@ from engine.populations import PatientFacts
 from engine.products import ProductIndex, ingredient_tables, name_key, parse_curated
 from engine.results import GeneResult, ReportedResult, interpret
 from engine.rules import GENERAL, SUMMARY_LIMIT, Drug, Recommendation, Rule
+from engine.spelling import did_you_mean
 from engine.yamlsource import Problem, SourceError, YamlDocument, load_yaml
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -203,7 +204,9 @@ def _rule_problems(rule: Rule, document: YamlDocument, genes: Mapping[str, GeneD
     if unknown:
         known = ", ".join(sorted(genes)) or "none"
         where = ("gene",) if rule.single_gene else ("genes",)
-        return [*problems, document.problem(where, f"unknown gene {', '.join(unknown)} (defined genes: {known})")]
+        hints = "".join(did_you_mean(symbol, genes) for symbol in unknown)
+        message = f"unknown gene {', '.join(unknown)}{hints} (defined genes: {known})"
+        return [*problems, document.problem(where, message)]
     problems.extend(_population_problems(rule, document))
     for index, recommendation in enumerate(rule.recommendations):
         where = ("recommendations", index)
@@ -242,7 +245,8 @@ def _learning_problems(rule: Rule, genes: Mapping[str, GeneDefinition], document
     ]
     for where, phenotype in named:
         if phenotype not in vocabulary:
-            problems.append(document.problem(where, f"{phenotype!r} is not a {rule.gene_list[0]} phenotype"))
+            hint = did_you_mean(phenotype, vocabulary)
+            problems.append(document.problem(where, f"{phenotype!r} is not a {rule.gene_list[0]} phenotype{hint}"))
         if phenotype in used:
             problems.append(document.problem(where, f"{phenotype!r} is in more than one group"))
         used.add(phenotype)
@@ -310,19 +314,22 @@ def _summary_problems(
 
 
 def _shared_code_problems(rules: list[tuple[RuleLookup, YamlDocument]]) -> list[Problem]:
-    claimed: dict[tuple[str, str], Rule] = {}
+    claimed: dict[tuple[str, str], tuple[Rule, Drug]] = {}
     problems = []
     for lookup, document in rules:
         rule = lookup.rule
         for d, drug in enumerate(rule.drugs):
             for c, code in enumerate(drug.rxnorm):
                 for gene in rule.gene_list:
-                    other = claimed.setdefault((gene, code), rule)
+                    other, owner = claimed.setdefault((gene, code), (rule, drug))
                     if other is not rule:
+                        # Name the drug the code was first claimed for: listing omeprazole's code under
+                        # pantoprazole is the usual slip, and "7646 (pantoprazole)" would hide it.
                         problems.append(
                             document.problem(
                                 ("drugs", d, "rxnorm", c),
-                                f"RxNorm {code} ({drug.name}) is already claimed for {gene} by rule {other.id}",
+                                f"RxNorm {code} is already claimed for {gene} as {owner.name} by rule {other.id}; "
+                                f"listed here under {drug.name}",
                             )
                         )
     return problems

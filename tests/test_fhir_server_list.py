@@ -15,13 +15,12 @@ import httpx
 import orjson
 import pytest
 import yaml
-from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from hooks.app import create_app
+from hooks.fhir_servers import FhirServerConfigError
 from hooks.prefetch import UNREADABLE
 from hooks.settings import Settings
-from pgx_loop.cli import main as cli
 from tests.conftest import RULES
 from tests.fhir_server import FhirServer
 from tests.fhirdata import PATIENT, genotype, hook_request
@@ -123,11 +122,10 @@ def test_another_port_or_another_spelling_of_loopback_is_not_contacted(settings,
     assert listed.connections == 0
 
 
-def test_a_bad_list_refuses_to_start(tmp_path):
-    result = CliRunner().invoke(
-        cli, ["serve", "--port", "1"], env={"PGX_LOOP_FHIR_SERVERS": "https://ehr.example.org/fhir?x=1"}
-    )
-    assert result.exit_code != 0 and "PGX_LOOP_FHIR_SERVERS" in result.output and "query" in result.output
+def test_a_bad_list_refuses_to_start(settings, library):
+    bad = settings.model_copy(update={"fhir_servers": "https://ehr.example.org/fhir?x=1"})
+    with pytest.raises(FhirServerConfigError, match=r"PGX_LOOP_FHIR_SERVERS: .* must not carry a query"):
+        create_app(bad, library)
 
 
 # --- fhirServer values refused outright: 400, never 500, nothing contacted -----------------
