@@ -37,7 +37,8 @@ def redact(text: str) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"time", "level", "logger", "message", "request_id"?, "exception"?}`` on one line."""
+    """``{"time", "level", "logger", "message", "request_id"?, "exception"?}`` on one line, plus the
+    record's ``fields`` (``extra={"fields": {...}}``) when it has them."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -46,6 +47,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
+        fields = getattr(record, "fields", None)  # structured values: log.info(..., extra={"fields": {...}})
+        if isinstance(fields, dict):
+            entry.update({key: value for key, value in fields.items() if key not in entry})
         current = request_id.get()
         if current is not None:
             entry["request_id"] = current

@@ -32,8 +32,8 @@ from hooks.feedback import FeedbackReceipt, FeedbackRecorder
 from hooks.fhir_servers import FhirServerConfigError, FhirServerPolicy, parse_list
 from hooks.headers import SecurityHeaders, relative_slash_redirects
 from hooks.limits import PARSER_DEPTH, Limits, TooComplex, TooLarge, request_bundles
-from hooks.observability import RequestObservability
-from hooks.operations import operations_router
+from hooks.observability import RequestObservability, note_reasons
+from hooks.operations import OperatorPort, operations_router
 from hooks.outcomes import JSON, BadRequest, documented, operation_outcome, validation_reasons
 from hooks.prefetch import FhirFetcher, PrefetchUnavailable
 from hooks.reload import ProductsWatcher, RulesWatcher, StrengthsWatcher
@@ -304,7 +304,10 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     # Operations: open endpoints outside /cds-services; request ids and latency for every request
     # (added last, so it stays the outermost middleware and also sees requests others turn away).
     app.include_router(operations_router(settings))
-    app.add_middleware(RequestObservability)
+    if settings.admin_port is not None:
+        app.add_middleware(OperatorPort, admin_port=settings.admin_port)
+    app.add_middleware(RequestObservability, access_log=settings.access_log)
     relative_slash_redirects(app)
+    note_reasons(app.exception_handlers)  # after the last handler: each error answer's log line names its reason
     app.add_middleware(SecurityHeaders)  # outermost: every answer carries the headers, 401s and 500s too
     return app

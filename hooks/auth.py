@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -27,14 +28,17 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from hooks.fhir_servers import BaseUrl, parse_list
 from hooks.jwks import JwksUnavailable, RemoteJwks, VerificationKey, parse_jwks
-from hooks.replay import ReplayCache, ReplayCacheFull
+from hooks.replay import ReplayQuotaFull, ReplayStore, SqliteReplayStore
 from hooks.settings import Settings
 
 ALGORITHMS = {"ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "RS256": ("RSA", None), "RS384": ("RSA", None)}
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
+TIME_CLAIMS = ("exp", "iat", "nbf")
+LATEST_TIME = 253_402_300_800  # 10000-01-01: a NumericDate past it is no date (and overflows datetime)
 MAX_JTI_LENGTH = 256
 MAX_TOKEN_LENGTH = 16 * 1024
 _decoder = jwt.PyJWT()
+log = logging.getLogger(__name__)
 # Verified on a thread: ES384 costs ~0.8 ms per signature here (OpenSSL's P-384), against 77 µs for
 # ES256 and 32 µs for RS384, which a thread hand-off would cost more than it saves
 # (bench/hooks_throughput.py: ES384 0.48 -> 0.60 of no-auth throughput; RS384 0.86 -> 0.67 when threaded).
@@ -92,6 +96,8 @@ class IssuerConfig(BaseModel):
     def _has_keys(self) -> IssuerConfig:
         if self.jwks is None and self.jwks_file is None and not self.jku:
             raise ValueError(f"issuer {self.iss!r} needs jwks, jwks_file or jku")
+        if self.jwks is not None and self.jwks_file is not None:
+            raise ValueError(f"issuer {self.iss!r} names both jwks and jwks_file; keep one")
         return self
 
 
@@ -128,22 +134,29 @@ class Issuer:
     fhir_servers: tuple[BaseUrl, ...] = ()
 
     async def key(self, kid: str, jku: Any, client: httpx.AsyncClient | None) -> VerificationKey:
-        """The key named ``kid``: from the inline/file keys if the token names no jku, else from an allowlisted jku."""
-        if jku is None and self.static:
-            key = self.static.get(kid)
+        """The key named ``kid``: a configured (inline or file) key if it is one, else from an allowlisted jku.
+
+        A configured key is trusted by configuration, whatever ``jku`` the token names: that URL is
+        then never fetched (the HL7 sandbox names its own jku, which a site that configured the
+        sandbox's key need not allowlist).
+        """
+        key = self.static.get(kid)
+        if key is not None:
+            return key
+        if jku is None:
+            source = next(iter(self.remote.values()), None)
+            if source is None:
+                raise AuthError("unknown_kid", self.iss, kid)
         else:
-            if jku is None:
-                source = next(iter(self.remote.values()), None)
-            else:
-                source = self.remote.get(jku) if isinstance(jku, str) else None
+            source = self.remote.get(jku) if isinstance(jku, str) else None
             if source is None:  # checked before any fetch: an unlisted jku is never contacted
                 raise AuthError("jku_not_allowed", self.iss, kid)
-            if client is None:
-                raise AuthError("jwks_unavailable", self.iss, kid)
-            try:
-                key = await source.key(kid, client)
-            except JwksUnavailable:
-                raise AuthError("jwks_unavailable", self.iss, kid) from None
+        if client is None:
+            raise AuthError("jwks_unavailable", self.iss, kid)
+        try:
+            key = await source.key(kid, client)
+        except JwksUnavailable:
+            raise AuthError("jwks_unavailable", self.iss, kid) from None
         if key is None:
             raise AuthError("unknown_kid", self.iss, kid)
         return key
@@ -184,7 +197,7 @@ class JwtVerifier:
         *,
         leeway: float,
         max_lifetime: float,
-        replay: ReplayCache,
+        replay: ReplayStore,
     ) -> None:
         self.issuers = issuers
         self.public_base_url = public_base_url.rstrip("/")
@@ -206,6 +219,7 @@ class JwtVerifier:
             raise AuthError("typ_not_jwt", iss, kid)
         if not kid:
             raise AuthError("missing_kid", iss)
+        _check_time_claims(payload, iss, kid)
         issuer = self.issuers.get(iss) if iss else None
         if issuer is None:
             raise AuthError("unknown_issuer", iss, kid)
@@ -234,6 +248,7 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as exc:
             raise AuthError(_reason(exc), iss, key.kid) from None
+        _check_time_claims(claims, iss, key.kid)  # what PyJWT parsed, in case it reads the payload differently
         if claims["exp"] - claims["iat"] > self.max_lifetime:
             raise AuthError("lifetime_too_long", iss, key.kid)
         return claims
@@ -243,9 +258,9 @@ class JwtVerifier:
         if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
             raise AuthError("bad_jti", iss, kid)
         try:
-            first = self.replay.first_use(f"{iss}\n{jti}", float(claims["exp"]) + self.leeway)
-        except ReplayCacheFull:
-            raise AuthError("replay_cache_full", iss, kid) from None
+            first = self.replay.first_use(iss, jti, float(claims["exp"]) + self.leeway)
+        except ReplayQuotaFull:
+            raise AuthError("replay_quota_full", iss, kid) from None
         if not first:
             raise AuthError("replayed_jti", iss, kid)
 
@@ -279,6 +294,20 @@ def _json_object(segment: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value
+
+
+def _check_time_claims(claims: dict[str, Any], iss: str | None, kid: str | None) -> None:
+    """``exp``, ``iat`` and ``nbf``, where present, are NumericDates (RFC 7519 §2): JSON numbers, finite, in range.
+
+    PyJWT converts them with ``int()``, so ``"1700000000"`` or ``true`` would pass its checks and
+    then break arithmetic on them; such a token is refused, however well signed.
+    """
+    for name in TIME_CLAIMS:
+        value = claims.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < LATEST_TIME:
+            raise AuthError("bad_time_claim", iss, kid)  # NaN fails the range check too
 
 
 def _check_key_fits(key: VerificationKey, alg: str, iss: str) -> None:
@@ -315,10 +344,20 @@ def build_verifier(settings: Settings) -> JwtVerifier:
         )
     path = settings.trusted_issuers
     issuers = {config.iss: _issuer(config, path.parent, settings, str(path)) for config in load_issuers(path)}
+    for issuer in issuers.values():
+        log.info(
+            "trusted issuer %s: key ids %s; %d allowlisted jku URL(s)",
+            issuer.iss, sorted(issuer.static) or "none configured", len(issuer.remote),
+        )  # fmt: skip
     return JwtVerifier(
         issuers,
         settings.public_base_url,
         leeway=settings.jwt_leeway_seconds,
         max_lifetime=settings.jwt_max_lifetime_seconds,
-        replay=ReplayCache(settings.jti_path, settings.jti_cache_size),
+        replay=SqliteReplayStore(settings.jti_path, jti_quota(settings, len(issuers))),
     )
+
+
+def jti_quota(settings: Settings, issuers: int) -> int:
+    """Unexpired jtis each issuer may hold: ``PGX_LOOP_JTI_PER_ISSUER``, else an equal share of the cache size."""
+    return settings.jti_per_issuer or max(1, settings.jti_cache_size // issuers)

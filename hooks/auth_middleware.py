@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hooks.auth import AuthError, JwtVerifier
 from hooks.cors import BrowserCors
+from hooks.observability import note_reason
 from hooks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class BearerAuthMiddleware:
         except AuthError as exc:
             # The reason class and who claimed to sign; never the token.
             log.info("401 on %s: %s (iss=%s kid=%s)", scope["path"], exc.reason, _short(exc.iss), _short(exc.kid))
+            note_reason(scope, exc.reason)
             await send({"type": "http.response.start", "status": 401, "headers": UNAUTHORIZED_HEADERS})
             await send({"type": "http.response.body", "body": b""})
             return

@@ -1,7 +1,9 @@
 """Endpoints for operators and their tooling: ``/healthz``, ``/readyz`` and ``/metrics``.
 
 They are outside ``/cds-services`` and need no credentials: probes and scrapers call them, and
-they reveal no patient data (versions, counts, times).
+they reveal no patient data (versions, counts, times) and no absolute file paths (names are
+relative to the directories the operator configured). With an admin port (``pgx-loop serve
+--admin-port``), the operator endpoints answer only there (``OperatorPort``).
 
 Ready means the service can answer hook calls correctly: a rule library with rules is served
 and the event log can be written. A failed reload is reported but does not make the service
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,25 +24,40 @@ from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine.cycle_status import read_status
+from hooks.auth_middleware import is_protected
 from hooks.eventlog import EventLog
 from hooks.metrics import exposition
+from hooks.observability import note_reason
+from hooks.outcomes import operation_outcome
 from hooks.settings import Settings
 
 JSON = "application/json"
 ALIVE = orjson.dumps({"status": "alive"})
 
 
-def event_log_problem(events: EventLog) -> str | None:
+def event_log_problem(events: EventLog, var_dir: Path) -> str | None:
     """Why events could not be written now, or None: the segment must still be there and the directory writable."""
     if not events.path.exists():
-        return f"the event log segment {events.path} is gone"
+        return f"the event log segment {shown(events.path, var_dir)} is gone"
     probe = events.path.with_name(f".ready-{os.getpid()}")
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         os.unlink(probe)
     except OSError as exc:
-        return f"the event log directory {events.path.parent} is not writable: {exc.strerror or exc}"
+        directory = shown(events.path.parent, var_dir)
+        return f"the event log directory {directory} is not writable: {exc.strerror or 'error'}"
     return None
+
+
+def shown(path: Path, *bases: Path) -> str:
+    """``path`` as an operator endpoint may show it: relative to the first configured directory holding it,
+    else its name alone (the layout of the host's file system is not for unauthenticated callers)."""
+    for base in bases:
+        try:
+            return str(path.relative_to(base)) if path != base else base.name
+        except ValueError:
+            continue
+    return path.name
 
 
 async def readiness(state: Any, settings: Settings) -> tuple[bool, dict[str, Any]]:
@@ -50,8 +68,8 @@ async def readiness(state: Any, settings: Settings) -> tuple[bool, dict[str, Any
     rules, strengths = state.rules.status, state.strengths.status
     served = len(state.hooks.library.rules)
     if served == 0:
-        reasons.append(f"no rules loaded from {settings.rules_dir}")
-    problem = await asyncio.to_thread(event_log_problem, state.events)
+        reasons.append("no rules loaded from the rules directory")
+    problem = await asyncio.to_thread(event_log_problem, state.events, settings.var_dir)
     if problem:
         reasons.append(problem)
     analytics = read_status(settings.analytics_status_path)
@@ -92,3 +110,31 @@ def operations_router(settings: Settings) -> APIRouter:
         return Response(exposition(settings.analytics_status_path), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+PROBES = ("/healthz", "/readyz")
+
+
+class OperatorPort:
+    """With ``admin_port`` set, the operator endpoints answer only on that port (404 on the service's port).
+
+    The service's port keeps ``/cds-services`` (for the EHR) and the probes (for its load balancer).
+    The port is the local socket's (``scope["server"]``), so a Host header cannot move a request.
+    """
+
+    def __init__(self, app: Any, admin_port: int) -> None:
+        self.app = app
+        self.admin_port = admin_port
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not self._answers_here(scope):
+            note_reason(scope, "operator_endpoint_on_service_port")
+            await operation_outcome(404, "not-found", "not served on this port")(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _answers_here(self, scope: dict[str, Any]) -> bool:
+        server = scope.get("server")
+        if server is not None and server[1] == self.admin_port:
+            return True
+        return is_protected(scope["path"]) or scope["path"] in PROBES

@@ -23,6 +23,7 @@ from engine.products import ProductIndex, read_product_index
 from engine.strengths import Snapshot, read_snapshot
 from engine.yamlsource import SourceError
 from hooks.metrics import RELOAD_FAILURES
+from hooks.operations import shown
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,8 @@ class RulesWatcher(Watcher):
     def __init__(self, directory: Path, library: Library, use: Callable[[Library], None], interval: float):
         super().__init__(interval, fingerprint(directory))
         self.directory = directory
-        self.status = Status(str(directory), library.version, _now(), details={"rules": len(library.rules)})
+        # Shown without credentials (GET /status/rules): names relative to the rules directory, never absolute paths.
+        self.status = Status(directory.name, library.version, _now(), details={"rules": len(library.rules)})
         self._use = use
 
     async def check(self) -> None:
@@ -141,11 +143,13 @@ class RulesWatcher(Watcher):
             # Resolved once, so that a deploy switching a symlink to a new directory is read whole.
             library = await asyncio.to_thread(load_library, self.directory.resolve())
         except SourceError as exc:
-            self._failed([str(problem) for problem in exc.problems])
+            bases = (self.directory.resolve(), self.directory)
+            relative = [f"{shown(Path(p.file), *bases)}:{p.line}: {p.message}" for p in exc.problems]
+            self._failed([str(problem) for problem in exc.problems], relative)
             return
-        except Exception as exc:  # a bug must not stop the service from serving the last good rules
+        except Exception:  # a bug must not stop the service from serving the last good rules
             log.exception("rules reload crashed")
-            self._failed([f"{self.directory}: reload failed: {type(exc).__name__}: {exc}"])
+            self._failed([], ["reload failed with an internal error; the service log has the details"])
             return
         self.status.last_error, self.status.last_error_at = [], None
         if library.version == self.status.version:
@@ -154,8 +158,8 @@ class RulesWatcher(Watcher):
         self.status.served(library.version, rules=len(library.rules))
         log.info("rules reloaded: %d rules, library %s", len(library.rules), library.version)
 
-    def _failed(self, problems: list[str]) -> None:
-        self.status.failed(problems)
+    def _failed(self, problems: list[str], shown_problems: list[str]) -> None:
+        self.status.failed(shown_problems)
         RELOAD_FAILURES.labels("rules").inc()
         for problem in problems:
             log.error("rules not reloaded: %s", problem)
@@ -176,7 +180,7 @@ class PublishedWatcher(Watcher):
     def __init__(self, path: Path, use: Callable, interval: float):
         super().__init__(interval, None)
         self.path = path
-        self.status = Status(str(path), "0", _now())
+        self.status = Status(path.name, "0", _now())  # shown without credentials: the name, not the path
         self._use = use
 
     def read(self, path: Path):
@@ -199,13 +203,16 @@ class PublishedWatcher(Watcher):
 
     def _load(self, reload: bool = True) -> None:
         if not self.path.exists() and self.status.version != "0":
-            self._failed(f"{self.path}: the file is gone")
+            self._failed("the file is gone")
             return
         try:
             item = self.read(self.path)
-        except (OSError, ValidationError, ValueError) as exc:
+        except OSError as exc:
+            self._failed(f"cannot be read: {exc.strerror or 'error'}")
+            return
+        except (ValidationError, ValueError) as exc:
             first = exc.errors(include_input=False)[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            self._failed(f"{self.path}: not a {self.what}: {first}")
+            self._failed(f"not a {self.what}: {first}")
             return
         self.status.last_error, self.status.last_error_at = [], None
         version = self.version_of(item)
@@ -217,9 +224,11 @@ class PublishedWatcher(Watcher):
             log.info("serving %s version %s (%s)", self.kind, version, self.details(item))
 
     def _failed(self, problem: str) -> None:
-        self.status.failed([problem])
+        self.status.failed([f"{self.path.name}: {problem}"])  # shown without credentials: the name, not the path
         RELOAD_FAILURES.labels(self.kind).inc()
-        log.error("%s not reloaded: %s; still serving version %s", self.kind, problem, self.status.version)
+        log.error(
+            "%s not reloaded: %s: %s; still serving version %s", self.kind, self.path, problem, self.status.version
+        )
 
 
 class StrengthsWatcher(PublishedWatcher):

@@ -74,7 +74,17 @@ class Settings(BaseSettings):
     jti_cache_size: int = Field(
         default=1_000_000, ge=1000, description="Most unexpired jtis remembered (shared by the host's workers)"
     )
+    jti_per_issuer: int | None = Field(
+        default=None, ge=1, description="Most unexpired jtis of one issuer (default: the cache size / the issuers)"
+    )
     jti_file: Path | None = Field(default=None, description="The jtis seen, shared by workers (var/jti.sqlite3)")
+    client_timeout_seconds: float = Field(
+        default=10, gt=0, le=300, description="Seconds a request's headers and body have to arrive (else closed)"
+    )
+    admin_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Port of the operator endpoints (default: the service's own)"
+    )
+    access_log: bool = Field(default=False, description="Log one PHI-free line per request (on/off)")
     cors_origins: str = Field(default="*", description="Comma-separated origins allowed by CORS, or *")
 
     @property

@@ -7,6 +7,7 @@ import click
 from pgx_loop.phenotype import phenotype
 from pgx_loop.rules import rules
 from pgx_loop.serve import demo, serve
+from pgx_loop.tokens import keygen, token
 
 
 def _analytics_commands() -> dict[str, click.Command]:
@@ -32,7 +33,7 @@ def main() -> None:
     """Pharmacogenomic clinical decision support over CDS Hooks, with a learning loop."""
 
 
-for command in (serve, demo, phenotype, rules):
+for command in (serve, demo, phenotype, rules, keygen, token):
     main.add_command(command)
 
 

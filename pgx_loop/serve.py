@@ -30,13 +30,24 @@ workers_option = click.option(
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
+@click.option(
+    "--admin-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve the operator endpoints (/status, /metrics, /docs, /openapi.json, /reports) on this port only; "
+    "--port then serves /cds-services, /healthz and /readyz. Default: everything on --port.",
+)
 @workers_option
 @rules_option
-def serve(host: str, port: int, workers: int, rules_dir: Path | None) -> None:
+def serve(host: str, port: int, admin_port: int | None, workers: int, rules_dir: Path | None) -> None:
     """Run the CDS Hooks service, and the analytics cycle on its schedule (PGX_LOOP_ANALYTICS_INTERVAL_HOURS)."""
+    # Workers are separate processes that read their settings from the environment.
     if rules_dir:
-        # Workers are separate processes that read their settings from the environment.
         os.environ["PGX_LOOP_RULES_DIR"] = str(rules_dir)
+    if admin_port is not None:
+        if admin_port == port:
+            raise click.BadParameter("must differ from --port", param_hint="--admin-port")
+        os.environ["PGX_LOOP_ADMIN_PORT"] = str(admin_port)
     settings = Settings()
     _check_configuration(settings)  # first: a configuration error is reported before anything slow is loaded
     library = library_or_exit(settings.rules_dir)  # refuse to start on a broken rule set, with file:line messages
@@ -61,11 +72,13 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1, library: 
     if workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         _share_metrics(settings)  # before prometheus_client is imported: it opens its files at import
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from analytics.scheduler import start_scheduler
     from engine.logs import configure, log_config
     from hooks.app import create_app
     from hooks.auth import AuthConfigError
+    from hooks.client_deadline import PROTOCOL as CLIENT_DEADLINE_PROTOCOL
     from hooks.fhir_servers import FhirServerConfigError
 
     configure()  # JSON logs from here on (the scheduler logs before uvicorn sets up its own)
@@ -77,12 +90,30 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1, library: 
         raise click.ClickException(str(exc)) from None
     # One scheduler, in this (supervising) process, however many workers answer requests.
     scheduler = start_scheduler(AnalyticsSettings(rules_dir=settings.rules_dir))
-    options = {"host": host, "port": port, "log_level": "info", "access_log": False, "log_config": log_config()}
+    # uvicorn's own access log stays off: the service's (PGX_LOOP_ACCESS_LOG) names routes, not paths with ids.
+    config = uvicorn.Config(
+        app if workers == 1 else "hooks.app:create_app",
+        factory=workers > 1,
+        workers=workers,
+        host=host,
+        port=port,
+        http=CLIENT_DEADLINE_PROTOCOL,  # requests must arrive within PGX_LOOP_CLIENT_TIMEOUT_SECONDS
+        log_level="info",
+        access_log=False,
+        log_config=log_config(),
+        # A worker answers the supervisor's pings only once imported; on a busy host that took over
+        # uvicorn's 5 s and the worker was killed and respawned, again and again.
+        timeout_worker_healthcheck=30,
+    )
+    sockets = [config.bind_socket()]
+    if settings.admin_port is not None:
+        admin = uvicorn.Config(app, host=host, port=settings.admin_port, log_config=None)
+        sockets.append(admin.bind_socket())
     try:
         if workers == 1:
-            uvicorn.run(app, **options)
+            uvicorn.Server(config).run(sockets=sockets)
         else:
-            uvicorn.run("hooks.app:create_app", factory=True, workers=workers, **options)
+            Multiprocess(config, sockets=sockets).run()
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)

@@ -37,6 +37,7 @@ from tests.auth_app import (
 from tests.conftest import RULES
 from tests.fhirdata import example
 from tests.jwt_keys import SigningKey, claims, jwks, new_key
+from tests.listener import ConnectionRecorder
 from tests.live_server import LiveServer
 
 
@@ -230,8 +231,8 @@ def test_random_kids_cannot_make_the_service_hammer_the_jwks_server(make_client,
 
 def test_a_jku_off_the_allowlist_is_never_contacted(auth_client, jwks_server, sandbox_key, keys):
     jwks_server.documents["/attacker.json"] = jwks(sandbox_key)
-    for iss, key in ((SANDBOX, sandbox_key), (EHR, keys["ES384"])):
-        token = key.sign(claims(iss, BASE + SERVICE), jku=f"{jwks_server.base}/attacker.json")
+    for iss in (SANDBOX, EHR):  # the attacker's key is configured for neither
+        token = sandbox_key.sign(claims(iss, BASE + SERVICE), jku=f"{jwks_server.base}/attacker.json")
         assert_unauthorized(call(auth_client, SERVICE, token))
     assert jwks_server.requests == []
 
@@ -317,3 +318,98 @@ def test_a_token_seen_by_one_process_is_refused_by_another_on_the_same_state(mak
     token = keys["ES384"].sign(claims(EHR, BASE + SERVICE))
     assert call(make_client(), SERVICE, token).status_code == 200
     assert_unauthorized(call(make_client(), SERVICE, token))  # another worker, or the service after a restart
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+# NumericDates that are not numbers, validly signed: each gave 500 (or worse) before they were checked.
+BAD_TIMES: dict[str, dict[str, Any]] = {
+    "exp as a numeric string": {"exp": str(_now() + 300)},
+    "iat as a numeric string": {"iat": str(_now())},
+    "both as strings": {"exp": str(_now() + 300), "iat": str(_now())},
+    "nbf as a string": {"nbf": str(_now())},
+    "exp true": {"exp": True},
+    "iat false": {"iat": False},
+    "exp a list": {"exp": [_now() + 300]},
+    "iat an object": {"iat": {"value": _now()}},
+    "exp a huge integer": {"exp": 10**40},
+    "exp a huge float": {"exp": 1e300},
+    "iat negative": {"iat": -1},
+    "exp NaN": {"exp": float("nan")},
+    "exp Infinity": {"exp": float("inf")},
+}
+
+
+@pytest.mark.parametrize("case", BAD_TIMES)
+def test_time_claims_that_are_not_numbers_get_401_not_500(auth_client, keys, case, caplog):
+    token = keys["ES384"].sign(claims(EHR, BASE + SERVICE, **BAD_TIMES[case]))
+    with caplog.at_level("INFO", logger="hooks.auth_middleware"):
+        assert_unauthorized(call(auth_client, SERVICE, token))
+    # NaN and Infinity are not JSON at all (Python's encoder writes them anyway): malformed.
+    reason = "malformed" if case in ("exp NaN", "exp Infinity") else "bad_time_claim"
+    assert f": {reason} (" in caplog.text
+
+
+def test_fractional_numeric_dates_are_accepted(auth_client, keys):
+    now = time.time()
+    token = keys["ES384"].sign(claims(EHR, BASE + SERVICE, iat=now - 0.5, exp=now + 299.5))
+    assert call(auth_client, SERVICE, token).status_code == 200
+
+
+# The HL7 CDS Hooks sandbox names its own jku in every token; a site configures its key instead.
+
+
+def test_a_configured_kid_is_verified_with_its_key_and_the_unlisted_jku_never_contacted(make_client, keys):
+    auth_client = make_client()
+    with ConnectionRecorder() as listener:
+        jku = f"{listener.url}/.well-known/jwks.json"
+        for path in (DISCOVERY, SERVICE, FEEDBACK):
+            token = keys["ES384"].sign(claims(FILED, BASE + path), jku=jku)  # FILED: keys in jwks_file
+            assert call(auth_client, path, token).status_code == 200, path
+        inline = keys["RS384"].sign(claims(EHR, BASE + SERVICE), jku=jku)  # EHR: keys inline
+        assert call(auth_client, SERVICE, inline).status_code == 200
+        assert listener.connections == 0
+
+
+def test_an_unlisted_jku_with_an_unknown_kid_is_refused_without_a_connection(make_client, keys, caplog):
+    auth_client = make_client()
+    with ConnectionRecorder() as listener:
+        stranger = new_key("ES384", "not-configured")
+        token = stranger.sign(claims(FILED, BASE + SERVICE), jku=f"{listener.url}/jwks.json")
+        with caplog.at_level("INFO", logger="hooks.auth_middleware"):
+            assert_unauthorized(call(auth_client, SERVICE, token))
+        # A configured kid does not make a forged signature under it pass either.
+        forged = new_key("ES384", keys["ES384"].kid).sign(claims(FILED, BASE + SERVICE), jku=f"{listener.url}/j")
+        assert_unauthorized(call(auth_client, SERVICE, forged))
+        assert listener.connections == 0
+    assert ": jku_not_allowed (" in caplog.text
+
+
+def test_an_issuer_with_both_jwks_and_jwks_file_is_refused_naming_file_and_entry(tmp_path, keys):
+    (tmp_path / "keys.json").write_text(json.dumps(jwks(keys["ES384"])))
+    path = tmp_path / "issuers.yaml"
+    both = {"iss": FILED, "jwks": jwks(keys["ES384"]), "jwks_file": "keys.json"}
+    path.write_text(json.dumps([{"iss": EHR, "jwks": jwks(keys["RS384"])}, both]))
+    settings = Settings(
+        rules_dir=RULES, var_dir=tmp_path / "var", auth="jwt", trusted_issuers=path, public_base_url=BASE
+    )
+    with pytest.raises(AuthConfigError) as error:
+        create_app(settings)
+    message = str(error.value)
+    assert message.startswith(f"{path}: 1: ")  # the file, then the entry's position in the list
+    assert "both jwks and jwks_file" in message and FILED in message
+
+
+def test_the_loaded_issuers_are_logged_with_their_key_ids_only(make_client, keys, caplog):
+    with caplog.at_level("INFO", logger="hooks.auth"):
+        make_client()
+    lines = [record.getMessage() for record in caplog.records if record.name == "hooks.auth"]
+    [ehr] = [line for line in lines if EHR in line]
+    assert all(key.kid in ehr for key in keys.values())
+    [sandbox] = [line for line in lines if SANDBOX in line]
+    assert "1 allowlisted jku" in sandbox
+    text = "\n".join(lines)
+    jwk = keys["ES384"].public_jwk()
+    assert jwk["x"] not in text and jwk["y"] not in text  # ids, never key material

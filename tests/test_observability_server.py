@@ -92,8 +92,14 @@ def run_flow(base: str, fhir: FhirServer) -> list[str]:
 
 def test_logs_are_json_and_hold_no_secret(tmp_path: Path):
     metrics_dir = tmp_path / "prometheus"
-    server = LiveServer(tmp_path / "var", workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-    with server, FhirServer() as fhir:
+    with (
+        FhirServer() as fhir,  # on the service's list of FHIR servers (auth off: PGX_LOOP_FHIR_SERVERS)
+        LiveServer(
+            tmp_path / "var",
+            workers=2,
+            env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "PGX_LOOP_FHIR_SERVERS": fhir.base},
+        ) as server,
+    ):
         request_ids = run_flow(server.base, fhir)
         metrics = httpx.get(f"{server.base}/metrics").text
     output = server.log_path
