@@ -14,21 +14,88 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
-try:  # the C loader is several times faster; fall back to pure Python where libyaml is missing
-    from yaml import CSafeLoader as _BaseLoader
+try:  # the C parser is several times faster; fall back to pure Python where libyaml is missing
+    from yaml import CParser as _Parser
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+    from yaml.parser import Parser
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
+
+    class _Parser(Reader, Scanner, Parser):  # type: ignore[no-redef]
+        def __init__(self, stream: str):
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            Parser.__init__(self)
 
 
-class _Loader(_BaseLoader):
-    """YAML 1.2 core scalars only.
+# What one pharmacist-edited file may hold. The largest shipped file has a few thousand nodes and
+# nests about ten deep; the limits keep every walk over a document (composing, recording lines,
+# validating) small and non-recursive beyond a fixed depth, whatever the file says.
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+
+
+STAR_HINT = ' (write star alleles in quotes, e.g. "*2" or "*1/*2")'
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """A file that is valid YAML but outside what these files may use."""
+
+
+class _BoundedComposer(Composer):
+    """Composes nodes from parser events, refusing anchors and aliases and bounding depth and size.
+
+    Aliases let a few lines expand to billions of values (the "billion laughs"), or to a
+    structure that contains itself; a clinical document needs neither, so both are refused before
+    anything is built from them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            # The usual way to get one: an unquoted star allele (*2) reads as an alias.
+            hint = STAR_HINT if str(event.anchor)[:1].isdigit() else " (write the value out in full)"
+            raise _Refused(problem="aliases are not allowed" + hint, problem_mark=event.start_mark)
+        if getattr(event, "anchor", None) is not None:
+            raise _Refused(
+                problem="anchors and aliases are not allowed (write the value out in full)",
+                problem_mark=event.start_mark,
+            )
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _Refused(problem=f"more than {MAX_NODES:,} values in one file", problem_mark=event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(problem=f"nested more than {MAX_DEPTH} levels deep", problem_mark=event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _Loader(_BoundedComposer, _Parser, SafeConstructor, Resolver):
+    """A safe loader with a bounded composer, resolving YAML 1.2 core scalars only.
 
     PyYAML follows YAML 1.1, where ``off``/``no`` are booleans and ``15:02`` is the number 902;
     in a file holding modes (``mode: off``) and HLA alleles that would silently change meaning.
     """
 
     yaml_implicit_resolvers: dict = {}  # noqa: RUF012 - class-level table, as PyYAML expects
+
+    def __init__(self, stream: str):
+        _Parser.__init__(self, stream)
+        _BoundedComposer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
 
 
 for _tag, _pattern, _first in [
@@ -109,27 +176,44 @@ class YamlDocument:
 
 
 def load_yaml(path: Path) -> YamlDocument:
-    """Parse one YAML file; a syntax error becomes a located :class:`SourceError`."""
-    text = path.read_text(encoding="utf-8")
-    loader = _Loader(text)
+    """Parse one YAML file; whatever stops it (bytes, syntax, aliases, size) is a located :class:`SourceError`."""
+    raw = path.read_bytes()
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise SourceError([Problem(str(path), line, f"not UTF-8 text (byte {exc.start + 1})")]) from None
+    loader = None
+    try:
+        loader = _Loader(text)
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        message = f"YAML syntax: {exc.problem or exc}"
-        source_line = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
-        if re.search(r"(^\s*|[:\-\[,]\s*)\*", source_line):
-            # The most common slip in these files: an unquoted star allele reads as a YAML alias.
-            message += ' (write star alleles in quotes, e.g. "*2" or "*1/*2")'
-        raise SourceError([Problem(str(path), line, message)]) from None
+        raise SourceError([_located(path, text, exc)]) from None
+    except yaml.YAMLError as exc:  # a reader error: a character YAML does not allow
+        line = text.count("\n", 0, getattr(exc, "position", 0)) + 1
+        raise SourceError([Problem(str(path), line, f"YAML: {exc}".splitlines()[0])]) from None
+    except RecursionError:  # a safety net: the composer's depth limit should come first
+        raise SourceError([Problem(str(path), 1, f"nested more than {MAX_DEPTH} levels deep")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     lines: dict[Path_, int] = {}
     if node is not None:
         _record_lines(node, (), lines)
     return YamlDocument(path=path, text=text, data=data, lines=lines)
+
+
+def _located(path: Path, text: str, exc: yaml.MarkedYAMLError) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else 1
+    if isinstance(exc, _Refused):
+        return Problem(str(path), line, str(exc.problem))
+    message = f"YAML syntax: {exc.problem or exc}"
+    source_line = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
+    if re.search(r"(^\s*|[:\-\[,]\s*)\*", source_line):
+        message += STAR_HINT  # an unquoted star allele often breaks the syntax too
+    return Problem(str(path), line, message)
 
 
 def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:

@@ -105,7 +105,7 @@ def test_reloading_is_idempotent_and_parquet_and_duckdb_sources_load_too(source:
     ("remove", "message"),
     [
         ("OBSERVATION_PERIOD.csv", "missing table observation_period"),
-        ("DRUG_EXPOSURE.csv:DRUG_CONCEPT_ID", "table drug_exposure lacks column(s) drug_concept_id"),
+        ("DRUG_EXPOSURE.csv:DRUG_CONCEPT_ID", "table drug_exposure lacks CDM v5.4 column(s) drug_concept_id"),
     ],
 )
 def test_a_missing_table_or_column_is_named_and_nothing_changes(source, tmp_path: Path, remove: str, message: str):
