@@ -207,3 +207,39 @@ def test_analyze_on_a_store_with_an_unusable_death_table_says_what_to_do(site: P
     assert done.returncode == 1
     assert "death.person_id is missing" in done.stderr and "pgx-loop load-omop" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+LAB_FILES = {
+    "load-genotypes": ("person_id,gene,diplotype\n1,CYP2C19,*1/*2\n", "{id},CYP2C19,*2/*2\n"),
+    "load-opt-outs": ("person_id,since\n1,2024-01-01\n", "{id},\n"),
+}
+BAD_LINES = {
+    "not UTF-8": (b"7\xff,CYP2C19,*1/*1\n", "not UTF-8 text"),
+    "beyond BIGINT": (b"9223372036854775808,CYP2C19,*1/*1\n", "person_id must be a whole number from 0 to"),
+    "negative": (b"-5,CYP2C19,*1/*1\n", "person_id must be a whole number from 0 to"),
+    "superscript digit": ("\u00b2,CYP2C19,*1/*1\n".encode(), "person_id must be a whole number from 0 to"),
+    "not a number": (b"MRN0042,CYP2C19,*1/*1\n", "person_id must be a whole number from 0 to"),
+    "field over the csv module's limit": (b"9" * 200_000 + b",CYP2C19,*1/*1\n", "not readable as CSV"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LINES))
+@pytest.mark.parametrize("command", sorted(LAB_FILES))
+def test_a_bad_line_in_a_lab_file_is_named_and_changes_nothing(tmp_path: Path, command: str, case: str):
+    store = tmp_path / "loop.duckdb"
+    header_and_first, later = LAB_FILES[command]
+    good = tmp_path / "good.csv"
+    good.write_text(header_and_first + later.format(id=2))
+    assert cli(store, command, str(good)).returncode == 0
+    before = fingerprint(store)
+    line, message = BAD_LINES[case]
+    bad = tmp_path / "good.csv"  # the same name: a load replaces the rows it loaded before
+    if command == "load-opt-outs":
+        line = line.split(b",")[0] + b",\n"
+    bad.write_bytes(header_and_first.encode() + later.format(id=3).encode() + line)
+
+    done = cli(store, command, str(bad))
+
+    assert done.returncode == 1, done.stdout
+    assert f"{bad}:4: {message}" in done.stderr and "Traceback" not in done.stderr
+    assert fingerprint(store) == before
