@@ -18,6 +18,8 @@ from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
+from engine.yaml_messages import plain_yaml_error
+
 try:  # libyaml is several times faster; fall back to pure Python where PyYAML was built without it
     from yaml import CSafeLoader as _WholeLoader
     from yaml.cyaml import CParser as _Parser
@@ -195,15 +197,16 @@ def load_yaml(path: Path) -> YamlDocument:
 
 def _located(path: Path, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     mark = exc.problem_mark or exc.context_mark
-    line = mark.line + 1 if mark else 1
     if isinstance(exc, _Refused):
-        return Problem(str(path), line, str(exc.problem))
-    source_line = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
-    star = re.search(r"(^\s*|[:\-\[,]\s*)\*", source_line)
+        return Problem(str(path), mark.line + 1 if mark else 1, str(exc.problem))
     if str(exc.problem).startswith("found undefined alias"):  # a *name in a text with no anchor
-        return Problem(str(path), line, "aliases are not allowed" + (STAR_HINT if star else ""))
-    # The most common slip in these files: an unquoted star allele reads as a YAML alias.
-    return Problem(str(path), line, f"YAML syntax: {exc.problem or exc}" + (STAR_HINT if star else ""))
+        line, message = (mark.line + 1 if mark else 1), "aliases are not allowed"
+    else:
+        line, message = plain_yaml_error(exc, text)
+    source_line = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
+    if re.search(r"(^\s*|[:\-\[,]\s*)\*", source_line):
+        message += STAR_HINT  # the most common slip in these files: an unquoted star allele reads as an alias
+    return Problem(str(path), line, message)
 
 
 def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], seen: list[int]) -> None:
