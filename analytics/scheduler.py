@@ -3,7 +3,9 @@
 The schedule continues from the last successful cycle recorded in the database, so restarting
 the service neither skips a night nor runs the cycle again at every start. Each cycle runs in a
 fresh child process: its memory (DuckDB, statsmodels) goes back to the system when it ends, and
-it never holds the service's interpreter lock. Each cycle reads the rule files afresh; broken
+it never holds the service's interpreter lock. The serving process itself imports none of
+DuckDB, statsmodels or pandas (start-up time): the child imports them, and the schedule is
+read from the status file each cycle publishes. Each cycle reads the rule files afresh; broken
 rules, missing data or a failed cycle are logged and skipped (the cycle has rolled back, so no
 strength moved), and the next one is tried on schedule.
 """
@@ -15,38 +17,29 @@ import multiprocessing
 import time
 import traceback
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import duckdb
 from apscheduler.executors.pool import ProcessPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from analytics.cycle import BadData, CycleBusy, CycleResult, NoData, publish_status, run_cycle
-from analytics.report.render import report_after_cycle
 from analytics.settings import AnalyticsSettings
 from engine import logs
+from engine.cycle_status import read_status
 from engine.library import load_library
 from engine.yamlsource import SourceError
+
+if TYPE_CHECKING:
+    from analytics.cycle import CycleResult
 
 log = logging.getLogger(__name__)
 JOB_ID = "analytics-cycle"
 
 
 def last_success(settings: AnalyticsSettings) -> datetime | None:
-    """When the last cycle that completed finished (None: never, or no database yet)."""
-    if not settings.database.exists():
-        return None
-    try:
-        con = duckdb.connect(str(settings.database), read_only=True)
-    except duckdb.Error:  # held by a writer right now: behave as if overdue
-        return None
-    try:
-        rows = con.execute("SELECT max(finished_at) FROM analysis_run WHERE status = 'ok'").fetchall()
-    except duckdb.CatalogException:
-        return None
-    finally:
-        con.close()
-    return rows[0][0] if rows and rows[0][0] else None
+    """When the last cycle that completed finished, from its status file (None: never, or no file)."""
+    status = read_status(settings.paths().status)
+    return status.last_success if status is not None else None
 
 
 def next_due(settings: AnalyticsSettings, now: datetime) -> datetime:
@@ -57,7 +50,10 @@ def next_due(settings: AnalyticsSettings, now: datetime) -> datetime:
 
 
 def scheduled_cycle(settings: AnalyticsSettings) -> CycleResult | None:
-    """One cycle as the scheduler runs it: never raises, logs what happened."""
+    """One cycle as the scheduler runs it (in a child process): never raises, logs what happened."""
+    from analytics.cycle import BadData, CycleBusy, NoData, publish_status, run_cycle
+    from analytics.report.render import report_after_cycle
+
     if not logging.getLogger().handlers:  # a spawned child starts with no logging set up
         logs.configure()
     started_at, started = datetime.now(UTC), time.perf_counter()

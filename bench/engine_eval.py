@@ -1,8 +1,9 @@
 """The engine alone: microseconds per evaluation, and the batch phenotyper's throughput.
 
-An evaluation is what the service does per hook call once the request is parsed: read the 10
-PGx Observations of examples/order-select-poor-metabolizer.json, phenotype them, match the
-clopidogrel order against the rules and build the card. The yardstick, run in the same process,
+An evaluation is what the service does per hook call once the request is parsed: find the genes
+the rules watching the clopidogrel order need, read those of the 10 PGx Observations of
+examples/order-select-poor-metabolizer.json, phenotype them, match the order against the rules
+and build the card. The yardstick, run in the same process,
 is orjson parsing that same request body: a fixed, machine-dependent unit of work, so the ratio
 travels between machines better than the microseconds do.
 
@@ -58,7 +59,8 @@ def main() -> None:
     prefetch = list(request["prefetch"].values())
 
     def evaluate() -> list:
-        results = library.interpret(reader.read(prefetch, patient))
+        genes = library.genes_for([order])
+        results = library.interpret(reader.read(prefetch, patient, genes))
         return [library.card(m, context) for m in library.match([order], results) if m.shows_card]
 
     def evaluate_cold() -> list:
@@ -68,11 +70,14 @@ def main() -> None:
     assert evaluate()[0]["indicator"] == "critical"
     yardstick = per_call(lambda: orjson.loads(body))
     warm, cold = per_call(evaluate), per_call(evaluate_cold)
-    print(f"engine evaluation (10 Observations -> phenotypes -> rule -> card), {len(library.rules)} rule(s)")
+    print(
+        f"engine evaluation (10 Observations -> phenotypes -> rule -> card), "
+        f"{len(library.rules)} rule(s), {len(library.genes)} gene(s) loaded"
+    )
     print(f"  yardstick: orjson.loads of the {len(body)} byte request  {yardstick:7.1f} us")
     print(f"  evaluation, phenotype cache warm                    {warm:7.1f} us  ({warm / yardstick:.2f} x yardstick)")
     print(f"  evaluation, phenotype cache cleared each time       {cold:7.1f} us  ({cold / yardstick:.2f} x yardstick)")
-    print(f"  target < 200 us: {'met' if cold < 200 else 'NOT met'}")
+    print(f"  target <= 2 x yardstick (warm): {'met' if warm <= 2 * yardstick else 'NOT met'}")
 
     gene = library.genes["CYP2C19"]
     alleles = [*gene.allele_function, "*99", "*2A"]

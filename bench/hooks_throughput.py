@@ -1,14 +1,20 @@
-"""Throughput and latency of the order-select service against a do-nothing FastAPI baseline,
-and the cost of JWT authentication.
+"""Throughput, latency and CPU per request of the order-select service against a do-nothing
+FastAPI baseline, and the cost of JWT authentication.
 
-All run under uvicorn with one worker, one after the other, driven by the same load: 16
-keep-alive connections sending a realistic order-select for a CYP2C19 poor metabolizer with
-10 PGx Observations in prefetch (examples/order-select-poor-metabolizer.json). Each round
-alternates baseline, service without authentication and service with JWT verification on, to
-spread machine noise evenly. With JWT, every request carries a fresh token (its own jti,
-aud = the called URL, inline JWKS; ES384 unless --alg says otherwise), minted before the timed run.
+All run under uvicorn with the same number of workers, driven by the same load: 16 keep-alive
+connections sending a realistic order-select for a CYP2C19 poor metabolizer with 10 PGx
+Observations in prefetch (examples/order-select-poor-metabolizer.json). Each round runs
+baseline, service without authentication and service with JWT verification on, one after the
+other, so machine noise spreads evenly; ratios are taken within a round and their median and
+spread reported. With JWT, every request carries a fresh token (its own jti, aud = the called
+URL, inline JWKS; ES384 unless --alg says otherwise), minted before the timed run.
 
-    python bench/hooks_throughput.py [--seconds 5] [--rounds 3] [--connections 16] [--alg ES384]
+Besides requests per second, each server's CPU time per request is measured from /proc (user +
+system time of the server process and its workers over the run). On a shared machine the
+throughput ratio moves with whatever else runs; the CPU ratio moves much less.
+
+    python bench/hooks_throughput.py [--seconds 5] [--rounds 5] [--connections 16] [--workers 1]
+                                     [--sync always|interval] [--alg ES384] [--no-jwt]
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -37,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ISSUER = "https://ehr.bench.example"
 BODY = (ROOT / "examples" / "order-select-poor-metabolizer.json").read_bytes()
 PATH = "/cds-services/pgx-order-select"
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -45,22 +55,62 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+def start(app: str, port: int, env: dict[str, str], workers: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning", "--no-access-log"]
     if app.endswith("()"):
         command = [*command[:3], app.removesuffix("()"), "--factory", *command[4:]]
+    if workers > 1:
+        command += ["--workers", str(workers)]
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             httpx.post(
                 f"http://127.0.0.1:{port}{PATH}", content=BODY, headers={"Content-Type": "application/json"}, timeout=2
             )
-            return process
+            if workers == 1 or len(process_tree(process.pid)) > workers:
+                return process
         except httpx.TransportError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     process.kill()
     raise SystemExit(f"{app} did not start")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's workers, and multiprocessing's helper)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                queue += [int(child) for child in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process tree rooted at ``pid``."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / TICKS
+
+
+@dataclass
+class Run:
+    load: LoadResult
+    cpu: float  # seconds of server CPU over the run
+
+    @property
+    def cpu_per_request_us(self) -> float:
+        return self.cpu / max(self.load.requests, 1) * 1e6
 
 
 def jwt_service_env(var: Path, port: int, key: SigningKey) -> dict[str, str]:
@@ -80,7 +130,8 @@ def bearer_headers(key: SigningKey, port: int, count: int) -> Iterator[bytes]:
     return iter([b"Authorization: Bearer " + key.sign(claims(ISSUER, aud)).encode() for _ in range(count)])
 
 
-def merge(results: list[LoadResult]) -> LoadResult:
+def merge(runs: list[Run]) -> LoadResult:
+    results = [run.load for run in runs]
     return LoadResult(
         sum(r.requests for r in results),
         sum(r.errors for r in results),
@@ -89,72 +140,103 @@ def merge(results: list[LoadResult]) -> LoadResult:
     )
 
 
+def spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):.3f} (min {min(values):.3f}, max {max(values):.3f})"
+
+
+def batch_sizes(port: int) -> str:
+    """Mean requests per event-log commit, from the service's /metrics (one worker's view)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.TransportError:
+        return "unavailable"
+    found = dict(re.findall(r"^pgx_loop_event_log_batch_requests_(sum|count) (\S+)$", text, re.M))
+    if not found:
+        return "batch sizes not reported"
+    if float(found["count"]) == 0:
+        return "no synchronous batches (sync mode interval)"
+    count, total = float(found["count"]), float(found["sum"])
+    return f"{total / count:.1f} requests per synchronous write on average ({count:.0f} writes)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--sync", default="always", choices=["always", "interval"], help="PGX_LOOP_EVENT_SYNC")
     parser.add_argument("--alg", default="ES384", choices=["ES384", "RS384", "ES256", "RS256"], help="JWT signatures")
+    parser.add_argument("--no-jwt", action="store_true", help="leave out the service with authentication")
     args = parser.parse_args()
 
     key = new_key(args.alg, "bench-1")
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         var = Path(tmp)
         (var / "jwt").mkdir()
-        ports = {"baseline": free_port(), "pgx-loop": free_port(), "pgx+jwt": free_port()}
-        processes = {
-            "baseline": start("bench.baseline_app:app", ports["baseline"], {}),
-            "pgx-loop": start(
-                "hooks.app:create_app()", ports["pgx-loop"], {"PGX_LOOP_VAR_DIR": str(var), "PGX_LOOP_AUTH": "off"}
-            ),
-            "pgx+jwt": start(
-                "hooks.app:create_app()", ports["pgx+jwt"], jwt_service_env(var / "jwt", ports["pgx+jwt"], key)
-            ),
+        sync = {"PGX_LOOP_EVENT_SYNC": args.sync}
+        ports = {"baseline": free_port(), "pgx-loop": free_port()}
+        if not args.no_jwt:
+            ports["pgx+jwt"] = free_port()
+        envs = {
+            "baseline": {},
+            "pgx-loop": {"PGX_LOOP_VAR_DIR": str(var), "PGX_LOOP_AUTH": "off", **sync},
+            "pgx+jwt": {**jwt_service_env(var / "jwt", ports.get("pgx+jwt", 0), key), **sync},
         }
+        apps = {"baseline": "bench.baseline_app:app", "pgx-loop": "hooks.app:create_app()"}
+        apps["pgx+jwt"] = apps["pgx-loop"]
+        processes = {name: start(apps[name], port, envs[name], args.workers) for name, port in ports.items()}
         try:
-            results: dict[str, list[LoadResult]] = {name: [] for name in ports}
+            runs: dict[str, list[Run]] = {name: [] for name in ports}
             for _ in range(args.rounds):
                 for name, port in ports.items():
                     expect = b'"cards":[]' if name == "baseline" else b"critical"
                     headers = None
                     if name == "pgx+jwt":  # enough tokens for twice the unauthenticated run's requests
-                        headers = bearer_headers(key, port, 2 * results["pgx-loop"][-1].requests + 1000)
-                    results[name].append(
-                        asyncio.run(
-                            run_load(
-                                "127.0.0.1",
-                                port,
-                                PATH,
-                                BODY,
-                                connections=args.connections,
-                                seconds=args.seconds,
-                                expect=expect,
-                                headers=headers,
-                            )
+                        headers = bearer_headers(key, port, 2 * runs["pgx-loop"][-1].load.requests + 1000)
+                    pid = processes[name].pid
+                    cpu_before = cpu_seconds(pid)
+                    load = asyncio.run(
+                        run_load(
+                            "127.0.0.1",
+                            port,
+                            PATH,
+                            BODY,
+                            connections=args.connections,
+                            seconds=args.seconds,
+                            expect=expect,
+                            headers=headers,
                         )
                     )
+                    runs[name].append(Run(load, cpu_seconds(pid) - cpu_before))
+            batches = batch_sizes(ports["pgx-loop"])
         finally:
             for process in processes.values():
                 process.terminate()
                 process.wait(timeout=10)
+    load_after = os.getloadavg()
 
     print(
-        f"order-select, {len(BODY)} byte body, {args.connections} connections, "
-        f"{args.rounds} x {args.seconds:g} s each, 1 worker"
+        f"order-select, {len(BODY)} byte body, {args.connections} connections, {args.rounds} rounds x "
+        f"{args.seconds:g} s, {args.workers} worker(s), event log sync {args.sync}"
     )
-    merged = {name: merge(runs) for name, runs in results.items()}
-    for name, result in merged.items():
-        print(f"  {name:9s} {result.describe()}")
-    ratio = merged["pgx-loop"].throughput / merged["baseline"].throughput
-    print(
-        f"  ratio     {ratio:.3f} of baseline throughput (target >= 0.8); "
-        f"pgx-loop p99 {merged['pgx-loop'].percentile(99):.2f} ms (target < 25 ms)"
-    )
-    jwt_ratio = merged["pgx+jwt"].throughput / merged["pgx-loop"].throughput
-    print(
-        f"  jwt       {jwt_ratio:.3f} of no-auth throughput with {args.alg} JWT verification (target >= 0.7); "
-        f"p50 +{merged['pgx+jwt'].percentile(50) - merged['pgx-loop'].percentile(50):.2f} ms"
-    )
+    print(f"  machine load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    for name, server_runs in runs.items():
+        cpu = statistics.median(run.cpu_per_request_us for run in server_runs)
+        print(f"  {name:9s} {merge(server_runs).describe()}   CPU {cpu:6.0f} us/request (median)")
+    base, pgx = runs["baseline"], runs["pgx-loop"]
+    ratios = [p.load.throughput / b.load.throughput for p, b in zip(pgx, base, strict=True)]
+    cpu_ratios = [b.cpu_per_request_us / p.cpu_per_request_us for p, b in zip(pgx, base, strict=True)]
+    print(f"  throughput ratio pgx-loop/baseline per round: {spread(ratios)}")
+    print(f"  CPU ratio baseline/pgx-loop per request per round: {spread(cpu_ratios)}")
+    print(f"  pgx-loop p99 {merge(pgx).percentile(99):.2f} ms; event log: {batches}")
+    if "pgx+jwt" in runs:
+        jwt = runs["pgx+jwt"]
+        jwt_ratios = [j.load.throughput / p.load.throughput for j, p in zip(jwt, pgx, strict=True)]
+        jwt_cpu = [p.cpu_per_request_us / j.cpu_per_request_us for j, p in zip(jwt, pgx, strict=True)]
+        print(f"  {args.alg} JWT/no-auth throughput per round: {spread(jwt_ratios)}")
+        print(f"  {args.alg} JWT/no-auth CPU per request (no-auth/JWT) per round: {spread(jwt_cpu)}")
 
 
 if __name__ == "__main__":

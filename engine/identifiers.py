@@ -20,10 +20,14 @@ class Identifiers:
     def __init__(self, key: bytes):
         if len(key) < 16:
             raise ValueError("the pseudonym key must be at least 16 bytes")
-        self._key = hashlib.sha256(key).digest()  # BLAKE2b keys are at most 64 bytes
+        # BLAKE2b keys are at most 64 bytes. The keyed state is set up once and copied per MAC,
+        # which saves hashing the key block on every call (several per card).
+        self._keyed = hashlib.blake2b(key=hashlib.sha256(key).digest(), digest_size=16)
 
     def _mac(self, parts: tuple[str, ...]) -> bytes:
-        return hashlib.blake2b("\x1f".join(parts).encode(), key=self._key, digest_size=16).digest()
+        mac = self._keyed.copy()
+        mac.update("\x1f".join(parts).encode())
+        return mac.digest()
 
     def pseudonym(self, value: str) -> str:
         """A keyed, irreversible stand-in for an identifier (same input, same output)."""
@@ -36,6 +40,15 @@ class Identifiers:
         digest[8] = (digest[8] & 0x3F) | 0x80  # RFC variant
         h = digest.hex()
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def random_uuid() -> str:
+    """A random (version 4) uuid string, as ``str(uuid.uuid4())`` at half the cost (one per event)."""
+    digest = bytearray(os.urandom(16))
+    digest[6] = (digest[6] & 0x0F) | 0x40
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def load_or_create_key(path: Path) -> bytes:

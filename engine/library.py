@@ -50,7 +50,6 @@ class Library:
     rules_by_code: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
     rules_by_name: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
     card_templates: Mapping[TemplateKey, CardTemplate]
-    products: tuple[ProductIndex, ...] = ()  # the curated product tables of rules/products/
 
     def interpret(self, reports: Iterable[ReportedResult]) -> dict[str, GeneResult]:
         return interpret(self.genes, reports)
@@ -64,9 +63,20 @@ class Library:
     ) -> list[Match]:
         return match_orders(self.rules_by_code, orders, results, facts, strengths, self.rules_by_name)
 
+    def genes_for(self, orders: Iterable[Order]) -> frozenset[str]:
+        """The genes of every rule watching one of ``orders``: the only results their cards depend on.
+
+        Empty when no rule watches any of them.
+        """
+        genes: set[str] = set()
+        for order in orders:
+            for lookup, _ in rules_for(order, self.rules_by_code, self.rules_by_name)[0]:
+                genes.update(lookup.rule.gene_list)
+        return frozenset(genes)
+
     def watches(self, order: Order) -> bool:
         """Whether any rule watches the order's drug (by code, or by name when no code is known)."""
-        return bool(rules_for(order, self.rules_by_code, self.rules_by_name)[0])
+        return bool(self.genes_for([order]))
 
     def card(self, match: Match, context: CardContext) -> dict[str, Any]:
         """The CDS Hooks card for a match that shows one."""
@@ -147,7 +157,6 @@ def load_library(directory: Path) -> Library:
         by_code,
         by_name,
         card_templates(loaded),
-        tuple(products),
     )
     for symbol, document in gene_documents.items():
         problems.extend(gene_example_problems(genes[symbol], document))

@@ -99,6 +99,8 @@ def interpret(genes: Mapping[str, GeneDefinition], reports: Iterable[ReportedRes
 
 
 def _merge(results: list[GeneResult]) -> GeneResult:
+    if len(results) == 1:  # the usual case: nothing to rank or reconcile
+        return results[0]
     # Prefer calls made from a diplotype (they carry the most information), then the newest.
     ranked = sorted(
         results, key=lambda result: (result.call.diplotype is not None, result.effective or ""), reverse=True

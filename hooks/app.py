@@ -31,7 +31,7 @@ from hooks.eventlog import EventLog, EventLogError
 from hooks.feedback import FeedbackReceipt, FeedbackRecorder
 from hooks.fhir_servers import FhirServerConfigError, FhirServerPolicy, parse_list
 from hooks.headers import SecurityHeaders, relative_slash_redirects
-from hooks.limits import Limits, TooComplex, TooLarge, request_bundles
+from hooks.limits import PARSER_DEPTH, Limits, TooComplex, TooLarge, request_bundles
 from hooks.observability import RequestObservability
 from hooks.operations import operations_router
 from hooks.outcomes import JSON, BadRequest, documented, operation_outcome, validation_reasons
@@ -90,10 +90,13 @@ async def _parse(request: Request, model: type[ModelT]) -> ModelT:
     body = await limits.read_body(request.headers.get("content-length"), request.stream())
     try:
         data = orjson.loads(body)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            raise BadRequest(f"the JSON is nested more than {PARSER_DEPTH} levels deep") from None
         raise BadRequest("the body is not valid JSON") from None
     try:
-        limits.check_depth(body)
+        # Depth where the service walks or echoes the request: a hook call's context, a whole feedback call.
+        limits.check_depth(data.get("context") if model is HookRequest and isinstance(data, dict) else data)
         limits.check_bundles(request_bundles(data))
     except TooComplex as exc:
         raise BadRequest(str(exc)) from None
@@ -179,7 +182,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         library = preloaded or load_library(settings.rules_dir)
         identifiers = Identifiers(load_or_create_key(settings.key_path))
-        events = EventLog(settings.events_path, window=settings.event_flush_ms / 1000)
+        events = EventLog(settings.events_path, sync=settings.event_sync)
         log.info("serving %d rules (library %s); event log %s", len(library.rules), library.version, events.path)
         async with httpx.AsyncClient(follow_redirects=False) as client:
             if verifier is not None:

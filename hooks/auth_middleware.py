@@ -11,10 +11,10 @@ import logging
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hooks.auth import AuthError, JwtVerifier
+from hooks.cors import BrowserCors
 from hooks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,15 +60,18 @@ def secure(app: Starlette, settings: Settings, verifier: JwtVerifier | None) -> 
     """JWT checks on the CDS endpoints (unless ``verifier`` is None: auth off), and CORS outside them.
 
     CORS is outermost so that preflights never meet the JWT check and browsers can read a 401.
-    The allowed headers are named: a ``*`` would not cover ``Authorization``.
+    The allowed headers are named: a ``*`` would not cover ``Authorization``. With no origins
+    configured there is no CORS layer.
     """
     if verifier is None:
         log.warning("AUTHENTICATION IS OFF: any client can call /cds-services (PGX_LOOP_AUTH=off)")
     else:
         app.add_middleware(BearerAuthMiddleware, verifier=verifier)
         log.info("JWT authentication on for %s/cds-services*", verifier.public_base_url)
+    if not settings.cors_origin_list:
+        return  # PGX_LOOP_CORS_ORIGINS empty: no browser client, no CORS layer at all
     app.add_middleware(
-        CORSMiddleware,
+        BrowserCors,
         allow_origins=settings.cors_origin_list,
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type"],

@@ -15,7 +15,7 @@ Only final results about the request's patient are used; everything else is skip
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import Any
 
 from engine.genes import GeneDefinition
@@ -32,6 +32,7 @@ GENOTYPE = (LOINC, "84413-4")
 GENE_STUDIED = frozenset({(LOINC, "48018-6")})
 MEDICATION_ASSESSED = frozenset({(LOINC, "51963-7")})
 METABOLISM_EFFECT = (LOINC, "53040-2")
+METABOLISM_EFFECTS = frozenset({METABOLISM_EFFECT})
 # Observation.code -> what kind of PGx result the Observation is.
 KINDS = {
     GENOTYPE: "genotype",
@@ -103,7 +104,7 @@ def observations(resources: Iterable[Any]) -> list[dict[str, Any]]:
 
 
 class ResultReader:
-    """Reads PGx Observations for one library's genes and drugs."""
+    """Reads PGx Observations for one library's genes and drugs (its lookup tables built once)."""
 
     def __init__(
         self, genes: Mapping[str, GeneDefinition], rules_by_code: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
@@ -113,25 +114,52 @@ class ResultReader:
         self._by_symbol = {symbol.casefold(): symbol for symbol in genes}
         # An HLA typing may carry only its locus letter ("B*57:01/B*07:02"): B is HLA-B.
         self._by_symbol.update({symbol[4:].casefold(): symbol for symbol in genes if symbol.startswith("HLA-")})
+        # Exact spellings first: most servers send "HGNC:2621" or "CYP2C19" as they are.
+        self._exact = {**{symbol: symbol for symbol in genes}, **self._by_hgnc}
         self._rules_by_code = rules_by_code
 
-    def read(self, resources: Iterable[Any], patient_id: str) -> list[ReportedResult]:
-        """Every usable PGx result for ``patient_id`` among the given prefetch/fetch values."""
+    def read(
+        self, resources: Iterable[Any], patient_id: str, genes: Container[str] | None = None
+    ) -> list[ReportedResult]:
+        """Every usable PGx result for ``patient_id`` among the given prefetch/fetch values.
+
+        ``genes``: read only results for these genes (None: all). Observations about other genes
+        are recognised by their gene and left unparsed; no rule asked for them, so they cannot
+        change a card.
+        """
+        wanted = genes if genes is not None else self._genes
         genotypes, implications = [], []
         for obs in observations(resources):
             kind = _kind(obs)
-            if kind is not None and self._usable(obs, patient_id):
+            if kind is not None:
                 (genotypes if kind == "genotype" else implications).append(obs)
         reports = []
         genotype_genes = {}  # "Observation/id" -> gene, for implications derived from a genotype
+        others = {}  # the same for genotypes naming a gene not wanted: checked only if an implication asks
         for obs in genotypes:
-            report = self._genotype(obs)
+            reference = f"Observation/{obs['id']}" if obs.get("id") else None
+            named, gene = self._gene_studied(obs)
+            if gene is not None and gene not in wanted:
+                if reference:
+                    others[reference] = obs, gene
+                    genotype_genes.pop(reference, None)
+                continue
+            gene, report = self._genotype(obs, named, gene, patient_id)
+            if gene is not None and reference:
+                genotype_genes[reference] = gene
+                others.pop(reference, None)
             if report is not None:
                 reports.append(report)
-                if obs.get("id"):
-                    genotype_genes[f"Observation/{obs['id']}"] = report.gene
+
+        def derived_gene(reference: str) -> str | None:
+            """The gene of the genotype an implication is derived from, as if every genotype had been read."""
+            if reference in genotype_genes:
+                return genotype_genes[reference]
+            obs, gene = others.get(reference, (None, None))
+            return gene if obs is not None and _has_value(obs) and self._usable(obs, patient_id) else None
+
         for obs in implications:
-            report = self._implication(obs, genotype_genes)
+            report = self._implication(obs, derived_gene, wanted, patient_id)
             if report is not None:
                 reports.append(report)
         return reports
@@ -155,6 +183,9 @@ class ResultReader:
         """One of our genes, from an HGNC id ("HGNC:2621") or a symbol ("CYP2C19")."""
         if type(text) is not str:
             return None
+        exact = self._exact.get(text)
+        if exact is not None:
+            return exact
         text = text.strip()
         return self._by_hgnc.get(text) or self._by_symbol.get(text.casefold())
 
@@ -166,30 +197,53 @@ class ResultReader:
                 value = component.get("valueCodeableConcept")
                 for coding in _codings(value):
                     if type(coding) is dict:
-                        symbol = self._gene_symbol(coding.get("code")) or self._gene_symbol(coding.get("display"))
+                        code = coding.get("code")
+                        symbol = self._exact.get(code) if type(code) is str else None  # the usual case, inline
+                        symbol = symbol or self._gene_symbol(code) or self._gene_symbol(coding.get("display"))
                         if symbol:
                             return True, symbol
                 return True, self._gene_symbol(value.get("text")) if type(value) is dict else None
         return False, None
 
-    def _genotype(self, obs: dict[str, Any]) -> ReportedResult | None:
-        named, gene = self._gene_studied(obs)
+    def _genotype(
+        self, obs: dict[str, Any], named: bool, gene: str | None, patient_id: str
+    ) -> tuple[str | None, ReportedResult | None]:
+        """(gene, result) of a genotype Observation whose gene-studied component gave (named, gene)."""
         if named and gene is None:
-            return None  # a gene we have no definitions for
+            return None, None  # a gene we have no definitions for
         values = _texts(obs.get("valueCodeableConcept"))
         if isinstance(obs.get("valueString"), str) and obs["valueString"].strip():
             values.insert(0, obs["valueString"].strip())
         for value in values:
             symbol = gene or self._gene_symbol(_leading_word(value))
             if symbol:  # the gene definition decides what the value means (it may be "-1639 GA")
-                return ReportedResult(symbol, diplotype=value, effective=_effective(obs))
+                if not self._usable(obs, patient_id):
+                    return None, None
+                return symbol, ReportedResult(symbol, diplotype=value, effective=_effective(obs))
         if values:
             log.info("skipped a genotype Observation with no recognised gene and diplotype")
-        return None
+        return None, None
 
-    def _implication(self, obs: dict[str, Any], genotype_genes: Mapping[str, str]) -> ReportedResult | None:
+    def _implication(
+        self,
+        obs: dict[str, Any],
+        derived_gene: Callable[[str], str | None],
+        wanted: Container[str],
+        patient_id: str,
+    ) -> ReportedResult | None:
+        _, gene = self._gene_studied(obs)
+        for reference in obs.get("derivedFrom") or []:
+            if gene is None and isinstance(reference, dict):
+                gene = derived_gene(str(reference.get("reference")))
+        if gene is None:
+            gene = self._gene_from_assessed_drug(obs)
+        if gene is None:
+            log.info("skipped a therapeutic implication whose gene could not be determined")
+            return None
+        if gene not in wanted or not self._usable(obs, patient_id):
+            return None
         phenotype = None
-        if _has_code(obs.get("code"), frozenset({METABOLISM_EFFECT})):
+        if _has_code(obs.get("code"), METABOLISM_EFFECTS):
             phenotype = _phenotype_text(obs.get("valueCodeableConcept"))
         for component in obs.get("component") or []:
             if (
@@ -199,15 +253,6 @@ class ResultReader:
             ):
                 phenotype = _phenotype_text(component.get("valueCodeableConcept"))
         if phenotype is None:
-            return None
-        _, gene = self._gene_studied(obs)
-        for reference in obs.get("derivedFrom") or []:
-            if gene is None and isinstance(reference, dict):
-                gene = genotype_genes.get(str(reference.get("reference")))
-        if gene is None:
-            gene = self._gene_from_assessed_drug(obs)
-        if gene is None:
-            log.info("skipped a therapeutic implication whose gene could not be determined")
             return None
         return ReportedResult(gene, phenotype=phenotype, effective=_effective(obs))
 
@@ -222,8 +267,30 @@ class ResultReader:
         return genes.pop() if len(genes) == 1 else None
 
 
+def _has_value(obs: dict[str, Any]) -> bool:
+    """Whether a genotype Observation carries any value text (what ``_texts`` would find), cheaply."""
+    text = obs.get("valueString")
+    if type(text) is str and text.strip():
+        return True
+    concept = obs.get("valueCodeableConcept")
+    if type(concept) is not dict:
+        return False
+    text = concept.get("text")
+    if type(text) is str and text.strip():
+        return True
+    for coding in _codings(concept):
+        if type(coding) is dict:
+            for key in ("display", "code"):
+                text = coding.get(key)
+                if type(text) is str and text.strip():
+                    return True
+    return False
+
+
 def _kind(obs: dict[str, Any]) -> str | None:
-    for coding in _codings(obs.get("code")):
+    concept = obs.get("code")
+    codings = concept.get("coding") if type(concept) is dict else None
+    for coding in codings if type(codings) is list else ():
         if type(coding) is dict:
             kind = KINDS.get((coding.get("system"), coding.get("code")))
             if kind:

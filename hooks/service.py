@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +18,7 @@ import orjson
 from pydantic import ValidationError
 
 from engine.cards import CardContext
-from engine.identifiers import Identifiers
+from engine.identifiers import Identifiers, random_uuid
 from engine.library import Library
 from engine.matching import Match
 from engine.products import EMPTY as NO_PRODUCTS
@@ -97,7 +96,8 @@ class HookHandler:
             orders = orders_to_check(context)
         except OrderError as exc:
             raise BadRequest(*exc.reasons) from None
-        if not any(library.watches(order) for order in orders):
+        genes = library.genes_for(orders)
+        if not genes:
             return EMPTY_RESPONSE  # no rule concerns these drugs: no need for results at all
         server = self._usable_server(request, issuer)
         token = request.fhirAuthorization.access_token if request.fhirAuthorization and server else None
@@ -106,7 +106,8 @@ class HookHandler:
         except PrefetchInvalid as exc:
             log.warning("refused unreadable PGx prefetch: %s", exc)
             raise BadRequest(*exc.reasons) from None
-        results = library.interpret(reader.read(resources, context.patientId))
+        # Only the genes of the rules these orders meet: the other results cannot change a card.
+        results = library.interpret(reader.read(resources, context.patientId, genes))
         facts = patient_facts(request.prefetch, orders)
         matches = [match for match in library.match(orders, results, facts, strengths) if match.shows_card]
         if not matches:
@@ -146,7 +147,11 @@ class HookHandler:
         library: Library,
         strengths_version: int,
     ) -> list[dict[str, Any]]:
-        """One event per card (shown or shadow): what analytics needs, patient and order pseudonymised."""
+        """One event per card (shown or shadow): what analytics needs, patient and order pseudonymised.
+
+        One timestamp and one pseudonym per patient and per order for the whole request.
+        """
+        orders = {reference: self._ids.pseudonym(reference) for reference in {m.order.reference for m in matches}}
         shared = {
             "type": "card",
             "time": datetime.now(UTC).isoformat(),
@@ -159,9 +164,9 @@ class HookHandler:
         }
         return [
             {
-                "event_id": str(uuid.uuid4()),
+                "event_id": random_uuid(),
                 **shared,
-                "order": self._ids.pseudonym(match.order.reference),
+                "order": orders[match.order.reference],
                 "card": card["uuid"],
                 "rule": match.rule.id,
                 "rule_version": match.rule.version,

@@ -25,8 +25,9 @@ class Settings(BaseSettings):
     rules_poll_seconds: float = Field(
         default=2.0, ge=0, description="How often to look for edited rule files and new strengths (0: never reload)"
     )
-    event_flush_ms: float = Field(
-        default=2.0, ge=0, le=50, description="Group-commit window of the event log, in milliseconds"
+    event_sync: Literal["always", "interval"] = Field(
+        default="always",
+        description="always: each event fdatasync'ed before its response; interval: fdatasync about every second",
     )
     strengths_file: Path | None = Field(
         default=None, description="Rule strengths published by the learning loop (default var/strengths.json)"

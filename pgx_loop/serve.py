@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from analytics.settings import AnalyticsSettings
+from engine.library import Library
 from hooks.settings import Settings
 from pgx_loop.options import library_or_exit, rules_option
 
@@ -37,11 +38,26 @@ def serve(host: str, port: int, workers: int, rules_dir: Path | None) -> None:
         # Workers are separate processes that read their settings from the environment.
         os.environ["PGX_LOOP_RULES_DIR"] = str(rules_dir)
     settings = Settings()
-    library_or_exit(settings.rules_dir)  # refuse to start on a broken rule set, with file:line messages
-    _serve(settings, host, port, workers)
+    _check_configuration(settings)  # first: a configuration error is reported before anything slow is loaded
+    library = library_or_exit(settings.rules_dir)  # refuse to start on a broken rule set, with file:line messages
+    _serve(settings, host, port, workers, library)
 
 
-def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+def _check_configuration(settings: Settings) -> None:
+    """The trusted issuers (auth on) or the FHIR server list (auth off), as ``create_app`` checks them."""
+    from hooks.auth import AuthConfigError, build_verifier
+    from hooks.fhir_servers import parse_list
+
+    try:
+        if settings.auth == "jwt":
+            build_verifier(settings)
+        else:
+            parse_list(settings.fhir_server_list, "PGX_LOOP_FHIR_SERVERS")
+    except (AuthConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int = 1, library: Library | None = None) -> None:
     if workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         _share_metrics(settings)  # before prometheus_client is imported: it opens its files at import
     import uvicorn
@@ -56,7 +72,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     try:
         # Built here even when workers build their own: a configuration error stops the start, with
         # its reason, rather than leaving a service that answers nothing but 401s.
-        app = create_app(settings)
+        app = create_app(settings, library if workers == 1 else None)  # one worker: the rules loaded above
     except (AuthConfigError, FhirServerConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     # One scheduler, in this (supervising) process, however many workers answer requests.
@@ -193,4 +209,4 @@ pgx-loop demo: {len(library.rules)} rule(s), {len(library.genes)} gene definitio
   Ctrl-C stops the service.
 """
     )
-    _serve(settings, host, port, workers)
+    _serve(settings, host, port, workers, library)

@@ -51,3 +51,13 @@ def test_configured_origins_refuse_the_others(make_client):
     refused = preflight(client, origin="https://evil.example.com")
     assert refused.status_code == 400
     assert "access-control-allow-origin" not in refused.headers
+
+
+def test_a_server_to_server_call_gets_no_cors_headers_and_empty_origins_turn_cors_off(auth_client, make_client, keys):
+    token = keys["ES384"].sign(claims(EHR, BASE + SERVICE))
+    plain = call(auth_client, SERVICE, token)  # an EHR's server sends no Origin
+    assert plain.status_code == 200 and not any(name.startswith("access-control-") for name in plain.headers)
+    off = make_client(cors_origins="")
+    assert preflight(off).status_code == 405  # no CORS layer: OPTIONS is not a route
+    answered = call(off, SERVICE, keys["ES384"].sign(claims(EHR, BASE + SERVICE)), Origin=SANDBOX_ORIGIN)
+    assert answered.status_code == 200 and "access-control-allow-origin" not in answered.headers

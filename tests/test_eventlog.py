@@ -1,12 +1,49 @@
-"""The event log: durable before acknowledged, group-committed, torn lines tolerated."""
+"""The event log: durable before acknowledged, group-committed off the event loop, torn lines tolerated."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import time
+import uuid
 
-from hooks.eventlog import EventLog, read_events
+import pytest
+from fastapi.testclient import TestClient
+
+from hooks.app import create_app
+from hooks.eventlog import EventLog, EventLogError, read_events
+from tests.conftest import logged_events
 from tests.fhirdata import genotype, hook_request
+
+POOR = hook_request(genotypes=[genotype("CYP2C19", "*2/*2")])
+
+
+def _point_at(log: EventLog, device: str) -> None:
+    """Make the segment's descriptor a device: /dev/full fails every write (a full disk),
+    /dev/null takes writes but fails fdatasync (EINVAL), as a failing disk's flush would."""
+    fd = os.open(device, os.O_WRONLY)
+    os.dup2(fd, log._fd)
+    os.close(fd)
+
+
+@pytest.fixture
+def slow_disk(monkeypatch):
+    """A busy disk (the disk is this module's boundary): making data durable takes 150 ms, by
+    fdatasync or by a write to a file opened O_DSYNC; a plain write (to the page cache) is quick."""
+    real_sync, real_write = os.fdatasync, os.write
+
+    def slow_sync(fd: int) -> None:
+        time.sleep(0.15)
+        real_sync(fd)
+
+    def write(fd: int, data) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DSYNC:
+            time.sleep(0.15)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "fdatasync", slow_sync)
+    monkeypatch.setattr(os, "write", write)
 
 
 def test_concurrent_appends_share_flushes_and_all_land(tmp_path):
@@ -40,15 +77,95 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     assert [event["event_id"] for event in read_events(path)] == ["a", "b"]
 
 
-def test_when_the_log_cannot_be_written_the_call_fails_with_503(client):
-    # Point the segment at /dev/full: every write fails with ENOSPC, as on a full disk.
-    events = client.app.state.events
-    full = os.open("/dev/full", os.O_WRONLY)
-    os.dup2(full, events._fd)
-    os.close(full)
-    response = client.post(
-        "/cds-services/pgx-order-select", json=hook_request(genotypes=[genotype("CYP2C19", "*2/*2")])
-    )
+def test_the_event_loop_keeps_running_while_the_disk_syncs_and_waiting_requests_share_the_next_sync(
+    tmp_path, slow_disk
+):
+    async def run():
+        log = EventLog(tmp_path)
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        first = asyncio.create_task(log.append([{"event_id": "first"}]))
+        await asyncio.sleep(0.05)  # the writer is inside the first (slow) fdatasync now
+        assert not first.done(), "acknowledged before its fdatasync finished"
+        rest = [asyncio.create_task(log.append([{"event_id": str(n)}])) for n in range(50)]
+        await asyncio.gather(first, *rest)
+        ticking.cancel()
+        await log.close()
+        return log, ticks
+
+    log, ticks = asyncio.run(run())
+    # Two 150 ms synchronous writes: a loop blocked by them would have ticked a handful of times at most.
+    assert ticks >= 15
+    assert log.flushes == 2 and log.requests == 51  # the 50 that waited went out in one batch
+    assert len(read_events(log.path)) == 51
+
+
+@pytest.mark.parametrize("sync", ["always", "interval"])
+def test_a_failed_write_fails_the_request_and_nothing_is_acknowledged(tmp_path, sync):
+    async def run():
+        log = EventLog(tmp_path, sync=sync)
+        await log.append([{"event_id": "before"}])
+        saved = os.dup(log._fd)
+        _point_at(log, "/dev/full")
+        with pytest.raises(EventLogError):
+            await log.append([{"event_id": "lost"}])
+        os.dup2(saved, log._fd)  # the disk recovers
+        os.close(saved)
+        await log.append([{"event_id": "after"}])
+        await log.close()
+        return log
+
+    log = asyncio.run(run())
+    assert [event["event_id"] for event in read_events(log.path)] == ["before", "after"]
+
+
+def test_interval_mode_answers_before_the_sync_and_syncs_within_about_a_second(tmp_path, slow_disk):
+    async def run():
+        log = EventLog(tmp_path, sync="interval")
+        started = time.perf_counter()
+        await asyncio.gather(*(log.append([{"event_id": str(n)}]) for n in range(20)))
+        answered = time.perf_counter() - started
+        # Written before the answer: a crash of this process (not of the machine) loses nothing.
+        written = len(read_events(log.path))
+        deadline = time.monotonic() + 3
+        while log.flushes == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await log.close()
+        return log, answered, written
+
+    log, answered, written = asyncio.run(run())
+    assert answered < 0.1  # no request waited for the 150 ms fdatasync
+    assert written == 20 and log.requests == 20
+    assert log.flushes >= 1
+
+
+def test_interval_mode_refuses_events_after_a_failed_sync(tmp_path):
+    async def run():
+        log = EventLog(tmp_path, sync="interval")
+        _point_at(log, "/dev/null")
+        await log.append([{"event_id": "taken"}])  # written; its fdatasync fails in the background
+        deadline = time.monotonic() + 3
+        while log._sync_error is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        with pytest.raises(EventLogError, match="sync failed"):
+            await log.append([{"event_id": "refused"}])
+        await log.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("sync", ["always", "interval"])
+def test_when_the_log_cannot_be_written_the_call_fails_with_503(settings, library, sync):
+    with TestClient(create_app(settings.model_copy(update={"event_sync": sync}), library)) as client:
+        _point_at(client.app.state.events, "/dev/full")  # every write fails with ENOSPC, as on a full disk
+        response = client.post("/cds-services/pgx-order-select", json=POOR)
     assert response.status_code == 503
     assert response.json()["issue"][0]["code"] == "transient"
 
@@ -74,3 +191,12 @@ def test_the_log_holds_no_token_and_no_patient_id(client, settings):
     text = "".join(path.read_text() for path in settings.events_path.glob("*.jsonl"))
     assert card["uuid"] in text
     assert "eyJSECRETACCESS" not in text and "MRN-55501234" not in text
+
+
+def test_card_events_carry_distinct_version_4_uuids(client, settings):
+    body = hook_request(genotypes=[genotype("CYP2C19", "*2/*2")])
+    for _ in range(3):
+        assert client.post("/cds-services/pgx-order-select", json=body).status_code == 200
+    ids = [event["event_id"] for event in logged_events(settings)]
+    assert len(ids) == 3 == len(set(ids))
+    assert all(uuid.UUID(event_id).version == 4 and str(uuid.UUID(event_id)) == event_id for event_id in ids)

@@ -66,6 +66,33 @@ def test_deep_nesting_gets_400_naming_the_limit(strict):
     assert reasons(response) == ["the JSON is nested more than 16 levels deep"]
 
 
+def test_a_draft_order_nested_deeper_than_the_limit_gets_400_not_a_failed_answer(client):
+    # Parts of the draft order (reasonCode...) go back in the suggestions: their depth matters.
+    order = medication_request("deep-1")
+    order["reasonCode"] = [nested(300)]
+    body = hook_request(genotypes=[genotype("CYP2C19", "*2/*2")], orders=[order])
+    response = client.post(SELECT, json=body)
+    assert response.status_code == 400
+    assert reasons(response) == ["the JSON is nested more than 40 levels deep"]
+
+
+def test_nesting_beyond_the_parsers_limit_anywhere_gets_400_naming_it(client):
+    body = hook_request(genotypes=[genotype("CYP2C19", "*2/*2")])
+    body["prefetch"]["extra"] = "DEEP"
+    content = orjson.dumps(body).replace(b'"DEEP"', b"[" * 1100 + b"]" * 1100)
+    response = client.post(SELECT, content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert reasons(response) == ["the JSON is nested more than 1024 levels deep"]
+
+
+def test_deep_values_in_prefetch_that_the_service_never_walks_are_accepted(strict):
+    # Results are read at fixed paths, never walked or sent back: only the parser's limit applies.
+    body = hook_request(genotypes=[genotype("CYP2C19", "*2/*2")])
+    body["prefetch"]["pgxGenotypes"]["entry"][0]["resource"]["extension"] = [nested(30)]
+    response = strict.post(SELECT, json=body)
+    assert response.status_code == 200 and response.json()["cards"]
+
+
 def test_too_many_draft_orders_get_400(strict):
     orders = [medication_request(f"draft-{n}") for n in range(6)]
     response = strict.post(SELECT, json=hook_request(orders=orders))
@@ -96,12 +123,12 @@ def test_feedback_is_held_to_the_same_limits(strict):
         ('{"a": "ends in a backslash \\\\", "b": [["\\"]"]]}', 3),
     ],
 )
-def test_depth_is_measured_on_brackets_outside_strings(text, depth):
-    json.loads(text)  # the cases are valid JSON, as the check assumes
-    Limits(10_000, depth, 10).check_depth(text.encode())
+def test_depth_is_measured_on_containers_not_brackets_in_strings(text, depth):
+    value = orjson.loads(text)
+    Limits(10_000, depth, 10).check_depth(value)
     if depth:
         with pytest.raises(TooComplex):
-            Limits(10_000, depth - 1, 10).check_depth(text.encode())
+            Limits(10_000, depth - 1, 10).check_depth(value)
 
 
 def test_a_declared_length_over_the_limit_is_refused_before_reading():
