@@ -9,12 +9,12 @@ same gene definitions the service uses, so analytics and alerts never disagree.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from analytics.csv_input import CsvFileError, person_id, read_rows
 from analytics.store import scalar, table_exists
 from engine.library import Library
 from engine.phenotyper import call_diplotype
@@ -22,23 +22,22 @@ from engine.phenotyper import call_diplotype
 GENOTYPE_LOINC = "84413-4"
 
 
-class GenotypeFileError(ValueError):
+class GenotypeFileError(CsvFileError):
     """A genotype file that cannot be read; the message says where."""
 
 
+MAX_TEXT = 200  # characters of a gene or diplotype: far beyond any real one (DPYD names are the longest)
+
+
 def load_genotype_file(con: duckdb.DuckDBPyConnection, path: Path) -> int:
-    """Replace the results previously loaded from a file of this name with its rows (caller commits)."""
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = [name.strip().lower() for name in reader.fieldnames or []]
-        if not {"person_id", "gene", "diplotype"} <= set(header):
-            raise GenotypeFileError(f"{path}:1: the header must name person_id, gene and diplotype")
-        rows = []
-        for number, raw in enumerate(reader, start=2):
-            row = {key.strip().lower(): (value or "").strip() for key, value in raw.items() if key}
-            if not row.get("person_id", "").isdigit() or not row.get("gene") or not row.get("diplotype"):
-                raise GenotypeFileError(f"{path}:{number}: needs a numeric person_id, a gene and a diplotype")
-            rows.append((int(row["person_id"]), row["gene"].upper(), row["diplotype"], row.get("result_date") or None))
+    """Replace the results previously loaded from a file of this name with its rows (caller commits).
+
+    The whole file is read and checked before the database is touched.
+    """
+    try:
+        rows = [_genotype(path, line, row) for line, row in read_rows(path, ("person_id", "gene", "diplotype"))]
+    except CsvFileError as exc:
+        raise GenotypeFileError(str(exc)) from None
     con.register("frame", pd.DataFrame(rows, columns=["person_id", "gene", "diplotype", "result_date"]))
     source = f"file {path.name}"
     con.execute("DELETE FROM pgx_result WHERE source = ?", [source])
@@ -47,6 +46,15 @@ def load_genotype_file(con: duckdb.DuckDBPyConnection, path: Path) -> int:
         [source],
     )
     return len(rows)
+
+
+def _genotype(path: Path, line: int, row: dict[str, str]) -> tuple[int, str, str, str | None]:
+    gene, diplotype = row.get("gene", ""), row.get("diplotype", "")
+    if not gene or not diplotype:
+        raise GenotypeFileError(f"{path}:{line}: needs a numeric person_id, a gene and a diplotype")
+    if len(gene) > MAX_TEXT or len(diplotype) > MAX_TEXT:
+        raise GenotypeFileError(f"{path}:{line}: gene or diplotype longer than {MAX_TEXT} characters")
+    return person_id(path, line, row.get("person_id", "")), gene.upper(), diplotype, row.get("result_date") or None
 
 
 def extract_measurements(con: duckdb.DuckDBPyConnection, genes: set[str]) -> int:

@@ -104,9 +104,19 @@ def _common(rule: Rule) -> dict[str, Any]:
         "links": [{"label": guideline.title, "url": guideline.url, "type": "absolute"}],
         "override_reasons": [
             {"system": OVERRIDE_REASON_SYSTEM, "code": reason.code, "display": reason.display}
-            for reason in rule.override_reasons or DEFAULT_OVERRIDE_REASONS
+            for reason in offered_reasons(rule)
         ],
     }
+
+
+def offered_reasons(rule: Rule) -> tuple[OverrideReason, ...]:
+    """The override reasons every card of ``rule`` offers."""
+    return rule.override_reasons or DEFAULT_OVERRIDE_REASONS
+
+
+def offered_reason_codes(rules: Iterable[Rule]) -> frozenset[str]:
+    """Every override reason code some card of ``rules`` offers (feedback with any other is recorded as other)."""
+    return frozenset(reason.code for rule in rules for reason in offered_reasons(rule))
 
 
 _STAR_ALLELE = re.compile(r"(?<![*\\])\*(?=\d)")

@@ -196,7 +196,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
             )
             hooks = HookHandler(library, identifiers, events, fetcher, fhir_servers)
             app.state.hooks = hooks
-            app.state.feedback = FeedbackRecorder(identifiers, events)
+            app.state.feedback = FeedbackRecorder(identifiers, events, lambda: hooks.library)
             app.state.events = events
             app.state.rules = RulesWatcher(settings.rules_dir, library, hooks.use, settings.rules_poll_seconds)
             app.state.strengths = StrengthsWatcher(

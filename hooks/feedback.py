@@ -4,17 +4,25 @@ Feedback is idempotent: an item's event id is derived from its content, so a rep
 acknowledged without being written again, and if a repeat does reach the log (another worker,
 a restart), ingestion deduplicates on the same id. Free-text override comments are not stored;
 they may hold patient details. Only whether there was one is kept.
+
+An override reason is recorded as sent only if it is one the service's cards offer (system
+``urn:pgx-loop:override-reason``, a code of the rules being served); anything else, which an
+EHR or a caller could have filled with any text, is recorded as ``other``. Analytics narrows this
+further to the reasons offered by the rule of the card the feedback names.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 
+from engine.cards import OVERRIDE_REASON_SYSTEM, offered_reason_codes
 from engine.identifiers import Identifiers
+from engine.library import Library
 from hooks.discovery import Service
 from hooks.eventlog import EventLog
 from hooks.metrics import FEEDBACK
@@ -29,13 +37,24 @@ class FeedbackReceipt(BaseModel):
 
 
 REMEMBERED = 100_000  # recent feedback ids kept to recognise repeats without touching the disk
+OTHER_REASON = "other"
 
 
 class FeedbackRecorder:
-    def __init__(self, identifiers: Identifiers, events: EventLog):
+    def __init__(self, identifiers: Identifiers, events: EventLog, library: Callable[[], Library]):
+        """``library``: the rule library being served (it changes on reload)."""
         self._ids = identifiers
         self._events = events
+        self._library = library
+        self._offered: tuple[str, frozenset[str]] = ("", frozenset())
         self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def _offered_codes(self) -> frozenset[str]:
+        """The override reason codes the served cards offer, computed once per library version."""
+        library = self._library()
+        if self._offered[0] != library.version:
+            self._offered = (library.version, offered_reason_codes(library.rules))
+        return self._offered[1]
 
     async def record(self, service: Service, request: FeedbackRequest) -> FeedbackReceipt:
         """Log each new feedback item durably; returns how many were new and how many repeats."""
@@ -88,7 +107,9 @@ class FeedbackRecorder:
         if accepted:
             event["accepted_suggestions"] = accepted
         if reason:
-            event["override_reason"] = {"system": reason.system, "code": reason.code}
+            offered = reason.system == OVERRIDE_REASON_SYSTEM and reason.code in self._offered_codes()
+            code = reason.code if offered else OTHER_REASON
+            event["override_reason"] = {"system": OVERRIDE_REASON_SYSTEM, "code": code}
         if item.overrideReason and item.overrideReason.userComment:
             event["has_comment"] = True
         return event

@@ -19,6 +19,8 @@ ORDER_TYPES = ("MedicationRequest", "ServiceRequest", "DeviceRequest", "Nutritio
 _FHIR_ID = re.compile(FHIR_ID)
 _RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]+$")
 NonBlank = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+# Feedback fields end up in the event log and the analysts' exports: bounded, whatever the EHR sends.
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"\S")]
 
 
 class _Open(BaseModel):
@@ -113,24 +115,24 @@ class OrderSelectContext(OrderSignContext):
 
 
 class Coding(_Open):
-    system: NonBlank
-    code: NonBlank
-    display: str | None = None
+    system: ShortText
+    code: ShortText
+    display: str | None = Field(default=None, max_length=1000)
 
 
 class OverrideReason(_Open):
     reason: Coding | None = None
-    userComment: str | None = None
+    userComment: str | None = Field(default=None, max_length=4000)
 
 
 class AcceptedSuggestion(_Open):
-    id: NonBlank
+    id: ShortText
 
 
 class FeedbackItem(_Open):
-    card: NonBlank
+    card: ShortText
     outcome: Literal["accepted", "overridden"]
-    acceptedSuggestions: list[AcceptedSuggestion] | None = None
+    acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=100)
     overrideReason: OverrideReason | None = None
     outcomeTimestamp: AwareDatetime
 

@@ -67,7 +67,6 @@ def simulate_command(persons: int, seed: int, truth_file: Path | None, db: Path 
 @db_option
 def load_omop_command(source: Path, db: Path | None) -> None:
     """Import an OMOP CDM extract: a DuckDB file, or a folder of CSV/Parquet files named after the tables."""
-    from analytics.genotypes import extract_measurements
     from analytics.omop import OmopError, load_omop
 
     _log_to_stderr()
@@ -75,18 +74,16 @@ def load_omop_command(source: Path, db: Path | None) -> None:
     library = library_or_exit(settings.rules_dir)
     con = connect(settings.database)
     try:
-        report = load_omop(con, source)
-        with transaction(con):
-            genotypes = extract_measurements(con, set(library.genes))
+        report = load_omop(con, source, set(library.genes))
     except OmopError as exc:
         raise click.ClickException(str(exc)) from None
     except duckdb.Error as exc:  # a file DuckDB cannot read, a value of the wrong type: nothing was changed
         raise click.ClickException(f"{source}: {str(exc).splitlines()[0]}") from None
     finally:
         con.close()
-    click.echo(
-        json.dumps({"tables": report.tables, "skipped": report.skipped, "genotype_results": genotypes}, indent=2)
-    )
+    summary = {"tables": report.tables, "skipped": report.skipped, "left_out": report.left_out,
+               "genotype_results": report.genotype_results}  # fmt: skip
+    click.echo(json.dumps(summary, indent=2))
 
 
 @click.command(name="load-genotypes")
@@ -138,6 +135,8 @@ def analyze_command(db: Path | None) -> None:
         result = run_cycle(library, settings.paths())
     except (BadData, CycleBusy, NoData) as exc:
         raise click.ClickException(str(exc)) from None
+    except duckdb.Error as exc:  # the cycle rolled back and recorded the failure in analysis_run
+        raise click.ClickException(f"{settings.database}: the cycle failed: {str(exc).splitlines()[0]}") from None
     from analytics.report.render import report_after_cycle
 
     report_after_cycle(settings, library)  # logs where it went, or why it failed; the cycle stands either way

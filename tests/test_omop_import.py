@@ -105,7 +105,7 @@ def test_reloading_is_idempotent_and_parquet_and_duckdb_sources_load_too(source:
     ("remove", "message"),
     [
         ("OBSERVATION_PERIOD.csv", "missing table observation_period"),
-        ("DRUG_EXPOSURE.csv:DRUG_CONCEPT_ID", "table drug_exposure lacks column(s) drug_concept_id"),
+        ("DRUG_EXPOSURE.csv:DRUG_CONCEPT_ID", "table drug_exposure lacks CDM v5.4 column(s) drug_concept_id"),
     ],
 )
 def test_a_missing_table_or_column_is_named_and_nothing_changes(source, tmp_path: Path, remove: str, message: str):
@@ -164,7 +164,7 @@ def test_a_lab_genotype_file_loads_and_a_bad_row_is_named(tmp_path: Path, librar
     ]
     bad = tmp_path / "bad.csv"
     bad.write_text("person_id,gene,diplotype\n12,CYP2C19,*1/*2\nMRN0013,CYP2C19,*1/*2\n")
-    with pytest.raises(GenotypeFileError, match=r"bad\.csv:3: needs a numeric person_id"), transaction(con):
+    with pytest.raises(GenotypeFileError, match=r"bad\.csv:3: person_id must be a whole number"), transaction(con):
         load_genotype_file(con, bad)
     assert con.execute("SELECT count(*) FROM pgx_result").fetchall() == [(2,)]
     con.close()
@@ -193,4 +193,4 @@ def test_the_opt_out_list_is_replaced_by_each_load(tmp_path: Path):
     bad = tmp_path / "bad.csv"
     bad.write_text("person_id\n4\nMRN5\n")
     done = cli(database, "load-opt-outs", str(bad))
-    assert done.returncode == 1 and "bad.csv:3: person_id must be a number" in done.stderr
+    assert done.returncode == 1 and "bad.csv:3: person_id must be a whole number" in done.stderr

@@ -265,3 +265,52 @@ def test_data_quality_counts_unknown_alleles_and_disagreeing_results(library: Li
     assert by_row(tables["quality-results"], "Total", "without a result") == f"{without:,}"
     hidden = csv_tables(write_report(copy.database, library, tmp_path / "hidden", min_cell=10))
     assert dict(hidden["quality-problems"][1:])["Results that are not a diplotype"] == "*"
+
+
+def test_feedback_is_counted_only_for_issued_cards_and_offered_reasons(library: Library, loop, tmp_path: Path):
+    """Formula injection through override reasons (=HYPERLINK, =cmd|) and feedback for cards never shown."""
+    paths, _, _ = loop
+    copy = paths_in(tmp_path / "loop", paths.database)
+    con = connect(copy.database)
+    try:
+        ((card,),) = con.execute(
+            "SELECT card FROM cds_event WHERE type = 'card' AND rule = ? AND NOT shadow AND card NOT IN "
+            "(SELECT card FROM cds_event WHERE type = 'feedback') LIMIT 1",
+            [CLOPIDOGREL],
+        ).fetchall()
+        con.execute(
+            """INSERT INTO cds_event (event_id, type, time, service, card, outcome, override_reason, ingested_at)
+               VALUES ('f1', 'feedback', now(), 'pgx-order-select', ?, 'overridden', '=cmd|'' /C calc''!A0', now()),
+                      ('f2', 'feedback', now(), 'pgx-order-select', 'never-issued', 'overridden', 'stable-on-drug',
+                       now()),
+                      ('f3', 'feedback', now(), 'pgx-order-select', 'never-issued', 'accepted', NULL, now())""",
+            [card],
+        )
+    finally:
+        con.close()
+    before = csv_tables(write_report(paths.database, library, tmp_path / "before", min_cell=0))
+    after = csv_tables(write_report(copy.database, library, tmp_path / "after", min_cell=0))
+
+    reasons = dict(after[f"{CLOPIDOGREL}-override-reasons"][1:])
+    assert reasons["other"] == "1" and not any("cmd" in reason for reason in reasons)
+    alerts_before, alerts_after = before[f"{CLOPIDOGREL}-alerts"], after[f"{CLOPIDOGREL}-alerts"]
+    for column in ("cards shown", "accepted"):  # the stray feedback counts nowhere
+        assert by_row(alerts_after, "Total", column) == by_row(alerts_before, "Total", column)
+    overridden = int(by_row(alerts_before, "Total", "overridden").replace(",", "")) + 1  # f1 names a shown card
+    assert by_row(alerts_after, "Total", "overridden") == f"{overridden:,}"
+    problems = dict(after["quality-problems"][1:])
+    assert problems["Feedback for unknown cards (not counted anywhere in this report)"] == "2"
+
+
+def test_no_csv_cell_starts_a_spreadsheet_formula_and_numbers_stay_numbers(tmp_path: Path):
+    from analytics.report.render import write_csv
+    from analytics.report.view import Table
+
+    hostile = ['=HYPERLINK("http://evil.test")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    table = Table("t", "A table", ["=label", "value"], [[text, -1.25] for text in hostile] + [["plain", 3]])
+
+    write_csv(table, tmp_path / "t.csv")
+
+    with (tmp_path / "t.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows == [["'=label", "value"], *(["'" + text, "-1.25"] for text in hostile), ["plain", "3"]]

@@ -21,6 +21,7 @@ from analytics import strengths
 from analytics.cohort import REFERENCE, Study, build
 from analytics.estimate import Z95
 from analytics.store import first_row, scalar, table_exists
+from engine.cards import offered_reasons
 from engine.identifiers import Identifiers
 from engine.library import Library
 from engine.phenotyper import call_diplotype
@@ -157,6 +158,7 @@ class Quality:
     newest_event: datetime | None
     last_ingested: datetime | None
     unread_bytes: int | None  # event-log bytes not ingested yet (None: log folder not given)
+    unknown_card_feedback: int = 0  # feedback naming a card the service never showed: counted nowhere else
 
 
 @dataclass
@@ -257,16 +259,19 @@ def _pseudonyms(con: duckdb.DuckDBPyConnection, identifiers: Identifiers) -> Non
     con.unregister("linked_frame")
 
 
-def _alerts(con: duckdb.DuckDBPyConnection, data: RuleData, linked: bool) -> None:
+def _alerts(con: duckdb.DuckDBPyConnection, data: RuleData, linked: bool, offered: list[str]) -> None:
     """Cards shown (not shadow) by tier and feedback; with the link, by population and whether the order changed.
 
-    The order counts as changed when, within CHANGE_WINDOW_DAYS of the card, the patient started a
-    comparator and did not start the alerted drug.
+    Only feedback naming a card the service showed counts. An override reason the card's rule did
+    not offer (``offered``) counts as ``other``. The order counts as changed when, within
+    CHANGE_WINDOW_DAYS of the card, the patient started a comparator and did not start the alerted drug.
     """
+    con.execute("CREATE OR REPLACE TEMP TABLE offered_reasons AS SELECT unnest(?::VARCHAR[]) AS code", [offered])
     answers = """SELECT card, arg_max(outcome, time) AS outcome, arg_max(override_reason, time) AS reason
                  FROM cds_event WHERE type = 'feedback' GROUP BY card"""
     cards = f"""SELECT c.card, c.tier, c.patient, CAST(c.time AS DATE) AS day, coalesce(f.outcome, 'none') AS outcome,
-                       f.reason
+                       CASE WHEN f.reason IN (SELECT code FROM offered_reasons) THEN f.reason
+                            WHEN f.reason IS NOT NULL THEN 'other' END AS reason
                 FROM cds_event c LEFT JOIN ({answers}) f USING (card)
                 WHERE c.type = 'card' AND NOT coalesce(c.shadow, false) AND c.rule = ?"""
     rows = con.execute(
@@ -348,8 +353,13 @@ def _quality(con: duckdb.DuckDBPyConnection, library: Library, events_dir: Path 
     ).fetchall()
     differing = sum(len({phenotype.get((gene, d)) for d in diplotypes}) > 1 for gene, diplotypes in multiple)
     newest, ingested = first_row(con, "SELECT max(time), max(ingested_at) FROM cds_event") or (None, None)
+    stray = scalar(
+        con,
+        """SELECT count(*) FROM cds_event f WHERE f.type = 'feedback' AND NOT EXISTS (SELECT 1 FROM cds_event c
+               WHERE c.type = 'card' AND c.card = f.card AND NOT coalesce(c.shadow, false))""",
+    )
     return Quality(persons, without, unknown, unreadable, len(multiple), differing, newest, ingested,
-                   _unread_bytes(con, events_dir))  # fmt: skip
+                   _unread_bytes(con, events_dir), int(stray))  # fmt: skip
 
 
 def _unread_bytes(con: duckdb.DuckDBPyConnection, events_dir: Path | None) -> int | None:
@@ -394,7 +404,7 @@ def collect(
             _cohort(con, data)
             if linked and identifiers is not None:
                 _pseudonyms(con, identifiers)
-        _alerts(con, data, linked and table_exists(con, "linked"))
+        _alerts(con, data, linked and table_exists(con, "linked"), [r.code for r in offered_reasons(rule)])
         rules.append(data)
     return ReportData(
         generated_at=datetime.now(UTC),

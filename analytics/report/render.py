@@ -20,7 +20,7 @@ import duckdb
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from analytics.report.data import collect
-from analytics.report.view import ReportView, build_view
+from analytics.report.view import ReportView, Table, build_view
 from analytics.settings import AnalyticsSettings
 from engine.identifiers import Identifiers
 from engine.library import Library
@@ -72,14 +72,33 @@ def render_html(view: ReportView, stamp: str) -> str:
     )
 
 
+# A spreadsheet runs a cell starting with these as a formula (=HYPERLINK(...), =cmd|...): OWASP's CSV injection.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A CSV cell that no spreadsheet runs as a formula: text starting like one gets a leading ``'``.
+
+    Only text is touched, so numbers (a negative log hazard ratio) stay numbers.
+    """
+    if isinstance(cell, str) and cell.startswith(FORMULA_START):
+        return "'" + cell
+    return cell
+
+
+def write_csv(table: Table, path: Path) -> None:
+    """One table as a CSV export, every cell spreadsheet-safe."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([spreadsheet_safe(cell) for cell in table.columns])
+        writer.writerows([spreadsheet_safe(cell) for cell in row] for row in table.rows)
+
+
 def _write_folder(view: ReportView, folder: Path, stamp: str) -> None:
     folder.mkdir(parents=True)
     (folder / REPORT).write_text(render_html(view, stamp), encoding="utf-8")
     for table in view.tables():
-        with (folder / f"{table.name}.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(table.columns)
-            writer.writerows(table.rows)
+        write_csv(table, folder / f"{table.name}.csv")
     run = view.data.run
     meta = {"stamp": stamp, "generated_at": view.data.generated_at.isoformat(), "run_id": run.run_id if run else None,
             "min_cell": view.min_cell, "summary": view.summary}  # fmt: skip

@@ -336,6 +336,7 @@ def _quality(data: ReportData, min_cell: int) -> tuple[CountSpec, Table]:
         ["Newest event in the log", f"{q.newest_event:%Y-%m-%d %H:%M} UTC" if q.newest_event else "none"],
         ["Last ingestion of the event log", f"{q.last_ingested:%Y-%m-%d %H:%M} UTC" if q.last_ingested else "never"],
         ["Event log not ingested yet", "not checked" if q.unread_bytes is None else f"{q.unread_bytes:,} bytes"],
+        ["Feedback for unknown cards (not counted anywhere in this report)", lone(q.unknown_card_feedback)],
     ])  # fmt: skip
     return results, problems
 
