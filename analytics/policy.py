@@ -85,6 +85,11 @@ def update(group: Group, policy: Policy, log_hr: float | None, se: float | None)
     )
 
 
+def at_ceiling_reason(ceiling: Tier) -> str:
+    """The one reason every group held at its ceiling gives (reports group by it)."""
+    return f"at its ceiling ({ceiling}), the highest tier the rule allows"
+
+
 def escalation_boundary(policy: Policy, sequential: float) -> float:
     """The z the local estimate must reach to escalate: the sequential boundary, floored by local_confirmation."""
     return max(sequential, NormalDist().inv_cdf(policy.local_confirmation))
@@ -135,19 +140,21 @@ def decide(
     safe = posterior.probability_below(policy.safe_hr)
     rank = TIER_RANK[tier]
     z, needed = log_hr / se, escalation_boundary(policy, boundary)
-    if harm > policy.escalate_probability and z < needed:
-        reason = (
-            f"P(HR > {policy.harm_hr}) = {harm:.2f}, but this site's own estimate does not confirm harm yet "
-            f"(z = {z:.2f}, this cycle's sequential boundary {needed:.2f})"
-        )
-        return Decision(tier, tier, "hold", reason)
+    at_ceiling = rank >= TIER_RANK[ceiling]
     if harm > policy.escalate_probability:
-        if rank < TIER_RANK[ceiling]:
-            reason = f"P(HR > {policy.harm_hr}) = {harm:.2f} > {policy.escalate_probability}"
-            return Decision(tier, TIERS[rank + 1], "escalate", reason)
-        return Decision(
-            tier, tier, "hold", f"P(HR > {policy.harm_hr}) = {harm:.2f}, already at the ceiling ({ceiling})"
+        if at_ceiling:
+            return Decision(tier, tier, "hold", f"{at_ceiling_reason(ceiling)}; P(HR > {policy.harm_hr}) = {harm:.2f}")
+        if z < needed:
+            reason = (
+                f"P(HR > {policy.harm_hr}) = {harm:.2f}, but this site's own estimate does not confirm harm yet "
+                f"(z = {z:.2f}, this cycle's sequential boundary {needed:.2f})"
+            )
+            return Decision(tier, tier, "hold", reason)
+        reason = (
+            f"P(HR > {policy.harm_hr}) = {harm:.2f} > {policy.escalate_probability}, and this site's estimate "
+            f"crosses the sequential boundary (z = {z:.2f} >= {needed:.2f})"
         )
+        return Decision(tier, TIERS[rank + 1], "escalate", reason)
     if safe > policy.deescalate_probability:
         streak = safe_streak + 1
         if streak < policy.deescalate_after:
@@ -160,6 +167,7 @@ def decide(
             reason = f"P(HR < {policy.safe_hr}) = {safe:.2f} > {policy.deescalate_probability} for {streak} cycles"
             return Decision(tier, TIERS[rank - 1], "de-escalate", reason)
         return Decision(tier, tier, "hold", f"P(HR < {policy.safe_hr}) = {safe:.2f}, already at the floor ({floor})")
-    return Decision(
-        tier, tier, "hold", f"P(HR > {policy.harm_hr}) = {harm:.2f}, P(HR < {policy.safe_hr}) = {safe:.2f}: no change"
-    )
+    evidence = f"P(HR > {policy.harm_hr}) = {harm:.2f}, P(HR < {policy.safe_hr}) = {safe:.2f}"
+    if at_ceiling:
+        return Decision(tier, tier, "hold", f"{at_ceiling_reason(ceiling)}; {evidence}")
+    return Decision(tier, tier, "hold", f"{evidence}: no change")

@@ -66,6 +66,7 @@ def render_html(view: ReportView, stamp: str) -> str:
             equity=view.equity,
             quality=view.quality,
             summary=view.summary,
+            methods=view.methods,
             min_cell=view.min_cell,
             stamp=stamp,
         )
@@ -76,10 +77,11 @@ def _write_folder(view: ReportView, folder: Path, stamp: str) -> None:
     folder.mkdir(parents=True)
     (folder / REPORT).write_text(render_html(view, stamp), encoding="utf-8")
     for table in view.tables():
+        columns, rows = table.csv()
         with (folder / f"{table.name}.csv").open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(table.columns)
-            writer.writerows(table.rows)
+            writer.writerow(columns)
+            writer.writerows(rows)
     run = view.data.run
     meta = {"stamp": stamp, "generated_at": view.data.generated_at.isoformat(), "run_id": run.run_id if run else None,
             "min_cell": view.min_cell, "summary": view.summary}  # fmt: skip
