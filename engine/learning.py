@@ -114,6 +114,10 @@ class Policy(_Strict):
     )
     heterogeneity: float = Field(default=0.2, ge=0, description="Between-site SD added to the prior's log-HR SE")
     min_events: int = Field(default=10, ge=1, description="Events needed in the group and in the reference")
+    min_negative_controls: int = Field(
+        default=5, ge=2,
+        description="With at least this many estimable negative controls, decisions use the calibrated estimate",
+    )  # fmt: skip
     max_se: float = Field(default=0.35, gt=0, description="Largest SE of the local log HR worth acting on")
 
     @model_validator(mode="after")
@@ -136,6 +140,11 @@ class Learning(_Strict):
         default=False, description="Leave out patients with the outcome before the first dose"
     )
     comparators: tuple[Comparator, ...] = ()
+    negative_controls: tuple[Outcome, ...] = Field(
+        default=(),
+        description="Outcomes the genotype cannot affect on the drug, estimated with the same design to measure "
+        "its systematic error (empirical calibration, analytics/calibration.py)",
+    )
     covariates: tuple[Literal["age", "sex"] | ConditionCovariate, ...] = ("age", "sex")
     reference: tuple[str, ...] = Field(default=("Normal Metabolizer",), min_length=1)
     groups: tuple[Group, ...] = Field(min_length=1)
