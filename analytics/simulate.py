@@ -10,6 +10,10 @@ cards and feedback for them are written to ``cds_event``. Outcomes come from a p
 model with a constant baseline hazard: on the rule's drug the hazard is multiplied by the true
 hazard ratio of the patient's phenotype, on a comparator it is not (alternatives are genotype-
 neutral). Follow-up ends at the outcome, death, the end of observation or the study end.
+``Truth`` states exactly what a true hazard ratio means; it is the quantity analytics/estimate.py
+estimates (tests/test_validity_study.py and bench/learning_validity.py check it over many seeds).
+The draws (``draw_population``, ``draw_new_users``) are kept apart from the OMOP rows they become,
+so that analytics/simulated_cells.py can make the study's cells from the same draws without SQL.
 
 The truth used is stored in ``sim_truth``. Concept ids are local (2 000 000 000 and up, the OMOP
 range for site concepts); the ``concept`` and ``concept_ancestor`` rows map them to the real RxNorm,

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 
 import numpy as np
+import yaml
 
 from analytics.calibration import fit_systematic_error
 from analytics.cohort import Study
+from analytics.cycle import run_cycle
 from analytics.estimate import Z95, estimate
 from analytics.simulate import Truth
 from analytics.simulated_cells import draws, study_cells
-from engine.library import Library
-from tests.learning_data import CLOPIDOGREL
+from engine.library import Library, default_rules_dir, load_library
+from tests.learning_data import CLOPIDOGREL, paths_in, query, simulated
 
 
 def test_the_systematic_error_fit_recovers_a_known_bias_distribution():
@@ -56,3 +60,42 @@ def test_calibration_restores_coverage_when_an_unmeasured_confounder_travels_wit
     assert np.mean(nominal) <= 0.5
     assert np.mean(calibrated) >= 0.8
     assert math.isfinite(error.sd)
+
+
+def test_with_enough_negative_controls_the_cycle_decides_on_the_calibrated_estimate(tmp_path):
+    """A rule file listing negative controls; the simulator's site has an unmeasured confounder."""
+    rules = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), rules)
+    path = rules / "cyp2c19-clopidogrel.yaml"
+    document = yaml.safe_load(path.read_text())
+    names = [f"{CLOPIDOGREL}-nc{k:02d}" for k in range(1, 7)]
+    document["learning"]["negative_controls"] = [
+        {"name": f"control {name[-2:]}", "conditions": [{"system": "snomed", "code": f"nc-{name}"}]} for name in names
+    ]
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    library = load_library(rules)
+    truth = Truth()
+    truth.rules[CLOPIDOGREL]["baseline_rate"] = 0.3
+    truth.ancestry = {"EUR": 0.5, "EAS": 0.5}
+    truth.confounding = {"hazard_ratio": 4.0, "prevalence": {"EUR": 0.0, "EAS": 0.9}}
+    truth.controls = len(names)
+    source = tmp_path / "source.duckdb"
+    simulated(library, 60_000, seed=4, effects=truth, path=source).close()
+    paths = paths_in(tmp_path / "loop", source)
+    first, again = run_cycle(library, paths), run_cycle(library, paths)
+    rows = query(paths, "SELECT run_id, phenotype, evidence FROM strength_audit WHERE rule = ? AND run_id IS NOT NULL",
+                 [CLOPIDOGREL])  # fmt: skip
+    looks = {(run, phenotype): json.loads(evidence).get("look") for run, phenotype, evidence in rows}
+    im = "Intermediate Metabolizer"
+    before, after = looks[(first.run_id, im)], looks[(again.run_id, im)]
+    # one surveillance year; the same data again is no new information, so the same boundary
+    assert before and after and after["year_start"] == before["year_start"]
+    assert after["boundary"] == before["boundary"] and after["t"] > before["t"]
+    for _run, phenotype, evidence in rows:
+        if phenotype != im:
+            continue
+        calibration = json.loads(evidence)["calibration"]
+        assert calibration["controls"] == len(names), phenotype
+        assert calibration["bias_mean"] > 0.1  # the confounder pushes every within-drug HR up
+        local = json.loads(evidence)["local"]["hr"]
+        assert calibration["calibrated"]["hr"] < local
