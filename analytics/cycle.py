@@ -29,6 +29,8 @@ from analytics.events import ingest
 from analytics.genotypes import extract_measurements, refresh_phenotypes
 from analytics.omop import REQUIRED, type_problems
 from analytics.policy import Decision, Posterior, decide, update
+from analytics.products import build_index, has_vocabulary
+from analytics.products import publish as publish_products
 from analytics.sequential import Look, replay
 from analytics.settings import Paths
 from analytics.store import connect, count, first_row, table_exists
@@ -76,6 +78,7 @@ class CycleResult:
     events_ingested: int = 0
     opted_out_excluded: int = 0
     snapshot_version: int = 0
+    products: int | None = None  # products indexed from the OMOP vocabulary; None: no vocabulary
     estimates: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -86,6 +89,7 @@ class CycleResult:
             "events_ingested": self.events_ingested,
             "opted_out_excluded": self.opted_out_excluded,
             "snapshot_version": self.snapshot_version,
+            "products": self.products,
             "seconds": round(self.seconds, 3),
             "estimates": self.estimates,
         }
@@ -345,6 +349,8 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
                 extract_measurements(con, set(library.genes))
                 refresh_phenotypes(con, library)
                 data = data_snapshot(con)
+                # Read inside the transaction, published after commit with the strengths.
+                products = build_index(con, library) if has_vocabulary(con) else None
                 published = working = strengths.latest(con)
                 for rule in library.rules:
                     if rule.learning is not None:
@@ -367,6 +373,12 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
                 )
                 raise
             strengths.write_file(con, paths.snapshot)
+            if products is not None:
+                result.products = len(products.products)
+                if products.products:
+                    publish_products(products, paths.products)
+                else:  # a vocabulary without RxNorm ingredients: keep what was published before
+                    log.info("the OMOP vocabulary holds no RxNorm product of the covered drugs; none published")
             result.status = "ok"
             result.seconds = time.perf_counter() - started
             log.info("analytics cycle %s done in %.1f s", run_id, result.seconds)

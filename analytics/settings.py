@@ -20,10 +20,16 @@ class Paths:
     events: Path
     snapshot: Path
     status_file: Path | None = None
+    products_file: Path | None = None
 
     @property
     def status(self) -> Path:
         return self.status_file or self.snapshot.with_name("analytics-status.json")
+
+    @property
+    def products(self) -> Path:
+        """The product index built from the OMOP vocabulary (default: next to the strengths)."""
+        return self.products_file or self.snapshot.with_name("products.json")
 
     @property
     def lock(self) -> Path:
@@ -50,6 +56,9 @@ class AnalyticsSettings(BaseSettings):
     analytics_status_file: Path | None = Field(
         default=None, description="How the last cycle went, for the service (default: next to the strengths file)"
     )
+    products_file: Path | None = Field(
+        default=None, description="RxNorm products built from the OMOP vocabulary (default: next to the strengths)"
+    )
     analytics_interval_hours: float = Field(
         default=24.0, ge=0, description="Hours between scheduled analytics cycles in `serve` (0: never)"
     )
@@ -72,4 +81,5 @@ class AnalyticsSettings(BaseSettings):
             self.event_log_dir or self.var_dir / "events",
             self.strengths_file or self.var_dir / "strengths.json",
             self.analytics_status_file,
+            self.products_file,
         )

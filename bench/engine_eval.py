@@ -52,7 +52,7 @@ def main() -> None:
     library = load_library(ROOT / "rules")
     reader = ResultReader(library.genes, library.rules_by_code)
     draft = request["context"]["draftOrders"]["entry"][0]["resource"]
-    order = Order(f"MedicationRequest/{draft['id']}", frozenset({"309362"}), resource=draft)
+    order = Order(f"MedicationRequest/{draft['id']}", frozenset({"309362"}))
     patient = request["context"]["patientId"]
     context = CardContext(patient, request["context"]["userId"], Identifiers(b"k" * 32).stable_uuid)
     prefetch = list(request["prefetch"].values())

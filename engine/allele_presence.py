@@ -16,6 +16,10 @@ from engine.calls import INDETERMINATE, PhenotypeCall, indeterminate
 from engine.genes import AllelePresenceFile, GeneDefinition, allele_sort_key
 
 _HLA_NAME = re.compile(r"^\*\d{2,3}(:\d{2,3}[A-Z]?)+$")
+_STATUS_WORDS = "not detected|not present|detected|present|absent|positive|negative|pos|neg"
+_STATUS_AFTER = re.compile(rf"^(?P<allele>\S+?)\s*[:=-]?\s*\(?(?P<status>{_STATUS_WORDS})\)?$", re.IGNORECASE)
+_STATUS_BEFORE = re.compile(rf"^(?P<status>{_STATUS_WORDS})\s*(?:for\s+|:\s*)(?P<allele>\S+)$", re.IGNORECASE)
+_CARRIED = {"detected": True, "present": True, "positive": True, "pos": True}
 OTHER = "Other"  # PharmCAT's placeholder for "none of the alleles of interest"
 
 
@@ -31,6 +35,19 @@ class AllelePresenceGene(GeneDefinition):
         self.known = {*self.alleles_of_interest, *spec.other_alleles, OTHER}
         statuses = [f"{allele} {status}" for allele in self.alleles_of_interest for status in ("positive", "negative")]
         self.phenotypes = (*statuses, INDETERMINATE)
+        letter = self.symbol.removeprefix("HLA-")
+        # "B*57:01" for HLA-B: the locus letter of an HLA typing, dropped like the gene symbol.
+        self._locus = re.compile(rf"^{re.escape(letter)}(?=\*)", re.IGNORECASE) if letter != self.symbol else None
+
+    def known_alleles(self) -> tuple[str, ...]:
+        return tuple(self.known)
+
+    def _strip_gene(self, text: str) -> str:
+        text = super()._strip_gene(text)
+        return self._locus.sub("", text) if self._locus is not None else text
+
+    def call_normalised(self, text: str) -> PhenotypeCall:
+        return self.reported(text) or self.call_as_written(text)
 
     def split(self, text: str) -> list[str] | None:
         text = text.rsplit("#", 1)[-1]  # GL string with a namespace prefix: hla#3.33.0#HLA-B*08:01/...
@@ -59,14 +76,18 @@ class AllelePresenceGene(GeneDefinition):
         return PhenotypeCall(self.symbol, diplotype, "; ".join(keys), keys=keys)
 
     def reported(self, text: str) -> PhenotypeCall | None:
-        """One or more statuses as a lab states them: "*57:01 positive" or "HLA-B*57:01 positive"."""
-        found = []
-        for part in re.split(r"[;,]", text):
-            words = " ".join(self._strip_gene(part.strip()).split()).casefold()
-            found += [status for status in self.phenotypes if status.casefold() == words and status != INDETERMINATE]
-        if not found:
-            return None
-        return PhenotypeCall(self.symbol, None, "; ".join(found), keys=tuple(found))
+        """Statuses as a lab states them: "*57:01 positive", "HLA-B*57:01 detected", "B*57:01 absent"."""
+        found: dict[str, str] = {}
+        for part in re.split(r"\s*[;,]\s*", self._strip_gene(" ".join(text.split()))):
+            match = _STATUS_AFTER.match(part) or _STATUS_BEFORE.match(part)
+            allele = self._truncate(self._strip_gene(match["allele"])) if match else None
+            if allele not in self.alleles_of_interest:
+                return None
+            status = "positive" if _CARRIED.get(match["status"].casefold(), False) else "negative"
+            if found.setdefault(allele, status) != status:
+                return indeterminate(self.symbol, None, f"{allele} is stated both positive and negative")
+        keys = tuple(f"{allele} {status}" for allele, status in found.items())
+        return PhenotypeCall(self.symbol, None, "; ".join(keys), keys=keys) if keys else None
 
     def representative_calls(self) -> list[PhenotypeCall]:
         calls = []

@@ -36,3 +36,15 @@ class PhenotypeCall:
 
 def indeterminate(gene: str, diplotype: str | None, reason: str, functions: tuple = ()) -> PhenotypeCall:
     return PhenotypeCall(gene, diplotype, INDETERMINATE, functions=functions, reason=reason)
+
+
+def loose_phenotype(phenotype: str) -> str:
+    """A phenotype without CPIC's "Likely": LOINC's answer list and most lab reports have no "Likely" terms,
+    so a lab writing "Poor metabolizer" for a diplotype CPIC calls "Likely Poor Metabolizer" agrees with it
+    (CPIC applies the same advice)."""
+    return phenotype.removeprefix("Likely ")
+
+
+def stated_agrees(stated: str, called: str) -> bool:
+    """Whether a phenotype a lab wrote agrees with the phenotype called from the alleles."""
+    return loose_phenotype(stated) == loose_phenotype(called)

@@ -222,15 +222,14 @@ def build_card(match: Match, context: CardContext, template: CardTemplate) -> di
 
 def _suggestion(match: Match, swap: SwapTemplate, context: CardContext, card_id: str) -> dict[str, Any]:
     """Create the alternative (deleting the draft order, for a swap), in the draft order's context."""
-    draft = match.order.resource
     resource: dict[str, Any] = {
         **swap.resource,
-        "intent": draft.get("intent") or "order",
+        "intent": "order",
         "subject": {"reference": f"Patient/{context.patient_id}"},
     }
-    for key in ("encounter", "reasonCode", "reasonReference", "category", "priority"):
-        if draft.get(key) and (key not in resource):  # keep the original order's visit, indication, priority
-            resource[key] = draft[key]
+    for key, value in match.order.carried.items():  # the draft's intent, visit, indication (R4-checked)
+        if key not in swap.resource:
+            resource[key] = value
     if context.user_id:
         resource["requester"] = {"reference": context.user_id}
     actions = []

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from engine.cards import summary_text, template_key
 from engine.library import Library
-from engine.matching import Match
+from engine.matching import Match, StrengthTable
 from engine.orders import Order
 from engine.populations import PatientFacts
 from engine.results import GeneResult, ReportedResult
@@ -51,12 +51,17 @@ def find_drug_codes(library: Library, drug: str) -> frozenset[str]:
 
 
 def explain(
-    library: Library, reports: Iterable[ReportedResult], codes: frozenset[str], facts: PatientFacts | None = None
+    library: Library,
+    reports: Iterable[ReportedResult],
+    codes: frozenset[str],
+    facts: PatientFacts | None = None,
+    strengths: StrengthTable | None = None,
 ) -> Explanation:
+    """Interpret, match and tier as the service does, with the published ``strengths`` applied."""
     results = library.interpret(reports)
     order = Order("MedicationRequest/explained", codes)
     matches: dict[str, list[Match]] = {}
-    for match in library.match([order], results, facts):
+    for match in library.match([order], results, facts, strengths):
         matches.setdefault(match.rule.id, []).append(match)
     steps = []
     seen = set()

@@ -6,6 +6,7 @@ import itertools
 
 from engine.calls import INDETERMINATE, PhenotypeCall, indeterminate
 from engine.genes import FunctionPairFile, GeneDefinition, allele_sort_key
+from engine.spelling import did_you_mean
 from engine.yamlsource import Problem, YamlDocument
 
 
@@ -23,6 +24,9 @@ class FunctionPairGene(GeneDefinition):
             _pair_key(*pair): phenotype for phenotype, pairs in spec.phenotypes.items() for pair in pairs
         }
         self.phenotypes = tuple(dict.fromkeys([*spec.phenotypes, INDETERMINATE]))
+
+    def known_alleles(self) -> tuple[str, ...]:
+        return tuple(self.allele_function)
 
     def call_alleles(self, alleles: list[str]) -> PhenotypeCall:
         first, second = sorted(
@@ -60,7 +64,11 @@ def function_pair_problems(spec: FunctionPairFile, document: YamlDocument) -> li
             for function in pair:
                 if function not in used:
                     problems.append(
-                        document.problem(where, f"function {function!r} is not the function of any allele in this file")
+                        document.problem(
+                            where,
+                            f"function {function!r} is not the function of any allele in this file"
+                            f"{did_you_mean(function, used)}",
+                        )
                     )
     for first, second in itertools.combinations_with_replacement(used, 2):
         if _pair_key(first, second) not in seen:

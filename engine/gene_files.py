@@ -8,7 +8,7 @@ from engine.activity_score import ActivityScoreGene, activity_score_problems
 from engine.allele_presence import AllelePresenceGene
 from engine.function_pair import FunctionPairGene, function_pair_problems
 from engine.genes import ActivityScoreFile, AllelePresenceFile, FunctionPairFile, GeneDefinition, GeneFile
-from engine.yamlsource import SourceError, YamlDocument
+from engine.yamlsource import Problem, SourceError, YamlDocument
 
 _SCHEMA: TypeAdapter = TypeAdapter(GeneFile)
 KINDS = ("function pair", "activity score", "allele presence")
@@ -33,6 +33,28 @@ def parse_gene_file(document: YamlDocument) -> GeneDefinition:
     else:
         assert isinstance(spec, AllelePresenceFile)
         problems, gene = [], AllelePresenceGene
+    definition = gene(spec, document.name)
+    problems += _notation_problems(definition, document)
     if problems:
         raise SourceError(problems)
-    return gene(spec, document.name)
+    definition.reader  # noqa: B018 - build the notation reader now, at load time, not on a request
+    return definition
+
+
+def _notation_problems(gene: GeneDefinition, document: YamlDocument) -> list[Problem]:
+    """Other names and positions must stand for alleles the file defines."""
+    known = set(gene.known_alleles())
+    problems = []
+    for alias, allele in gene.allele_names.items():
+        if allele not in known:
+            message = f"{alias!r} names {allele!r}, which is not an allele here"
+            problems.append(document.problem(("allele_names", alias), message))
+    if gene.reference_allele is not None and gene.reference_allele not in known:
+        problems.append(document.problem(("reference_allele",), f"{gene.reference_allele!r} is not an allele here"))
+    for index, position in enumerate(gene.positions):
+        for base, allele in position.bases.items():
+            if allele not in known:
+                problems.append(
+                    document.problem(("positions", index, "bases", base), f"{allele!r} is not an allele here")
+                )
+    return problems

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import itertools
 import re
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from engine.calls import INDETERMINATE, PhenotypeCall, indeterminate
+from engine.calls import INDETERMINATE, PhenotypeCall, indeterminate, stated_agrees
+from engine.notations import NotationReader, Position, Reading
 
 _SUBALLELE = re.compile(r"^(\*\d+[A-Za-z]*)\.\d+$")
 
@@ -34,6 +36,23 @@ class Citation(BaseModel):
     data: str | None = None
 
 
+class PositionSpec(BaseModel):
+    """A position tested on its own, as labs name it, and the allele each base stands for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    names: list[str] = Field(min_length=1, description='e.g. ["rs4149056", "c.521"]')
+    bases: dict[str, str] = Field(min_length=2, description="base (A, C, G, T) -> allele")
+
+    @field_validator("bases")
+    @classmethod
+    def _nucleotides(cls, value: dict[str, str]) -> dict[str, str]:
+        for base in value:
+            if base not in ("A", "C", "G", "T"):
+                raise ValueError(f"base {base!r} must be one of A, C, G, T")
+        return value
+
+
 class _GeneFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -42,6 +61,15 @@ class _GeneFile(BaseModel):
     source: Citation
     notations: dict[str, str] = Field(
         default_factory=dict, description="Other ways labs write a diplotype -> the diplotype as written here"
+    )
+    allele_names: dict[str, str] = Field(
+        default_factory=dict, description="Other names labs give an allele (legacy, repeat counts) -> the allele"
+    )
+    reference_allele: str | None = Field(
+        default=None, description="The allele meant by 'heterozygous' for one named variant (DPYD: Reference)"
+    )
+    positions: list[PositionSpec] = Field(
+        default_factory=list, description="Single-position results (rs4149056 T/C): the position's names and bases"
     )
     examples: dict[str, str] = Field(default_factory=dict, description="diplotype -> expected phenotype")
 
@@ -74,6 +102,11 @@ class ActivityScoreFile(_GeneFile):
     kind: Literal["activity score"]
     alleles: dict[str, AlleleActivity] = Field(min_length=1)
     phenotypes: dict[str, str] = Field(min_length=1, description='phenotype -> score range ("0.25 to 1.0")')
+    variants_on_one_strand: Literal["lowest activity"] | None = Field(
+        default=None,
+        description="A phased result listing several variants on one strand: the strand counts as its "
+        "lowest-activity variant (CPIC DPYD, as PharmCAT applies it); without this such a result is Indeterminate",
+    )
 
     _names = field_validator("alleles")(_allele_names)
 
@@ -117,24 +150,91 @@ class GeneDefinition:
         self.citation = spec.source
         self.examples = dict(spec.examples)
         self.notations = {_notation_key(alias): diplotype for alias, diplotype in spec.notations.items()}
+        self.allele_names = dict(spec.allele_names)
+        self.reference_allele = spec.reference_allele
+        self.positions = tuple(Position(tuple(p.names), dict(p.bases)) for p in spec.positions)
         self.phenotypes: tuple[str, ...] = (INDETERMINATE,)
+        symbol = re.escape(self.symbol)
+        self._leading_symbol = re.compile(rf"^{symbol}\s+", re.IGNORECASE)
+        self._inline_symbol = re.compile(rf"{symbol}\s*(?=\*)", re.IGNORECASE)
+
+    def known_alleles(self) -> tuple[str, ...]:
+        """The allele names this gene file defines."""
+        return ()
+
+    @cached_property
+    def reader(self) -> NotationReader:
+        """The gene's notation reader (built on first use; the loader builds it at load time)."""
+        terms = [term for term in self.phenotypes if term != INDETERMINATE]
+        return NotationReader(self.known_alleles(), self.allele_names, terms, self.reference_allele, self.positions)
 
     # --- diplotypes ---------------------------------------------------------------------------
 
     def call(self, text: str) -> PhenotypeCall:
-        """Phenotype one diplotype string (use engine.phenotyper.call_diplotype: it caches)."""
+        """Phenotype one genotype string (use engine.phenotyper.call_diplotype: it caches).
+
+        The strict reading (``allele/allele`` in the file's own names) comes first; only what it
+        cannot call goes to the notation reader, so the reader never changes a call it made.
+        """
+        written = self.call_as_written(text)
+        if written.definite or written.functions:  # functions: both alleles known, CPIC gives no phenotype
+            return written
+        return self.call_normalised(text)
+
+    def call_as_written(self, text: str) -> PhenotypeCall:
+        """The strict reading: two allele names as this file writes them (gene prefix and order aside)."""
         stripped = self._strip_gene(text.strip())
         stripped = self.notations.get(_notation_key(stripped), stripped)
         alleles = self.split(stripped)
         if alleles is None:
             return indeterminate(self.symbol, text.strip() or None, f"not a diplotype: {text.strip()!r}")
-        return self.call_alleles(alleles)
+        return self._unmixed(alleles) or self.call_alleles(alleles)
+
+    def call_normalised(self, text: str) -> PhenotypeCall:
+        """The notation reader's reading: lab and PharmCAT spellings (engine.notations)."""
+        stripped = self._strip_gene(text.strip())
+        stripped = self.notations.get(_notation_key(stripped), stripped)
+        reading = self.reader.read(stripped)
+        if isinstance(reading, str):
+            return indeterminate(self.symbol, text.strip() or None, reading)
+        names = [name for strand in reading.strands for name in strand]
+        return self._qualified(self._unmixed(names) or self.call_strands(reading.strands), reading)
+
+    def call_strands(self, strands: tuple[tuple[str, ...], ...]) -> PhenotypeCall:
+        """Phenotype two strands; a strand listing several variants is Indeterminate unless the kind knows better."""
+        several = [" + ".join(strand) for strand in strands if len(strand) > 1]
+        if several:
+            return indeterminate(
+                self.symbol, "/".join(" + ".join(s) for s in strands), f"several alleles on one strand: {several[0]}"
+            )
+        return self.call_alleles([strand[0] for strand in strands])
+
+    def _unmixed(self, names: list[str]) -> PhenotypeCall | None:
+        """Indeterminate when a single-position result is paired with an allele of another kind."""
+        positional = [name in self.reader.position_alleles for name in names]
+        if any(positional) and not all(positional):
+            return indeterminate(
+                self.symbol, "/".join(names), "a single-position result cannot be paired with another kind of allele"
+            )
+        return None
+
+    def _qualified(self, call: PhenotypeCall, reading: Reading) -> PhenotypeCall:
+        """Check a stated zygosity or phenotype against the call; a mismatch is Indeterminate."""
+        if not call.definite:
+            return call
+        first, second = reading.strands
+        if reading.zygosity is not None and (reading.zygosity == "heterozygous") == (first == second):
+            reason = f"stated {reading.zygosity}, but the alleles are {call.diplotype}"
+            return indeterminate(self.symbol, call.diplotype, reason)
+        if reading.stated and not stated_agrees(reading.stated, call.phenotype):
+            return indeterminate(
+                self.symbol, call.diplotype, f"stated {reading.stated}, but {call.diplotype} is {call.phenotype}"
+            )
+        return call
 
     def _strip_gene(self, text: str) -> str:
         """Drop the gene symbol labs put in front: "CYP2C19 *1/*2", "CYP2C19*1/CYP2C19*2", "VKORC1 C/T"."""
-        symbol = re.escape(self.symbol)
-        text = re.sub(rf"^{symbol}\s+", "", text, flags=re.IGNORECASE)
-        return re.sub(rf"{symbol}\s*(?=\*)", "", text, flags=re.IGNORECASE)
+        return self._inline_symbol.sub("", self._leading_symbol.sub("", text))
 
     def split(self, text: str) -> list[str] | None:
         """The two allele names of a diplotype, or None."""

@@ -8,9 +8,8 @@ the service swaps whole libraries, so a request never sees half of one.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,13 @@ from engine.examples import gene_example_problems, rule_example_problems
 from engine.gene_files import parse_gene_file
 from engine.genes import GeneDefinition
 from engine.lookup import RuleLookup, compile_rule, coverage
-from engine.matching import Match, StrengthTable, match_orders, rules_for
+from engine.matching import Match, RuleIndex, StrengthTable, match_orders, rules_for
 from engine.orders import Order
 from engine.populations import PatientFacts
+from engine.products import ProductIndex, ingredient_tables, name_key, parse_curated
 from engine.results import GeneResult, ReportedResult, interpret
 from engine.rules import GENERAL, SUMMARY_LIMIT, Drug, Recommendation, Rule
+from engine.spelling import did_you_mean
 from engine.yamlsource import Problem, SourceError, YamlDocument, load_yaml
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -49,6 +50,7 @@ class Library:
     rules_by_code: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
     rules_by_name: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
     card_templates: Mapping[TemplateKey, CardTemplate]
+    products: tuple[ProductIndex, ...] = ()  # the curated product tables of rules/products/
 
     def interpret(self, reports: Iterable[ReportedResult]) -> dict[str, GeneResult]:
         return interpret(self.genes, reports)
@@ -69,6 +71,16 @@ class Library:
     def card(self, match: Match, context: CardContext) -> dict[str, Any]:
         """The CDS Hooks card for a match that shows one."""
         return build_card(match, context, self.card_templates[template_key(match)])
+
+    def with_products(self, published: ProductIndex) -> Library:
+        """This library also matching the products and brands of ``published`` (the OMOP-built index).
+
+        Built once per published index, so a request still does one dict lookup per code.
+        """
+        if not published.products and not published.brands:
+            return self
+        by_code, by_name = _with_products(self.rules_by_code, self.rules_by_name, (published,))
+        return replace(self, rules_by_code=by_code, rules_by_name=by_name)
 
     def rule(self, rule_id: str) -> Rule | None:
         lookup = self.lookups.get(rule_id)
@@ -112,8 +124,19 @@ def load_library(directory: Path) -> Library:
             rules.append((lookup, document))
 
     problems.extend(_shared_code_problems(rules))
+    by_code, by_name = _index_by_code(rules), _index_by_name(rules)
+    products = []
+    # A rule file that failed to load would make its drug's products look uncovered: check then only the rest.
+    covered = None if problems else by_code
+    for path in sorted((directory / "products").glob("*.yaml")):
+        document = _read(path, directory, digest, problems)
+        if document is not None:
+            index, found = parse_curated(document, covered)
+            products.append(index)
+            problems.extend(found)
     if problems:
         raise SourceError(problems)
+    by_code, by_name = _with_products(by_code, by_name, products)
     loaded = tuple(lookup.rule for lookup, _ in rules)
     library = Library(
         directory,
@@ -121,9 +144,10 @@ def load_library(directory: Path) -> Library:
         loaded,
         digest.hexdigest()[:16],
         {lookup.rule.id: lookup for lookup, _ in rules},
-        _index_by_code(rules),
-        _index_by_name(rules),
+        by_code,
+        by_name,
         card_templates(loaded),
+        tuple(products),
     )
     for symbol, document in gene_documents.items():
         problems.extend(gene_example_problems(genes[symbol], document))
@@ -180,7 +204,9 @@ def _rule_problems(rule: Rule, document: YamlDocument, genes: Mapping[str, GeneD
     if unknown:
         known = ", ".join(sorted(genes)) or "none"
         where = ("gene",) if rule.single_gene else ("genes",)
-        return [*problems, document.problem(where, f"unknown gene {', '.join(unknown)} (defined genes: {known})")]
+        hints = "".join(did_you_mean(symbol, genes) for symbol in unknown)
+        message = f"unknown gene {', '.join(unknown)}{hints} (defined genes: {known})"
+        return [*problems, document.problem(where, message)]
     problems.extend(_population_problems(rule, document))
     for index, recommendation in enumerate(rule.recommendations):
         where = ("recommendations", index)
@@ -219,7 +245,8 @@ def _learning_problems(rule: Rule, genes: Mapping[str, GeneDefinition], document
     ]
     for where, phenotype in named:
         if phenotype not in vocabulary:
-            problems.append(document.problem(where, f"{phenotype!r} is not a {rule.gene_list[0]} phenotype"))
+            hint = did_you_mean(phenotype, vocabulary)
+            problems.append(document.problem(where, f"{phenotype!r} is not a {rule.gene_list[0]} phenotype{hint}"))
         if phenotype in used:
             problems.append(document.problem(where, f"{phenotype!r} is in more than one group"))
         used.add(phenotype)
@@ -287,19 +314,22 @@ def _summary_problems(
 
 
 def _shared_code_problems(rules: list[tuple[RuleLookup, YamlDocument]]) -> list[Problem]:
-    claimed: dict[tuple[str, str], Rule] = {}
+    claimed: dict[tuple[str, str], tuple[Rule, Drug]] = {}
     problems = []
     for lookup, document in rules:
         rule = lookup.rule
         for d, drug in enumerate(rule.drugs):
             for c, code in enumerate(drug.rxnorm):
                 for gene in rule.gene_list:
-                    other = claimed.setdefault((gene, code), rule)
+                    other, owner = claimed.setdefault((gene, code), (rule, drug))
                     if other is not rule:
+                        # Name the drug the code was first claimed for: listing omeprazole's code under
+                        # pantoprazole is the usual slip, and "7646 (pantoprazole)" would hide it.
                         problems.append(
                             document.problem(
                                 ("drugs", d, "rxnorm", c),
-                                f"RxNorm {code} ({drug.name}) is already claimed for {gene} by rule {other.id}",
+                                f"RxNorm {code} is already claimed for {gene} as {owner.name} by rule {other.id}; "
+                                f"listed here under {drug.name}",
                             )
                         )
     return problems
@@ -318,5 +348,28 @@ def _index_by_name(rules: list[tuple[RuleLookup, YamlDocument]]) -> dict[str, tu
     index: dict[str, list[tuple[RuleLookup, Drug]]] = {}
     for lookup, _ in rules:
         for drug in lookup.rule.drugs:
-            index.setdefault(" ".join(re.findall(r"[a-z0-9]+", drug.name.casefold())), []).append((lookup, drug))
+            index.setdefault(name_key(drug.name), []).append((lookup, drug))
     return {name: tuple(entries) for name, entries in index.items()}
+
+
+def _with_products(
+    by_code: RuleIndex, by_name: RuleIndex, indexes: Iterable[ProductIndex]
+) -> tuple[RuleIndex, RuleIndex]:
+    """The code and name indexes with each product code and brand name leading to its ingredients' rules.
+
+    A combination leads to the rules of every ingredient it holds; an ingredient no rule covers adds nothing.
+    """
+    product_codes, brand_names = ingredient_tables(indexes)
+
+    def extended(index: RuleIndex, table: Mapping[str, tuple[str, ...]]) -> RuleIndex:
+        result = dict(index)
+        for key, ingredients in table.items():
+            entries = {(lookup.rule.id, drug.name): (lookup, drug) for lookup, drug in result.get(key, ())}
+            for code in ingredients:
+                for lookup, drug in by_code.get(code, ()):
+                    entries.setdefault((lookup.rule.id, drug.name), (lookup, drug))
+            if entries:
+                result[key] = tuple(entries.values())
+        return result
+
+    return extended(by_code, product_codes), extended(by_name, brand_names)

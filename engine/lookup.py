@@ -20,6 +20,7 @@ from engine.genes import GeneDefinition
 from engine.results import GeneResult
 from engine.rules import GENERAL, Recommendation, Rule
 from engine.scores import Interval, parse_range
+from engine.spelling import did_you_mean
 
 GeneResults = Mapping[str, GeneResult | None]
 
@@ -82,7 +83,8 @@ def compile_condition(gene: GeneDefinition, values: tuple[str, ...], multi_gene:
             interval = gene.ranges.get(value) or parse_range(value)
             if interval is None:
                 raise ValueError(
-                    f"{value!r} is not a {gene.symbol} phenotype, activity score or range "
+                    f"{value!r} is not a {gene.symbol} phenotype, activity score or range"
+                    f"{did_you_mean(value, [*gene.ranges, INDETERMINATE])} "
                     f"(e.g. '1.0', '0.25 to 1.0', '> 2.25'; phenotypes: {', '.join(gene.ranges)})"
                 )
             intervals.append(interval)
@@ -90,7 +92,8 @@ def compile_condition(gene: GeneDefinition, values: tuple[str, ...], multi_gene:
             keys.add(value)
         else:
             raise ValueError(
-                f"{value!r} is not a {gene.symbol} value (expected one of: {', '.join(gene.lookup_values())})"
+                f"{value!r} is not a {gene.symbol} value{did_you_mean(value, [*gene.lookup_values(), NO_RESULT])} "
+                f"(expected one of: {', '.join(gene.lookup_values())})"
             )
     return Condition(gene, frozenset(keys), tuple(intervals))
 

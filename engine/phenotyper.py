@@ -1,9 +1,10 @@
 """Diplotype -> phenotype, the way CPIC assigns it.
 
-Parsing is forgiving about notation (``*2/*1``, ``CYP2C19*1/*2``, ``CYP2C19 *1/*2`` are one
-diplotype) and exact about meaning: an allele the gene file does not define gives
-``Indeterminate`` with the reason, never a guess. How a gene turns alleles into a phenotype is
-its kind's business (engine.function_pair, engine.activity_score, engine.allele_presence).
+Parsing is forgiving about notation (``*2/*1``, ``CYP2C19*1/*2``, ``CYP2C19 *1|*2`` are one
+diplotype; lab and PharmCAT spellings are read by engine.notations) and exact about meaning: an
+allele the gene file does not define gives ``Indeterminate`` with the reason, never a guess. How a
+gene turns alleles into a phenotype is its kind's business (engine.function_pair,
+engine.activity_score, engine.allele_presence).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from engine.activity_score import ActivityScoreGene
-from engine.calls import PhenotypeCall, indeterminate
+from engine.calls import PhenotypeCall, indeterminate, loose_phenotype
 from engine.genes import GeneDefinition
 from engine.phenotyper import call_diplotype
 
@@ -58,20 +58,14 @@ def _reported_call(gene: GeneDefinition, report: ReportedResult) -> PhenotypeCal
     return indeterminate(gene.symbol, None, f"reported result {stated!r} is not a {gene.symbol} phenotype term")
 
 
-def _loose(phenotype: str) -> str:
-    # LOINC's answer list has no "Likely" terms, so a lab coding "Poor metabolizer" for a
-    # diplotype CPIC calls "Likely Poor Metabolizer" agrees with it (CPIC applies the same advice).
-    return phenotype.removeprefix("Likely ")
-
-
 def compatible(stated: PhenotypeCall, called: PhenotypeCall) -> bool:
     """Whether a stated result agrees with a called one."""
     if not stated.definite:
         return False
     if stated.activity_score and called.activity_score:
         return stated.activity_score == called.activity_score
-    called_keys = {_loose(key) for key in called.keys}
-    return all(_loose(key) in called_keys for key in stated.keys)
+    called_keys = {loose_phenotype(key) for key in called.keys}
+    return all(loose_phenotype(key) in called_keys for key in stated.keys)
 
 
 def interpret_one(gene: GeneDefinition, report: ReportedResult) -> GeneResult:

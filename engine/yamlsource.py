@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from engine.yaml_messages import plain_yaml_error
+
 try:  # the C loader is several times faster; fall back to pure Python where libyaml is missing
     from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
@@ -116,9 +118,7 @@ def load_yaml(path: Path) -> YamlDocument:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        message = f"YAML syntax: {exc.problem or exc}"
+        line, message = plain_yaml_error(exc, text)
         source_line = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
         if re.search(r"(^\s*|[:\-\[,]\s*)\*", source_line):
             # The most common slip in these files: an unquoted star allele reads as a YAML alias.

@@ -24,20 +24,22 @@ from pydantic import BaseModel, ValidationError
 from engine.card_models import CdsResponse
 from engine.identifiers import Identifiers, load_or_create_key
 from engine.library import Library, load_library
-from hooks.auth import build_verifier
+from hooks.auth import JwtVerifier, build_verifier
 from hooks.auth_middleware import secure
 from hooks.discovery import SERVICES, Discovery, Service
 from hooks.eventlog import EventLog, EventLogError
 from hooks.feedback import FeedbackReceipt, FeedbackRecorder
+from hooks.fhir_servers import FhirServerConfigError, FhirServerPolicy, parse_list
+from hooks.headers import SecurityHeaders, relative_slash_redirects
 from hooks.limits import Limits, TooComplex, TooLarge, request_bundles
 from hooks.observability import RequestObservability
 from hooks.operations import operations_router
-from hooks.outcomes import JSON, documented, operation_outcome
+from hooks.outcomes import JSON, BadRequest, documented, operation_outcome, validation_reasons
 from hooks.prefetch import FhirFetcher, PrefetchUnavailable
-from hooks.reload import RulesWatcher, StrengthsWatcher
+from hooks.reload import ProductsWatcher, RulesWatcher, StrengthsWatcher
 from hooks.reports import reports_router
 from hooks.requests import FeedbackRequest, HookRequest
-from hooks.service import BadRequest, HookHandler, validation_reasons
+from hooks.service import HookHandler
 from hooks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,18 @@ class UnknownService(LookupError):
     pass
 
 
+class UnsupportedMediaType(Exception):
+    """A POST body not declared as JSON (-> 415): a browser's cross-site "simple" POST cannot declare it."""
+
+
+def _require_json(request: Request) -> None:
+    """``application/json``, optionally with ``charset=utf-8``; else UnsupportedMediaType."""
+    media_type, *parameters = (part.strip().lower() for part in request.headers.get("content-type", "").split(";"))
+    charsets = {value.strip('"') for name, _, value in (p.partition("=") for p in parameters) if name == "charset"}
+    if media_type != JSON or not charsets <= {"utf-8"}:
+        raise UnsupportedMediaType
+
+
 def _service(service_id: str) -> Service:
     service = SERVICES.get(service_id)
     if service is None:
@@ -71,6 +85,7 @@ async def _parse(request: Request, model: type[ModelT]) -> ModelT:
 
     orjson, because parsing the body is most of a request's cost.
     """
+    _require_json(request)
     limits: Limits = request.app.state.limits
     body = await limits.read_body(request.headers.get("content-length"), request.stream())
     try:
@@ -118,6 +133,18 @@ def _openapi_with_bodies(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+def fhir_server_policy(settings: Settings, verifier: JwtVerifier | None) -> FhirServerPolicy:
+    """The FHIR servers requests may name: per trusted issuer, or PGX_LOOP_FHIR_SERVERS with auth off."""
+    if verifier is not None:
+        if settings.fhir_server_list:
+            log.warning("PGX_LOOP_FHIR_SERVERS is ignored with authentication on: each issuer lists its fhir_servers")
+        return FhirServerPolicy({iss: issuer.fhir_servers for iss, issuer in verifier.issuers.items()})
+    try:
+        return FhirServerPolicy({None: parse_list(settings.fhir_server_list, "PGX_LOOP_FHIR_SERVERS")})
+    except ValueError as exc:
+        raise FhirServerConfigError(str(exc)) from None
+
+
 @contextmanager
 def _serving_gc() -> Iterator[None]:
     """Tune the cyclic garbage collector for a long-running request loop.
@@ -146,6 +173,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     settings = settings or Settings()
     preloaded = library
     verifier = build_verifier(settings) if settings.auth == "jwt" else None  # AuthConfigError: refuse to start
+    fhir_servers = fhir_server_policy(settings, verifier)  # FhirServerConfigError: refuse to start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -158,11 +186,12 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
                 verifier.client = client  # jku fetches share the service's connection pool
             fetcher = FhirFetcher(
                 client,
+                app.state.limits,
                 timeout=settings.fhir_timeout,
                 max_pages=settings.fhir_max_pages,
                 max_bytes=settings.fhir_max_bytes,
             )
-            hooks = HookHandler(library, identifiers, events, fetcher)
+            hooks = HookHandler(library, identifiers, events, fetcher, fhir_servers)
             app.state.hooks = hooks
             app.state.feedback = FeedbackRecorder(identifiers, events)
             app.state.events = events
@@ -171,7 +200,11 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
                 settings.strengths_path, hooks.use_strengths, settings.rules_poll_seconds
             )
             app.state.strengths.load_now()
-            watchers = (app.state.rules, app.state.strengths)
+            app.state.products = ProductsWatcher(
+                settings.products_path, hooks.use_products, settings.rules_poll_seconds
+            )
+            app.state.products.load_now()
+            watchers = (app.state.rules, app.state.strengths, app.state.products)
             for watcher in watchers:
                 watcher.start()
             with _serving_gc():
@@ -200,6 +233,10 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     async def bad_request(request: Request, exc: BadRequest) -> Response:
         return operation_outcome(400, "invalid", *exc.reasons)
 
+    @app.exception_handler(UnsupportedMediaType)
+    async def unsupported_media_type(request: Request, exc: UnsupportedMediaType) -> Response:
+        return operation_outcome(415, "not-supported", "the body must be sent as Content-Type: application/json")
+
     @app.exception_handler(TooLarge)
     async def too_large(request: Request, exc: TooLarge) -> Response:
         return operation_outcome(413, "too-costly", str(exc))
@@ -221,6 +258,13 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     async def strengths_status(request: Request) -> dict[str, Any]:
         return request.app.state.strengths.status.as_json()
 
+    @app.get(
+        "/status/products",
+        summary="The RxNorm product index built from the OMOP vocabulary, and the last reload problem",
+    )
+    async def products_status(request: Request) -> dict[str, Any]:
+        return request.app.state.products.status.as_json()
+
     @app.get("/cds-services", summary="CDS Hooks discovery", responses={200: {"model": Discovery}, **documented()})
     async def discovery() -> Response:
         return Response(DISCOVERY, media_type=JSON)
@@ -229,12 +273,13 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         "/cds-services/{service_id}",
         summary="Call a CDS service",
         openapi_extra=_json_body(HookRequest),
-        responses={200: {"model": CdsResponse}, **documented(400, 404, 412, 413, 503)},
+        responses={200: {"model": CdsResponse}, **documented(400, 404, 412, 413, 415, 503)},
     )
     async def call_service(service_id: str, request: Request) -> Response:
         service = _service(service_id)
         body = await _parse(request, HookRequest)
-        content = await request.app.state.hooks.handle(service, body)
+        claims = getattr(request.state, "jwt_claims", None)
+        content = await request.app.state.hooks.handle(service, body, claims["iss"] if claims else None)
         return Response(content, media_type=JSON)
 
     @app.post(
@@ -242,7 +287,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         summary="Feedback on cards",
         openapi_extra=_json_body(FeedbackRequest),
         response_model=FeedbackReceipt,
-        responses=documented(400, 404, 413, 503),
+        responses=documented(400, 404, 413, 415, 503),
     )
     async def feedback(service_id: str, request: Request) -> FeedbackReceipt:
         service = _service(service_id)
@@ -257,4 +302,6 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     # (added last, so it stays the outermost middleware and also sees requests others turn away).
     app.include_router(operations_router(settings))
     app.add_middleware(RequestObservability)
+    relative_slash_redirects(app)
+    app.add_middleware(SecurityHeaders)  # outermost: every answer carries the headers, 401s and 500s too
     return app

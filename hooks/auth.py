@@ -25,6 +25,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from hooks.fhir_servers import BaseUrl, parse_list
 from hooks.jwks import JwksUnavailable, RemoteJwks, VerificationKey, parse_jwks
 from hooks.replay import ReplayCache, ReplayCacheFull
 from hooks.settings import Settings
@@ -64,6 +65,9 @@ class IssuerConfig(BaseModel):
     jwks: dict[str, Any] | None = None
     jwks_file: Path | None = None
     jku: list[str] = Field(default_factory=list, description="Allowlisted JWKS URLs; the first is used by default")
+    fhir_servers: list[str] = Field(
+        default_factory=list, description="FHIR base URLs this issuer's calls may name as fhirServer"
+    )
 
     @field_validator("jku", mode="before")
     @classmethod
@@ -76,6 +80,12 @@ class IssuerConfig(BaseModel):
         for url in value:
             if not url.startswith(("https://", "http://")):
                 raise ValueError(f"jku {url!r} is not an http(s) URL")
+        return value
+
+    @field_validator("fhir_servers")
+    @classmethod
+    def _usable_fhir_servers(cls, value: list[str]) -> list[str]:
+        parse_list(value, "fhir_servers")
         return value
 
     @model_validator(mode="after")
@@ -115,6 +125,7 @@ class Issuer:
     iss: str
     static: dict[str, VerificationKey]
     remote: dict[str, RemoteJwks]
+    fhir_servers: tuple[BaseUrl, ...] = ()
 
     async def key(self, kid: str, jku: Any, client: httpx.AsyncClient | None) -> VerificationKey:
         """The key named ``kid``: from the inline/file keys if the token names no jku, else from an allowlisted jku."""
@@ -160,7 +171,7 @@ def _issuer(config: IssuerConfig, base: Path, settings: Settings, origin: str) -
         )
         for url in config.jku
     }
-    return Issuer(config.iss, static, remote)
+    return Issuer(config.iss, static, remote, parse_list(config.fhir_servers, "fhir_servers"))
 
 
 class JwtVerifier:

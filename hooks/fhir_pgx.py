@@ -111,6 +111,8 @@ class ResultReader:
         self._genes = genes
         self._by_hgnc = {gene.hgnc: symbol for symbol, gene in genes.items()}
         self._by_symbol = {symbol.casefold(): symbol for symbol in genes}
+        # An HLA typing may carry only its locus letter ("B*57:01/B*07:02"): B is HLA-B.
+        self._by_symbol.update({symbol[4:].casefold(): symbol for symbol in genes if symbol.startswith("HLA-")})
         self._rules_by_code = rules_by_code
 
     def read(self, resources: Iterable[Any], patient_id: str) -> list[ReportedResult]:

@@ -1,65 +1,93 @@
-"""The hook's draft orders -> engine orders (reference, RxNorm codes, resource)."""
+"""The hook's draft orders -> engine orders (reference, RxNorm codes, the fields a suggestion keeps).
+
+Every medication order the hook asks about must be readable: its fields checked against their R4
+shapes, and its medication identifiable. One that is not is refused (400 naming the entry and
+field) rather than skipped, because a skipped order would look like "checked, nothing to say".
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
 
 from engine.orders import RXNORM_SYSTEM, Order
+from hooks.fhir_shapes import CodeableConcept, DraftMedicationRequest, Medication, shape_problems
 from hooks.requests import OrderSelectContext, OrderSignContext
+
+log = logging.getLogger(__name__)
 
 
 class OrderError(ValueError):
-    """A draft order the service must not act on; becomes a 400."""
+    """Draft orders the service must not act on; becomes a 400 with one reason per problem."""
+
+    def __init__(self, *reasons: str):
+        self.reasons = list(reasons)
+        super().__init__("; ".join(reasons))
 
 
 def orders_to_check(context: OrderSignContext) -> list[Order]:
     """order-select: the selected orders; order-sign: every draft order. Medication orders only."""
-    resources = context.draftOrders.resources()
-    references = context.selections if isinstance(context, OrderSelectContext) else list(resources)
-    orders = []
+    entries = context.draftOrders.entry
+    index_of = {f"{entry.resource['resourceType']}/{entry.resource['id']}": i for i, entry in enumerate(entries)}
+    references = context.selections if isinstance(context, OrderSelectContext) else list(index_of)
+    orders, problems = [], []
     for reference in references:
-        resource = resources[reference]
-        if resource.get("resourceType") != "MedicationRequest":
+        index = index_of[reference]
+        resource = entries[index].resource
+        if resource["resourceType"] != "MedicationRequest":
             continue
-        subject = resource.get("subject")
-        if isinstance(subject, dict) and subject.get("reference") not in (None, f"Patient/{context.patientId}"):
-            raise OrderError(f"draftOrders {reference} is for a different patient than context.patientId")
-        codes, display = _medication(resource, resources)
-        orders.append(Order(reference, frozenset(codes), display, resource))
+        where = f"context.draftOrders.entry.{index}.resource"
+        found = shape_problems(DraftMedicationRequest, resource, where)
+        if found:
+            problems += found
+            continue
+        draft = DraftMedicationRequest.model_validate(resource)
+        if draft.subject and draft.subject.reference not in (None, f"Patient/{context.patientId}"):
+            problems.append(f"{where}.subject: the order is for a different patient than context.patientId")
+            continue
+        concept, problem = _medication(draft, where, context, index_of)
+        if problem:
+            problems.append(problem)
+            continue
+        codes = {c.code for c in concept.coding or () if c.system == RXNORM_SYSTEM and c.code}
+        display = concept.text or next((c.display for c in concept.coding or () if c.display), None)
+        orders.append(Order(reference, frozenset(codes), display, draft.carried_over()))
+    if problems:
+        # The reasons name fields only; the entry index lets an integrator find the order.
+        log.warning("refused draft orders that cannot be read: %s", "; ".join(problems))
+        raise OrderError(*problems)
     return orders
 
 
-def _medication(resource: dict[str, Any], bundle: dict[str, dict[str, Any]]) -> tuple[set[str], str | None]:
-    concept = resource.get("medicationCodeableConcept")
-    if concept is None:
-        concept = _referenced_medication_code(resource, bundle)
-    if not isinstance(concept, dict):
-        return set(), None
-    codes = {
-        str(coding["code"])
-        for coding in concept.get("coding") or []
-        if isinstance(coding, dict) and coding.get("system") == RXNORM_SYSTEM and coding.get("code")
-    }
-    display = concept.get("text") or next(
-        (
-            coding.get("display")
-            for coding in concept.get("coding") or []
-            if isinstance(coding, dict) and coding.get("display")
-        ),
-        None,
-    )
-    return codes, display
-
-
-def _referenced_medication_code(resource: dict[str, Any], bundle: dict[str, dict[str, Any]]) -> Any:
-    """The code of a Medication the order points at: contained (``#id``) or in the draft bundle."""
-    reference = (resource.get("medicationReference") or {}).get("reference")
-    if not isinstance(reference, str):
-        return None
-    if reference.startswith("#"):
-        for contained in resource.get("contained") or []:
-            if isinstance(contained, dict) and contained.get("id") == reference[1:]:
-                return contained.get("code")
-        return None
-    medication = bundle.get(reference)
-    return medication.get("code") if medication else None
+def _medication(
+    draft: DraftMedicationRequest, where: str, context: OrderSignContext, index_of: dict[str, int]
+) -> tuple[CodeableConcept, str | None]:
+    """The order's medication as a CodeableConcept, or why it cannot be identified."""
+    empty = CodeableConcept()
+    if draft.medicationCodeableConcept is not None:
+        concept = draft.medicationCodeableConcept
+    elif draft.medicationReference is None:
+        return empty, f"{where}: has neither medicationCodeableConcept nor medicationReference"
+    else:
+        reference = draft.medicationReference.reference
+        if reference is None:
+            return empty, f"{where}.medicationReference.reference: missing"
+        if reference.startswith("#"):
+            contained = next((c for c in draft.contained or () if c.id == reference[1:]), None)
+            concept = contained.code if contained else None
+        else:
+            index = index_of.get(reference)
+            concept = None
+            if index is not None:
+                medication = context.draftOrders.entry[index].resource
+                problems = shape_problems(Medication, medication, f"context.draftOrders.entry.{index}.resource")
+                if problems:
+                    return empty, problems[0]
+                concept = Medication.model_validate(medication).code
+        if concept is None:
+            return empty, (
+                f"{where}.medicationReference: names a Medication that is neither contained nor in "
+                "draftOrders, or one without a code"
+            )
+    if not (concept.text or any(c.code or c.display for c in concept.coding or ())):
+        return empty, f"{where}: the medication has no code, display or text"
+    return concept, None

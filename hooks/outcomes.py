@@ -6,9 +6,27 @@ from typing import Any, Literal
 
 import orjson
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 JSON = "application/json"
+
+
+class BadRequest(ValueError):
+    """A request the service cannot act on; its message goes back in the 400."""
+
+    def __init__(self, *reasons: str):
+        self.reasons = list(reasons)
+        super().__init__("; ".join(reasons))
+
+
+def validation_reasons(error: ValidationError, prefix: str = "") -> list[str]:
+    """Field path and message of each problem; never the offending value."""
+    reasons = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        message = item["msg"].removeprefix("Value error, ")
+        reasons.append(f"{where}: {message}" if where else message)
+    return reasons
 
 
 class Issue(BaseModel):
@@ -44,5 +62,6 @@ ERRORS = {
     404: "No such CDS service",
     412: "The patient's results are neither in prefetch nor obtainable from fhirServer",
     413: "The body is larger than the service accepts",
+    415: "The body is not declared as Content-Type: application/json",
     503: "The event log cannot be written right now; nothing was recorded, try again",
 }

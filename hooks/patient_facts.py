@@ -50,6 +50,6 @@ def patient_facts(prefetch: dict[str, Any] | None, orders: list[Order], today: d
         if _active(condition):
             codes |= _codes(condition.get("code"))
     for order in orders:
-        for reason in order.resource.get("reasonCode") or []:
+        for reason in order.carried.get("reasonCode") or []:
             codes |= _codes(reason)
     return PatientFacts(frozenset(codes), _age(prefetch.get("patient"), today or date.today()))

@@ -1,4 +1,4 @@
-"""Hot reload of what the service serves: the rules directory and the published strengths.
+"""Hot reload of what the service serves: the rules directory, the published strengths and products.
 
 Both are polled (a few stat calls) and, when anything changed, loaded again in a worker thread.
 What loads cleanly replaces the old in a single assignment, so each request sees one library
@@ -19,7 +19,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from engine.library import Library, load_library
-from engine.strengths import EMPTY, Snapshot, read_snapshot
+from engine.products import ProductIndex, read_product_index
+from engine.strengths import Snapshot, read_snapshot
 from engine.yamlsource import SourceError
 from hooks.metrics import RELOAD_FAILURES
 
@@ -29,13 +30,15 @@ Fingerprint = tuple[tuple[str, int, int], ...]
 
 
 def fingerprint(directory: Path) -> Fingerprint:
-    """What changes when any gene or rule file is added, removed or edited, or the directory is switched.
+    """What changes when any gene, rule or product file is added, removed or edited, or the directory is switched.
 
     The resolved directory counts too: a deploy that points a symlink at a copy made with
     preserved times (``cp -p``, rsync) changes no file's name, time or size.
     """
     entries = [(str(directory.resolve()), 0, 0)]
-    for path in sorted([*directory.glob("*.yaml"), *directory.glob("genes/*.yaml")]):
+    for path in sorted(
+        [*directory.glob("*.yaml"), *directory.glob("genes/*.yaml"), *directory.glob("products/*.yaml")]
+    ):
         try:
             stat = path.stat()
         except FileNotFoundError:  # removed between listing and stat: the next poll sees it
@@ -159,21 +162,31 @@ class RulesWatcher(Watcher):
         log.error("still serving library %s", self.status.version)
 
 
-class StrengthsWatcher(Watcher):
-    """Hands every readable strengths snapshot the learning loop publishes to ``use``.
+class PublishedWatcher(Watcher):
+    """Hands every readable file the learning loop publishes to ``use``.
 
-    A missing file at start means nothing was published yet (the rule files' tiers serve). A file
-    that later disappears or cannot be read leaves the last good snapshot serving: an undo goes
-    through ``pgx-loop strength rollback``, which publishes a new version, never through deletion.
+    A missing file at start means nothing was published yet (the rule files serve alone). A file
+    that later disappears or cannot be read leaves the last good one serving: an undo goes
+    through a new publication (``pgx-loop strength rollback``), never through deletion.
     """
 
-    name = "strengths-watcher"
+    kind = "published"  # names the file in logs, metrics and errors
+    what = "published file"
 
-    def __init__(self, path: Path, use: Callable[[Snapshot], None], interval: float):
+    def __init__(self, path: Path, use: Callable, interval: float):
         super().__init__(interval, None)
         self.path = path
         self.status = Status(str(path), "0", _now())
         self._use = use
+
+    def read(self, path: Path):
+        raise NotImplementedError
+
+    def version_of(self, item) -> str:
+        raise NotImplementedError
+
+    def details(self, item) -> dict:
+        return {}
 
     def load_now(self) -> None:
         """Read the file once, at start (a bad file is reported and nothing is used)."""
@@ -189,24 +202,54 @@ class StrengthsWatcher(Watcher):
             self._failed(f"{self.path}: the file is gone")
             return
         try:
-            snapshot = read_snapshot(self.path)
+            item = self.read(self.path)
         except (OSError, ValidationError, ValueError) as exc:
             first = exc.errors(include_input=False)[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-            self._failed(f"{self.path}: not a strengths snapshot: {first}")
+            self._failed(f"{self.path}: not a {self.what}: {first}")
             return
         self.status.last_error, self.status.last_error_at = [], None
-        if snapshot is not EMPTY and str(snapshot.version) == self.status.version:
+        version = self.version_of(item)
+        if version != "0" and version == self.status.version:
             return
-        self._use(snapshot)
-        details = {"strengths": len(snapshot.strengths), "published": snapshot.created or None}
-        self.status.served(str(snapshot.version), reload=reload, **details)
-        if snapshot is not EMPTY:
-            log.info("serving strengths snapshot version %d (%d strengths)", snapshot.version, len(snapshot.strengths))
+        self._use(item)
+        self.status.served(version, reload=reload, **self.details(item))
+        if version != "0":
+            log.info("serving %s version %s (%s)", self.kind, version, self.details(item))
 
     def _failed(self, problem: str) -> None:
         self.status.failed([problem])
-        RELOAD_FAILURES.labels("strengths").inc()
-        log.error("strengths not reloaded: %s; still serving version %s", problem, self.status.version)
+        RELOAD_FAILURES.labels(self.kind).inc()
+        log.error("%s not reloaded: %s; still serving version %s", self.kind, problem, self.status.version)
+
+
+class StrengthsWatcher(PublishedWatcher):
+    """The strengths snapshot: the tiers the learning loop has set."""
+
+    name, kind, what = "strengths-watcher", "strengths", "strengths snapshot"
+
+    def read(self, path: Path) -> Snapshot:
+        return read_snapshot(path)
+
+    def version_of(self, snapshot: Snapshot) -> str:
+        return str(snapshot.version)
+
+    def details(self, snapshot: Snapshot) -> dict:
+        return {"strengths": len(snapshot.strengths), "published": snapshot.created or None}
+
+
+class ProductsWatcher(PublishedWatcher):
+    """The RxNorm product index built from the site's OMOP vocabulary."""
+
+    name, kind, what = "products-watcher", "products", "product index"
+
+    def read(self, path: Path) -> ProductIndex:
+        return read_product_index(path)
+
+    def version_of(self, index: ProductIndex) -> str:
+        return index.version or "0"
+
+    def details(self, index: ProductIndex) -> dict:
+        return {"products": len(index.products), "brands": len(index.brands), "published": index.created or None}
 
 
 def _now() -> str:

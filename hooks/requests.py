@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from hooks.fhir_servers import BaseUrl, UnusableUrl
+
 FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
 UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest", "DeviceRequest", "NutritionOrder", "VisionPrescription")
@@ -39,10 +41,20 @@ class HookRequest(_Open):
 
     hook: NonBlank
     hookInstance: str = Field(pattern=UUID)
-    fhirServer: str | None = Field(default=None, pattern=r"^https?://[^\s/]+\S*$")
+    fhirServer: str | None = None
     fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any]
     prefetch: dict[str, Any] | None = None
+
+    @field_validator("fhirServer")
+    @classmethod
+    def _usable_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                BaseUrl.parse(value)
+            except UnusableUrl as exc:
+                raise ValueError(str(exc)) from None  # names the problem, never the URL
+        return value
 
     @model_validator(mode="after")
     def _server_for_token(self) -> HookRequest:

@@ -8,10 +8,13 @@ both showings (different hook instances), which analytics counts once per card u
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import orjson
 from pydantic import ValidationError
 
@@ -19,51 +22,59 @@ from engine.cards import CardContext
 from engine.identifiers import Identifiers
 from engine.library import Library
 from engine.matching import Match
+from engine.products import EMPTY as NO_PRODUCTS
+from engine.products import ProductIndex
 from engine.strengths import EMPTY, Snapshot
 from hooks.discovery import Service
 from hooks.eventlog import EventLog
 from hooks.fhir_pgx import ResultReader
+from hooks.fhir_servers import FhirServerPolicy
+from hooks.fhir_shapes import value_problems
 from hooks.metrics import CARDS, STRENGTHS_VERSION
 from hooks.orders import OrderError, orders_to_check
+from hooks.outcomes import BadRequest, validation_reasons
 from hooks.patient_facts import patient_facts
 from hooks.prefetch import FhirFetcher, PrefetchInvalid, pgx_resources
 from hooks.requests import HookRequest, OrderSelectContext, OrderSignContext
 
+log = logging.getLogger(__name__)
 CONTEXTS = {"order-select": OrderSelectContext, "order-sign": OrderSignContext}
+CONTEXT_PREFETCH = {"patient": ("Patient",), "conditions": ("Bundle", "Condition")}
 EMPTY_RESPONSE = b'{"cards":[]}'
-
-
-class BadRequest(ValueError):
-    """A request the service cannot act on; its message goes back in the 400."""
-
-    def __init__(self, *reasons: str):
-        self.reasons = list(reasons)
-        super().__init__("; ".join(reasons))
-
-
-def validation_reasons(error: ValidationError, prefix: str = "") -> list[str]:
-    """Field path and message of each problem; never the offending value."""
-    reasons = []
-    for item in error.errors(include_url=False, include_input=False):
-        where = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
-        message = item["msg"].removeprefix("Value error, ")
-        reasons.append(f"{where}: {message}" if where else message)
-    return reasons
 
 
 class HookHandler:
     """Evaluates hook requests against the current library."""
 
-    def __init__(self, library: Library, identifiers: Identifiers, events: EventLog, fetcher: FhirFetcher):
+    def __init__(
+        self,
+        library: Library,
+        identifiers: Identifiers,
+        events: EventLog,
+        fetcher: FhirFetcher,
+        fhir_servers: FhirServerPolicy,
+    ):
+        self._products = NO_PRODUCTS
+        self._swap = threading.RLock()  # the two watchers swap from different threads
         self.use(library)
         self.use_strengths(EMPTY)
         self._ids = identifiers
         self._events = events
         self._fetcher = fetcher
+        self._fhir_servers = fhir_servers
 
     def use(self, library: Library) -> None:
         """Serve ``library`` from the next request on (one assignment: a request sees one library)."""
-        self._current = (library, ResultReader(library.genes, library.rules_by_code))
+        with self._swap:
+            self._base = library
+            served = library.with_products(self._products)
+            self._current = (served, ResultReader(served.genes, served.rules_by_code))
+
+    def use_products(self, index: ProductIndex) -> None:
+        """Also match the products and brands of ``index`` (built from the OMOP vocabulary) from the next request on."""
+        with self._swap:
+            self._products = index
+            self.use(self._base)
 
     def use_strengths(self, snapshot: Snapshot) -> None:
         """Apply ``snapshot``'s tiers from the next request on (clamped to each rule's bounds by the engine)."""
@@ -74,24 +85,27 @@ class HookHandler:
     def library(self) -> Library:
         return self._current[0]
 
-    async def handle(self, service: Service, request: HookRequest) -> bytes:
-        """The JSON body of the response to one hook call."""
+    async def handle(self, service: Service, request: HookRequest, issuer: str | None = None) -> bytes:
+        """The JSON body of the response to one hook call (``issuer``: the verified JWT's ``iss``, if any)."""
         if request.hook != service.hook:
-            raise BadRequest(f"hook: this service answers {service.hook!r}, not {request.hook!r}")
+            raise BadRequest(f"hook: this service answers {service.hook!r}, not the hook named")
         context = _parse_context(service.hook, request.context)
-        _check_patient(request, context.patientId)
+        _check_context_prefetch(request, context.patientId)
         library, reader = self._current
         strengths_version, strengths = self._strengths
         try:
             orders = orders_to_check(context)
         except OrderError as exc:
-            raise BadRequest(str(exc)) from None
+            raise BadRequest(*exc.reasons) from None
         if not any(library.watches(order) for order in orders):
             return EMPTY_RESPONSE  # no rule concerns these drugs: no need for results at all
+        server = self._usable_server(request, issuer)
+        token = request.fhirAuthorization.access_token if request.fhirAuthorization and server else None
         try:
-            resources = await pgx_resources(request, context.patientId, self._fetcher)
+            resources = await pgx_resources(request.prefetch, context.patientId, self._fetcher, server, token)
         except PrefetchInvalid as exc:
-            raise BadRequest(str(exc)) from None
+            log.warning("refused unreadable PGx prefetch: %s", exc)
+            raise BadRequest(*exc.reasons) from None
         results = library.interpret(reader.read(resources, context.patientId))
         facts = patient_facts(request.prefetch, orders)
         matches = [match for match in library.match(orders, results, facts, strengths) if match.shows_card]
@@ -107,6 +121,20 @@ class HookHandler:
             if match.rule.status == "active":
                 CARDS.labels(match.rule.id, match.tier).inc()
         return orjson.dumps({"cards": shown}) if shown else EMPTY_RESPONSE
+
+    def _usable_server(self, request: HookRequest, issuer: str | None) -> str | None:
+        """The request's fhirServer if configuration allows contacting it; otherwise as if none was given."""
+        if request.fhirServer is None:
+            return None
+        if self._fhir_servers.allows(request.fhirServer, issuer):
+            return request.fhirServer
+        # Never contacted. The host only (no path, no token): what an operator needs to extend the list.
+        log.warning(
+            "fhirServer host %r is not on the FHIR server list of issuer %r; treated as absent",
+            httpx.URL(request.fhirServer).raw_host.decode("ascii")[:100],
+            issuer,
+        )
+        return None
 
     def _card_events(
         self,
@@ -157,7 +185,21 @@ def _parse_context(hook: str, context: dict[str, Any]) -> OrderSignContext:
         raise BadRequest(*validation_reasons(exc, "context")) from None
 
 
-def _check_patient(request: HookRequest, patient_id: str) -> None:
-    patient = (request.prefetch or {}).get("patient")
-    if isinstance(patient, dict) and patient.get("resourceType") == "Patient" and patient.get("id") != patient_id:
+def _check_context_prefetch(request: HookRequest, patient_id: str) -> None:
+    """The optional Patient and Conditions must be readable too: they choose the CPIC population."""
+    prefetch = request.prefetch or {}
+    problems = []
+    for key, kinds in CONTEXT_PREFETCH.items():
+        value = prefetch.get(key)
+        if value is None:
+            continue
+        found = value_problems(value, f"prefetch.{key}")
+        if not found and value["resourceType"] not in kinds:
+            found = [f"prefetch.{key}: must be a {' or '.join(kinds)}, or null"]
+        problems += found
+    if problems:
+        log.warning("refused unreadable prefetch: %s", "; ".join(problems))
+        raise BadRequest(*problems)
+    patient = prefetch.get("patient")
+    if patient is not None and patient.get("id") != patient_id:
         raise BadRequest("prefetch.patient is not the patient in context.patientId")

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     strengths_file: Path | None = Field(
         default=None, description="Rule strengths published by the learning loop (default var/strengths.json)"
     )
+    products_file: Path | None = Field(
+        default=None, description="RxNorm products built from the OMOP vocabulary (default: next to the strengths)"
+    )
     reports_dir: Path | None = Field(
         default=None, description="Outcome reports served at /reports/ (default var/reports)"
     )
@@ -43,7 +46,13 @@ class Settings(BaseSettings):
     max_bundle_entries: int = Field(
         default=1000, ge=1, description="Most entries in one Bundle of a request (draft orders, prefetch; else 400)"
     )
-    fhir_max_bytes: int = Field(default=20_000_000, ge=1024, description="Largest FHIR search page read (else 412)")
+    fhir_max_bytes: int = Field(
+        default=2_000_000, ge=1024, description="Most bytes read for one FHIR search, all its pages together (else 412)"
+    )
+    fhir_servers: str = Field(
+        default="",
+        description="With auth off: comma-separated FHIR base URLs a request's fhirServer may name (others: never)",
+    )
     fhir_max_pages: int = Field(default=10, ge=1, le=100, description="Pages of a searchset followed at most")
 
     # Authentication of CDS clients (hooks/auth.py) and CORS for browser-based clients.
@@ -72,12 +81,20 @@ class Settings(BaseSettings):
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @property
+    def fhir_server_list(self) -> list[str]:
+        return [url.strip() for url in self.fhir_servers.split(",") if url.strip()]
+
+    @property
     def events_path(self) -> Path:
         return self.event_log_dir or self.var_dir / "events"
 
     @property
     def strengths_path(self) -> Path:
         return self.strengths_file or self.var_dir / "strengths.json"
+
+    @property
+    def products_path(self) -> Path:
+        return self.products_file or self.strengths_path.with_name("products.json")
 
     @property
     def analytics_status_path(self) -> Path:

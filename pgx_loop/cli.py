@@ -6,6 +6,7 @@ import click
 
 from pgx_loop.analytics_cmds import COMMANDS as ANALYTICS_COMMANDS
 from pgx_loop.phenotype import phenotype
+from pgx_loop.products import products
 from pgx_loop.rules import rules
 from pgx_loop.serve import demo, serve
 
@@ -15,7 +16,7 @@ def main() -> None:
     """Pharmacogenomic clinical decision support over CDS Hooks, with a learning loop."""
 
 
-for command in (serve, demo, phenotype, rules, *ANALYTICS_COMMANDS):
+for command in (serve, demo, phenotype, rules, *ANALYTICS_COMMANDS, products):
     main.add_command(command)
 
 

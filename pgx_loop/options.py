@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 
 from engine.library import Library, load_library
+from engine.strengths import EMPTY, Snapshot, read_snapshot
 from engine.yamlsource import SourceError
 from hooks.settings import Settings
 
@@ -28,3 +30,25 @@ def library_or_exit(rules_dir: Path | None) -> Library:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         raise SystemExit(2) from None
+
+
+strengths_option = click.option(
+    "--strengths",
+    "strengths_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Published strengths (default: the file the service reads, PGX_LOOP_STRENGTHS_FILE or var/strengths.json).",
+)
+
+
+def served_strengths(strengths_file: Path | None) -> tuple[Path, Snapshot]:
+    """The strengths snapshot the service would serve, read as the service reads it.
+
+    A file that cannot be read is reported on stderr and treated as none (the rule files' tiers).
+    """
+    path = strengths_file or Settings().strengths_path
+    try:
+        return path, read_snapshot(path)
+    except (OSError, ValidationError, ValueError) as exc:
+        click.echo(f"{path}: not a strengths snapshot ({type(exc).__name__}); showing the rule files' tiers", err=True)
+        return path, EMPTY

@@ -11,11 +11,14 @@ from pydantic import TypeAdapter
 from engine.explain import Explanation, explain, find_drug_codes
 from engine.genes import GeneFile
 from engine.library import Library
+from engine.matching import StrengthTable
 from engine.populations import SYSTEMS, PatientFacts
 from engine.results import ReportedResult
+from engine.rule_warnings import rule_warnings
 from engine.rules import Rule
+from engine.strengths import Snapshot
 from engine.yamlsource import load_yaml
-from pgx_loop.options import library_or_exit, rules_option
+from pgx_loop.options import library_or_exit, rules_option, served_strengths, strengths_option
 
 
 @click.group()
@@ -25,15 +28,24 @@ def rules() -> None:
 
 @rules.command()
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
-def check(directory: Path | None) -> None:
-    """Validate every gene and rule file and run their examples; problems as file:line: message."""
+@strengths_option
+def check(directory: Path | None, strengths_file: Path | None) -> None:
+    """Validate every gene and rule file and run their examples; problems as file:line: message.
+
+    Also warns (without failing) about rules without examples and tiers a published strength masks.
+    """
     library = library_or_exit(directory)
+    _, snapshot = served_strengths(strengths_file)
+    warnings = rule_warnings(library, snapshot)
+    for warning in warnings:
+        click.echo(str(warning))
     examples = sum(len(rule.examples) for rule in library.rules)
     gene_examples = sum(len(gene.examples) for gene in library.genes.values())
     shadow = [rule.id for rule in library.rules if rule.status == "shadow"]
+    warned = f"{len(warnings)} warning{'' if len(warnings) == 1 else 's'}"
     click.echo(
         f"ok: {len(library.genes)} genes, {len(library.rules)} rules "
-        f"({len(shadow)} in shadow mode), {gene_examples + examples} examples hold; library {library.version}"
+        f"({len(shadow)} in shadow mode), {gene_examples + examples} examples hold, {warned}; library {library.version}"
     )
 
 
@@ -54,6 +66,7 @@ def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str]]:
 @click.option("--condition", "-c", multiple=True, help="A diagnosis as system|code, e.g. icd10|I21.4")
 @click.option("--age", type=int, help="The patient's age in years")
 @click.option("--request", "request_file", type=click.Path(dir_okay=False, path_type=Path), help="A CDS Hooks request")
+@strengths_option
 @rules_option
 def explain_command(
     genotype: tuple[str, ...],
@@ -62,12 +75,18 @@ def explain_command(
     condition: tuple[str, ...],
     age: int | None,
     request_file: Path | None,
+    strengths_file: Path | None,
     rules_dir: Path | None,
 ) -> None:
-    """Show, step by step, which rules match a genotype and a drug, and why."""
+    """Show, step by step, which rules match a genotype and a drug, and why.
+
+    Tiers are the ones the service shows: the published strengths apply, as in the service.
+    """
     library = library_or_exit(rules_dir)
+    path, snapshot = served_strengths(strengths_file)
+    strengths = snapshot.table()
     if request_file is not None:
-        explanations = _explain_request(library, request_file)
+        explanations = _explain_request(library, request_file, strengths)
     else:
         if not drug:
             raise click.UsageError("give --drug (or --request FILE)")
@@ -79,12 +98,19 @@ def explain_command(
         codes_given = frozenset(
             (SYSTEMS.get(system, system), code) for system, _, code in (c.partition("|") for c in condition)
         )
-        explanations = [explain(library, reports, codes, PatientFacts(codes_given, age))]
+        explanations = [explain(library, reports, codes, PatientFacts(codes_given, age), strengths)]
+    click.echo(_strengths_line(path, snapshot))
     for explanation in explanations:
         click.echo(_format(library, explanation))
 
 
-def _explain_request(library: Library, path: Path) -> list[Explanation]:
+def _strengths_line(path: Path, snapshot: Snapshot) -> str:
+    if not snapshot.strengths:
+        return f"Strengths: none published ({path}); every tier is the rule file's"
+    return f"Strengths: version {snapshot.version} of {path} ({len(snapshot.strengths)} published, {snapshot.created})"
+
+
+def _explain_request(library: Library, path: Path, strengths: StrengthTable) -> list[Explanation]:
     from hooks.fhir_pgx import ResultReader
     from hooks.orders import orders_to_check
     from hooks.patient_facts import patient_facts
@@ -97,7 +123,7 @@ def _explain_request(library: Library, path: Path) -> list[Explanation]:
     reader = ResultReader(library.genes, library.rules_by_code)
     reports = reader.read((request.prefetch or {}).values(), context.patientId)
     facts = patient_facts(request.prefetch, orders)  # prefetch as given: explain never calls the EHR
-    return [explain(library, reports, order.rxnorm, facts) for order in orders]
+    return [explain(library, reports, order.rxnorm, facts, strengths) for order in orders]
 
 
 def _recommendation_line(rule_source: str, index: int) -> int:
@@ -145,7 +171,11 @@ def _format(library: Library, explanation: Explanation) -> str:
             lines.append(f"    result: {match.key} -> recommendation {match.index + 1} ({where})")
             lines.append(f"    CPIC ({recommendation.classification}): {recommendation.recommendation}")
             floor, ceiling = recommendation.bounds
-            lines.append(f"    tier: {match.tier} (from the {match.tier_source}; bounds {floor} to {ceiling})")
+            if match.strength is not None:
+                source = f"from local evidence: {match.strength.evidence}; the rule file says {recommendation.tier}"
+            else:
+                source = "from the rule file"
+            lines.append(f"    tier: {match.tier} ({source}; bounds {floor} to {ceiling})")
         if step.card_summary:
             lines.append(f"    card: {step.card_summary}")
     return "\n".join(lines)

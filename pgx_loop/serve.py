@@ -14,6 +14,7 @@ from pgx_loop.options import library_or_exit, rules_option
 
 DEMO_PERSONS = 500_000
 DEMO_SEED = 1
+DEMO_FHIR_SERVERS = "https://launch.smarthealthit.org/v/r4/fhir"
 
 
 workers_option = click.option(
@@ -49,13 +50,14 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
     from engine.logs import configure, log_config
     from hooks.app import create_app
     from hooks.auth import AuthConfigError
+    from hooks.fhir_servers import FhirServerConfigError
 
     configure()  # JSON logs from here on (the scheduler logs before uvicorn sets up its own)
     try:
         # Built here even when workers build their own: a configuration error stops the start, with
         # its reason, rather than leaving a service that answers nothing but 401s.
         app = create_app(settings)
-    except AuthConfigError as exc:
+    except (AuthConfigError, FhirServerConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     # One scheduler, in this (supervising) process, however many workers answer requests.
     scheduler = start_scheduler(AnalyticsSettings(rules_dir=settings.rules_dir))
@@ -147,6 +149,9 @@ def demo(host: str, port: int, workers: int) -> None:
     Authentication is off: the demo's curl commands carry no EHR-signed JWT.
     """
     os.environ["PGX_LOOP_AUTH"] = "off"  # for worker processes too, which read the environment
+    # The FHIR fallback may only reach listed servers: the public SMART R4 sandbox the CDS Hooks
+    # sandbox uses, unless the user lists their own.
+    os.environ.setdefault("PGX_LOOP_FHIR_SERVERS", DEMO_FHIR_SERVERS)
     settings = Settings()
     _warn_auth_off()
     analytics = AnalyticsSettings()
@@ -180,6 +185,9 @@ pgx-loop demo: {len(library.rules)} rule(s), {len(library.genes)} gene definitio
     curl -s {base}/status/strengths
 
   Outcome reports (one after every cycle; small counts suppressed): {base}/reports/  (newest: {base}/reports/latest)
+
+  The FHIR fallback (a request without prefetch) only reaches PGX_LOOP_FHIR_SERVERS:
+    {settings.fhir_servers}
 
   Cards and feedback land in var/events/*.jsonl; the next cycle ingests them. API docs: {base}/docs
   Ctrl-C stops the service.

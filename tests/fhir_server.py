@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,7 +18,9 @@ class FhirServer:
     """Answers ``GET /fhir/Observation?patient=..&code=..`` from ``observations``.
 
     ``page_size`` splits results into pages linked by ``next``; ``delay`` slows every answer;
-    ``status`` forces an HTTP status; ``requests`` records (path, Authorization header).
+    ``status`` forces an HTTP status; ``body`` replaces every answer with those bytes (a callable:
+    with what it returns for the request path); ``requests`` records (path, Authorization header)
+    and ``connections`` counts TCP connections accepted, whether or not a request followed.
     """
 
     def __init__(self) -> None:
@@ -25,13 +28,19 @@ class FhirServer:
         self.page_size = 0
         self.delay = 0.0
         self.status = 200
+        self.body: bytes | Callable[[str], bytes] | None = None
         self.requests: list[tuple[str, str | None]] = []
+        self.connections = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.requests.append((self.path, self.headers.get("Authorization")))
                 time.sleep(server.delay)
+                if server.body is not None:
+                    data = server.body(self.path) if callable(server.body) else server.body
+                    self._send_bytes(server.status, data)
+                    return
                 if server.status != 200:
                     self._send(
                         server.status,
@@ -41,7 +50,9 @@ class FhirServer:
                 self._send(200, server.searchset(self.path))
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
+                self._send_bytes(status, json.dumps(body).encode())
+
+            def _send_bytes(self, status: int, data: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/fhir+json")
                 self.send_header("Content-Length", str(len(data)))
@@ -51,7 +62,15 @@ class FhirServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class CountingServer(ThreadingHTTPServer):
+            def verify_request(self, request: Any, client_address: Any) -> bool:
+                server.connections += 1  # every accepted connection, before any byte is read
+                return True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that stops reading (a refused oversized answer) is expected
+
+        self._httpd = CountingServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self._httpd.server_address[1]}/fhir"
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 

@@ -1,14 +1,32 @@
-"""When prefetch lacks the results, the service fetches them from the EHR's FHIR server."""
+"""When prefetch lacks the results, the service fetches them from the EHR's FHIR server (a listed one)."""
 
 from __future__ import annotations
+
+import logging
 
 import pytest
 from fastapi.testclient import TestClient
 
 from hooks.app import create_app
+from hooks.prefetch import UNREADABLE
 from tests.fhirdata import genotype, hook_request
 
 SELECT = "/cds-services/pgx-order-select"
+
+
+@pytest.fixture
+def client(settings, library, fhir_server):
+    """The service with the test FHIR server on its list (PGX_LOOP_FHIR_SERVERS)."""
+    listed = settings.model_copy(update={"fhir_servers": f"{fhir_server.base},http://127.0.0.1:9/fhir"})
+    with TestClient(create_app(listed, library)) as test_client:
+        yield test_client
+
+
+def assert_unreadable(response, caplog, cause: str) -> None:
+    """A 412 whose reason is the same whatever failed; the cause is in the log only."""
+    assert response.status_code == 412
+    assert [issue["diagnostics"] for issue in response.json()["issue"]] == [UNREADABLE]
+    assert any(cause in record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING)
 
 
 def fallback_request(fhir_server, **auth):
@@ -76,38 +94,39 @@ def test_all_pages_of_a_searchset_are_read(client, fhir_server):
 
 
 @pytest.mark.parametrize("status", [401, 404, 500, 503])
-def test_a_failing_fhir_server_gives_412(client, fhir_server, status):
+def test_a_failing_fhir_server_gives_412(client, fhir_server, status, caplog):
     fhir_server.status = status
     response = client.post(SELECT, json=fallback_request(fhir_server, access_token="tok"))
-    assert response.status_code == 412
-    assert f"HTTP {status}" in response.json()["issue"][0]["diagnostics"]
+    assert_unreadable(response, caplog, f"HTTP {status}")
 
 
-def test_a_slow_fhir_server_gives_412_within_the_time_budget(client, fhir_server, settings):
+def test_a_slow_fhir_server_gives_412_within_the_time_budget(client, fhir_server, settings, caplog):
     fhir_server.delay = 3 * settings.fhir_timeout
     response = client.post(SELECT, json=fallback_request(fhir_server))
-    assert response.status_code == 412
-    assert "did not answer within" in response.json()["issue"][0]["diagnostics"]
+    assert_unreadable(response, caplog, "no answer within")
 
 
-def test_an_oversized_fhir_answer_gives_412_without_reading_it_all(settings, library, fhir_server):
+def test_an_answer_that_is_not_json_gives_412(client, fhir_server, caplog):
+    fhir_server.body = b"<html>login</html>"
+    assert_unreadable(client.post(SELECT, json=fallback_request(fhir_server)), caplog, "not JSON")
+
+
+def test_an_oversized_fhir_answer_gives_412_without_reading_it_all(settings, library, fhir_server, caplog):
     fhir_server.observations = [genotype("CYP2C19", "*2/*2", obs_id=f"g{n}") for n in range(50)]
-    small = settings.model_copy(update={"fhir_max_bytes": 10_000})
+    small = settings.model_copy(update={"fhir_max_bytes": 10_000, "fhir_servers": fhir_server.base})
     with TestClient(create_app(small, library)) as client:
         response = client.post(SELECT, json=fallback_request(fhir_server))
-    assert response.status_code == 412
-    assert "more than 10000 bytes" in response.json()["issue"][0]["diagnostics"]
+    assert_unreadable(response, caplog, "more than 10000 bytes")
 
 
-def test_an_unreachable_fhir_server_gives_412(client):
+def test_an_unreachable_fhir_server_gives_412(client, caplog):
     body = hook_request()
     del body["prefetch"]
-    body["fhirServer"] = "http://127.0.0.1:9/fhir"  # discard port: nothing listens
-    response = client.post(SELECT, json=body)
-    assert response.status_code == 412 and "unreachable" in response.json()["issue"][0]["diagnostics"]
+    body["fhirServer"] = "http://127.0.0.1:9/fhir"  # listed, on the discard port: nothing listens
+    assert_unreadable(client.post(SELECT, json=body), caplog, "unreachable")
 
 
-def test_the_token_is_never_sent_to_another_host(client, fhir_server):
+def test_the_token_is_never_sent_to_another_host(client, fhir_server, caplog):
     page = {
         "resourceType": "Bundle",
         "type": "searchset",
@@ -115,5 +134,4 @@ def test_the_token_is_never_sent_to_another_host(client, fhir_server):
     }
     body = fallback_request(fhir_server, access_token="tok")
     body["prefetch"] = {"pgxGenotypes": page, "pgxImplications": None}
-    response = client.post(SELECT, json=body)
-    assert response.status_code == 412 and "outside fhirServer" in response.json()["issue"][0]["diagnostics"]
+    assert_unreadable(client.post(SELECT, json=body), caplog, "outside fhirServer")

@@ -44,8 +44,9 @@ def test_cyp2d6_copy_numbers_and_structures(library, diplotype, score, phenotype
     assert (result.activity_score, result.phenotype) == (score, phenotype)
 
 
-def test_cyp2d6_unknown_copy_number_is_indeterminate(library):
-    assert call(library, "CYP2D6", "*1/*2xN").phenotype == "Indeterminate"
+def test_cyp2d6_unknown_copy_number_is_indeterminate_where_it_matters(library):
+    assert call(library, "CYP2D6", "*1/*2xN").phenotype == "Ultrarapid Metabolizer"  # 3.0 or ≥4.0
+    assert call(library, "CYP2D6", "*2xN/*4").phenotype == "Indeterminate"  # 2.0 (normal) or ≥3.0
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 
 import pytest
+from fastapi.testclient import TestClient
 
 from engine.card_models import CdsResponse
+from hooks.app import create_app
 from tests.cds_conformance import conformance_problems
 from tests.conftest import logged_events
 from tests.fhirdata import (
@@ -221,7 +223,7 @@ def test_results_that_disagree_are_reported_not_resolved(client):
     assert "disagree" in card["detail"] and "*2/*2" in card["detail"] and "*1/*1" in card["detail"]
 
 
-def test_a_paged_prefetch_bundle_is_followed_to_the_end(client, fhir_server):
+def test_a_paged_prefetch_bundle_is_followed_to_the_end(settings, library, fhir_server):
     fhir_server.observations = [genotype("CYP2C19", "*2/*2", obs_id="g1")]
     first_page = {
         "resourceType": "Bundle",
@@ -230,7 +232,9 @@ def test_a_paged_prefetch_bundle_is_followed_to_the_end(client, fhir_server):
     }
     body = hook_request(prefetch={"pgxGenotypes": first_page, "pgxImplications": None})
     body["fhirServer"] = fhir_server.base
-    _, payload = call(client, body)
+    listed = settings.model_copy(update={"fhir_servers": fhir_server.base})
+    with TestClient(create_app(listed, library)) as client:
+        _, payload = call(client, body)
     assert payload["cards"][0]["indicator"] == "critical"
 
 
@@ -300,7 +304,7 @@ BAD_REQUESTS = {
     ),
     "prefetch value not FHIR": (
         _set(["prefetch", "pgxGenotypes"], "<html>error</html>"),
-        "prefetch.pgxGenotypes must be a FHIR resource",
+        "prefetch.pgxGenotypes: not a FHIR resource",
     ),
     "prefetch of another patient": (
         _set(["prefetch", "patient"], {"resourceType": "Patient", "id": "other"}),

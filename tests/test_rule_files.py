@@ -144,7 +144,7 @@ def test_a_drug_code_claimed_twice_for_one_gene_is_rejected(rules):
     (rules / "cyp2c19-clopidogrel-copy.yaml").write_text(text)
     found = problems(rules)
     assert any(
-        "RxNorm 32968 (clopidogrel) is already claimed for CYP2C19 by rule cyp2c19-clopidogrel" in p for p in found
+        "RxNorm 32968 is already claimed for CYP2C19 as clopidogrel by rule cyp2c19-clopidogrel" in p for p in found
     )
 
 

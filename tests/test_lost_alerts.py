@@ -1,0 +1,180 @@
+"""Input the service cannot read never looks like "checked, nothing to say" (issue 10, patient safety).
+
+Every case is a CYP2C19 *2/*2 patient on clopidogrel, who must get a critical card; when one part
+of the request is unreadable the answer is a 400 naming the field (or a 412 for what a FHIR
+server sent), never ``200 {"cards": []}``, and the reason never carries the value.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hooks.app import create_app
+from hooks.prefetch import UNREADABLE
+from tests.fhirdata import genotype, hook_request, medication_request, searchset
+
+SELECT = "/cds-services/pgx-order-select"
+SIGN = "/cds-services/pgx-order-sign"
+SECRET = "VALUE-THAT-MUST-NOT-COME-BACK"
+ORDER = "context.draftOrders.entry.0.resource"
+GENOTYPES = "prefetch.pgxGenotypes.entry.0.resource"
+
+
+def poor_metabolizer(**order_changes) -> dict:
+    order = medication_request()
+    order.update(order_changes)
+    for key in [key for key, value in order_changes.items() if value is None]:
+        del order[key]
+    return hook_request(orders=[order], genotypes=[genotype("CYP2C19", "*2/*2")])
+
+
+def assert_refused(response, field: str) -> None:
+    assert response.status_code == 400, response.text
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert any(issue["diagnostics"].startswith(field) for issue in outcome["issue"]), outcome
+    assert SECRET not in response.text
+
+
+def test_the_well_formed_order_gets_its_critical_card(client):
+    response = client.post(SELECT, json=poor_metabolizer())
+    assert response.status_code == 200 and response.json()["cards"][0]["indicator"] == "critical"
+
+
+CLOPIDOGREL = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "309362"}
+MALFORMED_ORDERS = {
+    "medication a string": ({"medicationCodeableConcept": f"clopidogrel {SECRET}"}, "medicationCodeableConcept"),
+    "coding an object": ({"medicationCodeableConcept": {"coding": CLOPIDOGREL}}, "medicationCodeableConcept.coding"),
+    "coding item a string": ({"medicationCodeableConcept": {"coding": [SECRET]}}, "medicationCodeableConcept.coding.0"),
+    "code a number": (
+        {"medicationCodeableConcept": {"coding": [{**CLOPIDOGREL, "code": 309362}]}},
+        "medicationCodeableConcept.coding.0.code",
+    ),
+    "text a list": ({"medicationCodeableConcept": {"text": [SECRET]}}, "medicationCodeableConcept.text"),
+    "no medication at all": ({"medicationCodeableConcept": None}, ORDER),
+    "medication without code or text": ({"medicationCodeableConcept": {"coding": [{"system": "x"}]}}, ORDER),
+    "reference a string": (
+        {"medicationCodeableConcept": None, "medicationReference": f"Medication/{SECRET}"},
+        "medicationReference",
+    ),
+    "reference to nothing": (
+        {"medicationCodeableConcept": None, "medicationReference": {"reference": "#missing"}},
+        "medicationReference",
+    ),
+    "contained an object": (
+        {"medicationCodeableConcept": None, "medicationReference": {"reference": "#m"}, "contained": {"id": "m"}},
+        "contained",
+    ),
+    "subject a string": ({"subject": f"Patient/{SECRET}"}, "subject"),
+    "category an object": ({"category": {"text": SECRET}}, "category"),
+    "priority not an R4 code": ({"priority": SECRET}, "priority"),
+    "intent a number": ({"intent": 1}, "intent"),
+    "reasonCode an object": ({"reasonCode": {"text": SECRET}}, "reasonCode"),
+    "encounter a string": ({"encounter": SECRET}, "encounter"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_ORDERS))
+def test_an_unreadable_draft_order_is_refused_naming_entry_and_field(client, case, caplog):
+    changes, field = MALFORMED_ORDERS[case]
+    response = client.post(SELECT, json=poor_metabolizer(**changes))
+    where = field if field.startswith("context.") else f"{ORDER}.{field}"
+    assert_refused(response, where)
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any(where in line for line in logged) and not any(SECRET in line for line in logged)
+
+
+def test_order_sign_names_the_unreadable_entry_among_good_ones(client):
+    orders = [medication_request("good"), {**medication_request("bad"), "medicationCodeableConcept": SECRET}]
+    body = hook_request("order-sign", orders=orders, genotypes=[genotype("CYP2C19", "*2/*2")])
+    assert_refused(client.post(SIGN, json=body), "context.draftOrders.entry.1.resource.medicationCodeableConcept")
+
+
+def test_a_referenced_medication_in_the_bundle_is_read_and_checked(client):
+    medication = {"resourceType": "Medication", "id": "m1", "code": {"coding": [CLOPIDOGREL]}}
+    order = {**medication_request(), "medicationReference": {"reference": "Medication/m1"}}
+    del order["medicationCodeableConcept"]
+    body = hook_request(orders=[order], genotypes=[genotype("CYP2C19", "*2/*2")])
+    body["context"]["draftOrders"]["entry"].append({"resource": medication})
+    assert client.post(SELECT, json=body).json()["cards"][0]["indicator"] == "critical"
+    body["context"]["draftOrders"]["entry"][1]["resource"]["code"] = SECRET
+    assert_refused(client.post(SELECT, json=body), "context.draftOrders.entry.1.resource.code")
+
+
+# --- the patient's results, and the context that selects the CPIC population -----------------
+
+
+def _genotype_with(**changes) -> dict:
+    obs = genotype("CYP2C19", "*2/*2")
+    obs.update(changes)
+    return obs
+
+
+MALFORMED_RESULTS = {
+    "value a string": ({"valueCodeableConcept": f"CYP2C19 *2/*2 {SECRET}"}, f"{GENOTYPES}.valueCodeableConcept"),
+    "code a string": ({"code": "84413-4"}, f"{GENOTYPES}.code"),
+    "component an object": ({"component": {"code": SECRET}}, f"{GENOTYPES}.component"),
+    "valueString a number": ({"valueString": 22}, f"{GENOTYPES}.valueString"),
+    "subject a string": ({"subject": "Patient/example-patient-1"}, f"{GENOTYPES}.subject"),
+    "effectivePeriod a string": ({"effectivePeriod": SECRET}, f"{GENOTYPES}.effectivePeriod"),
+    "derivedFrom a number": ({"derivedFrom": 3}, f"{GENOTYPES}.derivedFrom"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_RESULTS))
+def test_an_unreadable_prefetched_result_is_refused_not_skipped(client, case):
+    changes, field = MALFORMED_RESULTS[case]
+    body = hook_request(genotypes=[_genotype_with(**changes)])
+    assert_refused(client.post(SELECT, json=body), field)
+
+
+@pytest.mark.parametrize(
+    ("bundle", "field"),
+    [
+        (
+            {"resourceType": "Bundle", "entry": {"resource": genotype("CYP2C19", "*2/*2")}},
+            "prefetch.pgxGenotypes.entry",
+        ),
+        ({"resourceType": "Bundle", "entry": [SECRET]}, "prefetch.pgxGenotypes.entry.0"),
+        ({"resourceType": "Bundle", "entry": [{"resource": SECRET}]}, "prefetch.pgxGenotypes.entry.0.resource"),
+        ({"resourceType": "Bundle", "entry": [], "link": 5}, "prefetch.pgxGenotypes.link"),
+        ({"resourceType": 7}, "prefetch.pgxGenotypes"),
+    ],
+)
+def test_an_unreadable_prefetch_bundle_is_refused(client, bundle, field):
+    body = hook_request(prefetch={"pgxGenotypes": bundle, "pgxImplications": None})
+    assert_refused(client.post(SELECT, json=body), field)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field"),
+    [
+        ("conditions", searchset({"resourceType": "Condition", "verificationStatus": SECRET}), "prefetch.conditions"),
+        ("conditions", searchset({"resourceType": "Condition", "code": [SECRET]}), "prefetch.conditions"),
+        ("conditions", SECRET, "prefetch.conditions"),
+        ("patient", {"resourceType": "Patient", "id": "example-patient-1", "birthDate": 1970}, "prefetch.patient"),
+        ("patient", {"resourceType": "Patient", "id": "example-patient-1", "birthDate": SECRET}, "prefetch.patient"),
+        ("patient", {"resourceType": "Observation", "id": "x"}, "prefetch.patient"),
+        ("patient", [SECRET], "prefetch.patient"),
+    ],
+)
+def test_unreadable_population_context_is_refused(client, key, value, field):
+    body = hook_request(genotypes=[genotype("CYP2C19", "*2/*2")])
+    body["prefetch"][key] = value
+    assert_refused(client.post(SELECT, json=body), field)
+
+
+def test_unreadable_results_from_the_fhir_server_give_412_not_an_empty_answer(settings, library, fhir_server, caplog):
+    fhir_server.observations = [_genotype_with(valueCodeableConcept="CYP2C19 *2/*2")]
+    body = hook_request()
+    del body["prefetch"]
+    body["fhirServer"] = fhir_server.base
+    listed = settings.model_copy(update={"fhir_servers": fhir_server.base})
+    with TestClient(create_app(listed, library)) as client:
+        response = client.post(SELECT, json=body)
+    assert response.status_code == 412
+    assert response.json()["issue"][0]["diagnostics"] == UNREADABLE
+    assert any("valueCodeableConcept" in record.getMessage() for record in caplog.records)
