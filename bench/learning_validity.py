@@ -22,6 +22,7 @@ tests/test_validity_study.py checks equal the SQL cohort's cells seed for seed.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import sys
@@ -33,14 +34,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analytics.validity import ANCESTRY_MIXES, LOOKS, Scenario, Summary, replicate, summarise  # noqa: E402
-from engine.library import load_library  # noqa: E402
+from engine.library import Library, load_library  # noqa: E402
 
 RULE = "cyp2c19-clopidogrel"
 
 
+@functools.cache
+def _library() -> Library:
+    return load_library(ROOT / "rules")  # once per worker process
+
+
 def _run(job: tuple[Scenario, int, int]) -> tuple[Scenario, list]:
     scenario, seed, looks = job
-    library = load_library(ROOT / "rules")
+    library = _library()
     rule = next(r for r in library.rules if r.id == RULE)
     return scenario, replicate(library, rule, scenario, seed, looks)
 
