@@ -65,8 +65,8 @@ def test_a_year_of_looks_at_no_harm_crosses_the_boundary_at_most_alpha_of_the_ti
     z = np.cumsum(increments, axis=1) / np.sqrt(information)
     crossed = (z >= boundaries).any(axis=1).mean()
     assert 0.045 < crossed < 0.0525
-    # the single-look threshold tested at every look would not keep the budget
-    assert (z >= 1.645).any(axis=1).mean() > 0.06
+    if growth > 1:  # with real new information at each look, the single-look threshold would not keep the budget
+        assert (z >= 1.645).any(axis=1).mean() > 0.06
 
 
 def test_a_look_without_new_information_keeps_the_boundary_and_replay_restores_the_state():

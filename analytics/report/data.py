@@ -348,7 +348,7 @@ def _quality(con: duckdb.DuckDBPyConnection, library: Library, events_dir: Path 
         phenotype[(gene, diplotype)] = call.phenotype
         reason = call.reason or ""
         unknown += n if reason.startswith("allele not in") else 0
-        unreadable += n if reason.startswith("not a diplotype") else 0
+        unreadable += n if reason.startswith(("not a diplotype", "one allele without its zygosity")) else 0
     multiple = con.execute(
         "SELECT gene, list(DISTINCT diplotype) FROM pgx_result GROUP BY person_id, gene "
         "HAVING count(DISTINCT diplotype) > 1"
