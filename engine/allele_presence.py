@@ -19,7 +19,7 @@ _HLA_NAME = re.compile(r"^\*\d{2,3}(:\d{2,3}[A-Z]?)+$")
 _STATUS_WORDS = "not detected|not present|detected|present|absent|positive|negative|pos|neg"
 _STATUS_AFTER = re.compile(rf"^(?P<allele>\S+?)\s*[:=-]?\s*\(?(?P<status>{_STATUS_WORDS})\)?$", re.IGNORECASE)
 _STATUS_BEFORE = re.compile(rf"^(?P<status>{_STATUS_WORDS})\s*(?:for\s+|:\s*)(?P<allele>\S+)$", re.IGNORECASE)
-_CARRIED = {"detected": True, "present": True, "positive": True, "pos": True}
+_CARRIED = frozenset({"detected", "present", "positive", "pos"})
 OTHER = "Other"  # PharmCAT's placeholder for "none of the alleles of interest"
 
 
@@ -83,7 +83,7 @@ class AllelePresenceGene(GeneDefinition):
             allele = self._truncate(self._strip_gene(match["allele"])) if match else None
             if allele not in self.alleles_of_interest:
                 return None
-            status = "positive" if _CARRIED.get(match["status"].casefold(), False) else "negative"
+            status = "positive" if match["status"].casefold() in _CARRIED else "negative"
             if found.setdefault(allele, status) != status:
                 return indeterminate(self.symbol, None, f"{allele} is stated both positive and negative")
         keys = tuple(f"{allele} {status}" for allele, status in found.items())

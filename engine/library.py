@@ -50,7 +50,6 @@ class Library:
     rules_by_code: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
     rules_by_name: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
     card_templates: Mapping[TemplateKey, CardTemplate]
-    products: tuple[ProductIndex, ...] = ()  # the curated product tables of rules/products/
 
     def interpret(self, reports: Iterable[ReportedResult]) -> dict[str, GeneResult]:
         return interpret(self.genes, reports)
@@ -147,7 +146,6 @@ def load_library(directory: Path) -> Library:
         by_code,
         by_name,
         card_templates(loaded),
-        tuple(products),
     )
     for symbol, document in gene_documents.items():
         problems.extend(gene_example_problems(genes[symbol], document))

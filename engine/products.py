@@ -17,6 +17,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -24,6 +25,7 @@ from engine.rules import RXNORM_CODE
 from engine.yamlsource import Problem, YamlDocument
 
 Ingredients = tuple[str, ...]
+RxNormCode = Annotated[str, Field(pattern=RXNORM_CODE)]
 
 
 def name_key(text: str) -> str:
@@ -40,7 +42,7 @@ class Product(_Strict):
 
     rxcui: str = Field(pattern=RXNORM_CODE)
     name: str = Field(min_length=1)
-    ingredients: tuple[str, ...] = Field(min_length=1, description="RxNorm ingredient codes")
+    ingredients: tuple[RxNormCode, ...] = Field(min_length=1, description="RxNorm ingredient codes")
     source: str = Field(default="", description="Where the row comes from (curated rows: a key of `sources`)")
 
 
@@ -48,7 +50,7 @@ class Brand(_Strict):
     """A brand name, as it appears in order text, and the ingredients its products hold."""
 
     name: str = Field(min_length=1)
-    ingredients: tuple[str, ...] = Field(min_length=1)
+    ingredients: tuple[RxNormCode, ...] = Field(min_length=1)
     rxcui: str | None = Field(default=None, pattern=RXNORM_CODE, description="The RxNorm Brand Name concept")
     source: str = ""
 

@@ -37,7 +37,7 @@ HOOK_LATENCY = Histogram(
 CARDS = Counter(f"{PREFIX}_cards", "Cards returned to the EHR, by rule and tier", ["rule", "tier"])
 FEEDBACK = Counter(f"{PREFIX}_feedback", "Feedback items recorded (repeats not counted)", ["service", "outcome"])
 RELOAD_FAILURES = Counter(
-    f"{PREFIX}_reload_failures", "Reloads of the rules or strengths that failed (the last good kept serving)", ["what"]
+    f"{PREFIX}_reload_failures", "Failed reloads of rules, strengths or products (the last good kept serving)", ["what"]
 )
 # Versions only grow (a rollback publishes a new one), so the largest across workers is the newest served.
 STRENGTHS_VERSION = Gauge(

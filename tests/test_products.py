@@ -68,6 +68,17 @@ def test_the_curated_table_leads_products_brands_and_combinations_to_their_ingre
     assert "17767" not in library.rules_by_code  # amlodipine itself: no rule, so no entry
 
 
+def test_every_curated_product_leads_to_the_rules_of_all_its_ingredients(library):
+    from engine.products import parse_curated
+    from engine.yamlsource import load_yaml
+
+    index, problems = parse_curated(load_yaml(RULES / "products" / "rxnorm.yaml"), library.rules_by_code)
+    assert problems == [] and len(index.products) >= 30
+    for product in index.products:
+        expected = set().union(*(rule_ids(library, code) for code in product.ingredients))
+        assert rule_ids(library, product.rxcui) == expected, product.name
+
+
 def test_a_curated_row_with_an_unknown_source_or_no_covered_ingredient_is_refused_with_its_line(tmp_path):
     rules = tmp_path / "rules"
     shutil.copytree(RULES, rules)
