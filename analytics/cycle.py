@@ -15,13 +15,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
 from analytics import strengths
+from analytics.calibration import SystematicError, fit_systematic_error
 from analytics.cohort import Study, build, cells, excluded_opt_outs
 from analytics.estimate import Estimate, estimate
 from analytics.events import ingest
@@ -30,6 +31,7 @@ from analytics.omop import REQUIRED, type_problems
 from analytics.policy import Decision, Posterior, decide, update
 from analytics.products import build_index, has_vocabulary
 from analytics.products import publish as publish_products
+from analytics.sequential import Look, replay
 from analytics.settings import Paths
 from analytics.store import connect, count, first_row, table_exists
 from engine.cycle_status import CycleOutcome, CycleStatus, write_status
@@ -119,6 +121,59 @@ def _safe_streak(con: duckdb.DuckDBPyConnection, rule: str, group: str) -> int:
     return streak
 
 
+YEAR_DAYS = 365.25
+
+
+def _systematic_errors(con: duckdb.DuckDBPyConnection, study: Study) -> dict[str, SystematicError]:
+    """Per group, the systematic error its negative controls show, when enough of them are estimable."""
+    learning = study.learning
+    found: dict[str, tuple[list[float], list[float]]] = {}
+    for outcome in learning.negative_controls:
+        control = Study(study.rule, learning.model_copy(update={"outcome": outcome}))
+        build(con, control)
+        for item in estimate(control, cells(con, control), ("within-drug",)):
+            if item.log_hr is not None and item.se is not None:
+                found.setdefault(item.group, ([], []))[0].append(item.log_hr)
+                found[item.group][1].append(item.se)
+    return {
+        group: fit_systematic_error(log_hrs, ses)
+        for group, (log_hrs, ses) in found.items()
+        if len(log_hrs) >= learning.policy.min_negative_controls
+    }
+
+
+def _sequential_look(
+    con: duckdb.DuckDBPyConnection, rule: Rule, group: Group, local: Estimate, now: datetime
+) -> tuple[float, dict | None]:
+    """This cycle's boundary on the local z, and the look to record (None: no estimate, no look).
+
+    The surveillance year starts at a group's first look and lasts 365 days; the looks of the
+    current year are read back from the audit trail (analytics/sequential.py explains the test).
+    """
+    if local.log_hr is None or local.se is None:
+        return float("inf"), None
+    rows = con.execute(
+        """SELECT json_extract(evidence, '$.look') FROM strength_audit
+           WHERE rule = ? AND phenotype = ? AND run_id IS NOT NULL AND json_extract(evidence, '$.look') IS NOT NULL
+           ORDER BY audit_id""",
+        [rule.id, group.label],
+    ).fetchall()
+    looks = [json.loads(row[0]) for row in rows]
+    start = now
+    if looks:
+        start = datetime.fromisoformat(looks[-1]["year_start"])
+        if (now - start).total_seconds() / 86400 >= YEAR_DAYS:
+            start, looks = now, []
+        looks = [look for look in looks if look["year_start"] == start.isoformat()]
+    policy = rule.learning.policy
+    state = replay([Look(x["t"], x["information"], x["boundary"]) for x in looks], policy.false_escalation_per_year,
+                   policy.spending)  # fmt: skip
+    t = ((now - start).total_seconds() / 86400 + 1) / YEAR_DAYS
+    boundary = state.look(t, 1 / local.se**2)
+    return boundary, {"year_start": start.isoformat(), "t": t, "information": 1 / local.se**2, "boundary": boundary,
+                      "z": local.log_hr / local.se}  # fmt: skip
+
+
 def _evidence(group: Group, local: Estimate, posterior: Posterior, decision: Decision, safe_met: bool) -> dict:
     low, high = local.ci
     summary = (
@@ -163,21 +218,29 @@ def _study_rule(
     returns ``snapshot`` with the changes ``auto`` mode applies."""
     learning = rule.learning
     assert learning is not None
+    now = datetime.now(UTC)
     study = Study(rule, learning)
     build(con, study)
     result.opted_out_excluded += excluded_opt_outs(con)
     cell_table = cells(con, study)
     estimates = {(e.group, e.contrast): e for e in estimate(study, cell_table)}
+    errors = _systematic_errors(con, study)
     for group in learning.groups:
         mode = "propose" if learning.mode == "auto" and strengths.rolled_back(con, rule, group) else learning.mode
         local = estimates[(group.label, "within-drug")]
         interaction = estimates[(group.label, "interaction")]
-        posterior = update(group, learning.policy, local.log_hr, local.se)
+        error, decided = errors.get(group.label), local
+        if error is not None and local.log_hr is not None and local.se is not None:
+            # Enough negative controls: decide on the calibrated estimate (Schuemie et al. 2014, 2018).
+            calibrated_log_hr, calibrated_se = error.calibrate(local.log_hr, local.se)
+            decided = replace(local, log_hr=calibrated_log_hr, se=calibrated_se)
+        posterior = update(group, learning.policy, decided.log_hr, decided.se)
         tier, floor, ceiling = strengths.current_tier(rule, group, snapshot)
+        boundary, look = _sequential_look(con, rule, group, decided, now)
         decision = decide(
             learning.policy, tier=tier, floor=floor, ceiling=ceiling, posterior=posterior, events=local.events,
-            reference_events=local.reference_events, log_hr=local.log_hr, se=local.se,
-            safe_streak=_safe_streak(con, rule.id, group.label),
+            reference_events=local.reference_events, log_hr=decided.log_hr, se=decided.se,
+            safe_streak=_safe_streak(con, rule.id, group.label), boundary=boundary,
         )  # fmt: skip
         if mode == "off" and decision.changes:
             decision = Decision(tier, tier, "off", f"learning mode is off; would {decision.action}: {decision.reason}")
@@ -186,6 +249,12 @@ def _study_rule(
             and posterior.probability_below(learning.policy.safe_hr) > learning.policy.deescalate_probability
         )
         evidence = _evidence(group, local, posterior, decision, safe_met)
+        if error is not None:
+            low, high = decided.ci
+            evidence["calibration"] = {"controls": error.controls, "bias_mean": error.mean, "bias_sd": error.sd,
+                                       "calibrated": {"hr": decided.hr, "ci": [low, high]}}  # fmt: skip
+        if look is not None and decision.action != "insufficient data":
+            evidence["look"] = look
         cell_json = cell_table[cell_table.grp.isin([group.label, "reference"])].to_json(orient="records")
         _record_estimates(con, run_id, rule, group, (local, interaction), posterior, cell_json)
         action = strengths.settle_proposal(con, run_id, rule, group, decision, evidence, mode == "propose")

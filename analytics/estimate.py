@@ -71,12 +71,17 @@ def _fit(cells: pd.DataFrame, formula: str):
     return model.fit()
 
 
-def estimate(study: Study, cells: pd.DataFrame) -> list[Estimate]:
-    """Both contrasts for every group (log HR None where the data cannot support a fit)."""
+CONTRASTS = ("within-drug", "interaction")
+
+
+def estimate(study: Study, cells: pd.DataFrame, contrasts: tuple[str, ...] = CONTRASTS) -> list[Estimate]:
+    """The contrasts for every group (log HR None where the data cannot support a fit)."""
     estimates = []
     on_drug = cells[cells.target == 1]
     fits = {}
     for contrast, data, interaction in (("within-drug", on_drug, False), ("interaction", cells, True)):
+        if contrast not in contrasts:
+            continue
         usable = data.groupby("grp").events.sum()
         if (
             REFERENCE not in usable.index
@@ -92,7 +97,7 @@ def estimate(study: Study, cells: pd.DataFrame) -> list[Estimate]:
     reference_n, reference_events, _ = _counts(on_drug, REFERENCE, None)
     for group in study.learning.groups:
         n, events, years = _counts(on_drug, group.label, None)
-        for contrast in ("within-drug", "interaction"):
+        for contrast in contrasts:
             fit = fits[contrast]
             term = f"C(grp, Treatment('{REFERENCE}'))[T.{group.label}]"
             if contrast == "interaction":

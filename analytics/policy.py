@@ -9,9 +9,11 @@ Decision, per genotype group (thresholds in the rule's ``learning.policy``):
 - nothing until the data are there: at least ``min_events`` events in the group and in the
   reference, and a local SE of at most ``max_se``;
 - escalate one tier when P(HR > harm_hr) > escalate_probability and the local estimate on its own
-  shows harm (its one-sided P(HR > 1) above ``local_confirmation``): the prior is already in the
-  rule file's tier, so only this site's data may raise it, and a strong prior cannot escalate on
-  weak local data (measured at a null truth: tests and bench/learning_validity.py);
+  crosses this look's sequential boundary (z = log HR / SE at or above the Lan-DeMets boundary of
+  analytics/sequential.py, and never below the ``local_confirmation`` quantile): the prior is
+  already in the rule file's tier, so only this site's data may raise it, a strong prior cannot
+  escalate on weak local data, and however many cycles run, a group with no true harm escalates
+  in at most ``false_escalation_per_year`` of years (measured: bench/learning_validity.py);
 - de-escalate one tier only when P(HR < safe_hr) > deescalate_probability on ``deescalate_after``
   consecutive cycles (hysteresis: weakening needs stronger, repeated evidence);
 - at most one tier per cycle, never below the floor or above the ceiling of any recommendation.
@@ -83,6 +85,16 @@ def update(group: Group, policy: Policy, log_hr: float | None, se: float | None)
     )
 
 
+def at_ceiling_reason(ceiling: Tier) -> str:
+    """The one reason every group held at its ceiling gives (reports group by it)."""
+    return f"at its ceiling ({ceiling}), the highest tier the rule allows"
+
+
+def escalation_boundary(policy: Policy, sequential: float) -> float:
+    """The z the local estimate must reach to escalate: the sequential boundary, floored by local_confirmation."""
+    return max(sequential, NormalDist().inv_cdf(policy.local_confirmation))
+
+
 @dataclass(frozen=True)
 class Decision:
     tier_before: Tier
@@ -107,8 +119,10 @@ def decide(
     log_hr: float | None,
     se: float | None,
     safe_streak: int,
+    boundary: float,
 ) -> Decision:
-    """The tier for the next cycle. ``safe_streak``: earlier consecutive cycles that met the de-escalation bar."""
+    """The tier for the next cycle. ``safe_streak``: earlier consecutive cycles that met the de-escalation bar;
+    ``boundary``: this look's sequential boundary on the local z (analytics/sequential.py)."""
     if (
         events < policy.min_events
         or reference_events < policy.min_events
@@ -125,20 +139,22 @@ def decide(
     harm = posterior.probability_above(policy.harm_hr)
     safe = posterior.probability_below(policy.safe_hr)
     rank = TIER_RANK[tier]
-    local_harm = NormalDist().cdf(log_hr / se)
-    if harm > policy.escalate_probability and local_harm <= policy.local_confirmation:
-        reason = (
-            f"P(HR > {policy.harm_hr}) = {harm:.2f}, but this site's own estimate does not confirm harm yet "
-            f"(P(local HR > 1) = {local_harm:.3f}, need {policy.local_confirmation})"
-        )
-        return Decision(tier, tier, "hold", reason)
+    z, needed = log_hr / se, escalation_boundary(policy, boundary)
+    at_ceiling = rank >= TIER_RANK[ceiling]
     if harm > policy.escalate_probability:
-        if rank < TIER_RANK[ceiling]:
-            reason = f"P(HR > {policy.harm_hr}) = {harm:.2f} > {policy.escalate_probability}"
-            return Decision(tier, TIERS[rank + 1], "escalate", reason)
-        return Decision(
-            tier, tier, "hold", f"P(HR > {policy.harm_hr}) = {harm:.2f}, already at the ceiling ({ceiling})"
+        if at_ceiling:
+            return Decision(tier, tier, "hold", f"{at_ceiling_reason(ceiling)}; P(HR > {policy.harm_hr}) = {harm:.2f}")
+        if z < needed:
+            reason = (
+                f"P(HR > {policy.harm_hr}) = {harm:.2f}, but this site's own estimate does not confirm harm yet "
+                f"(z = {z:.2f}, this cycle's sequential boundary {needed:.2f})"
+            )
+            return Decision(tier, tier, "hold", reason)
+        reason = (
+            f"P(HR > {policy.harm_hr}) = {harm:.2f} > {policy.escalate_probability}, and this site's estimate "
+            f"crosses the sequential boundary (z = {z:.2f} >= {needed:.2f})"
         )
+        return Decision(tier, TIERS[rank + 1], "escalate", reason)
     if safe > policy.deescalate_probability:
         streak = safe_streak + 1
         if streak < policy.deescalate_after:
@@ -151,6 +167,7 @@ def decide(
             reason = f"P(HR < {policy.safe_hr}) = {safe:.2f} > {policy.deescalate_probability} for {streak} cycles"
             return Decision(tier, TIERS[rank - 1], "de-escalate", reason)
         return Decision(tier, tier, "hold", f"P(HR < {policy.safe_hr}) = {safe:.2f}, already at the floor ({floor})")
-    return Decision(
-        tier, tier, "hold", f"P(HR > {policy.harm_hr}) = {harm:.2f}, P(HR < {policy.safe_hr}) = {safe:.2f}: no change"
-    )
+    evidence = f"P(HR > {policy.harm_hr}) = {harm:.2f}, P(HR < {policy.safe_hr}) = {safe:.2f}"
+    if at_ceiling:
+        return Decision(tier, tier, "hold", f"{at_ceiling_reason(ceiling)}; {evidence}")
+    return Decision(tier, tier, "hold", f"{evidence}: no change")

@@ -10,6 +10,10 @@ cards and feedback for them are written to ``cds_event``. Outcomes come from a p
 model with a constant baseline hazard: on the rule's drug the hazard is multiplied by the true
 hazard ratio of the patient's phenotype, on a comparator it is not (alternatives are genotype-
 neutral). Follow-up ends at the outcome, death, the end of observation or the study end.
+``Truth`` states exactly what a true hazard ratio means; it is the quantity analytics/estimate.py
+estimates (tests/test_validity_study.py and bench/learning_validity.py check it over many seeds).
+The draws (``draw_population``, ``draw_new_users``) are kept apart from the OMOP rows they become,
+so that analytics/simulated_cells.py can make the study's cells from the same draws without SQL.
 
 The truth used is stored in ``sim_truth``. Concept ids are local (2 000 000 000 and up, the OMOP
 range for site concepts); the ``concept`` and ``concept_ancestor`` rows map them to the real RxNorm,
@@ -82,9 +86,42 @@ COVARIATE_LOG_HR = {"age75": math.log(1.6), "age65": math.log(1.3), "female": ma
 
 @dataclass
 class Truth:
-    """The true effects: per rule, the 1-year outcome risk of normal metabolizers and the HRs."""
+    """The true effects: per rule, the 1-year outcome risk of normal metabolizers and the HRs.
+
+    What a hazard ratio means (the estimand; analytics/estimate.py estimates exactly this): among
+    new users of the rule's drug, the hazard of the outcome in a phenotype group divided by the
+    hazard in the reference phenotypes, conditional on the covariates the study adjusts for (age
+    band, sex, the rule's condition covariates) and constant over follow-up. On a comparator the
+    genotype has no effect (HR 1), so the genotype x drug interaction has the same true value.
+    Optional population settings: ``ancestry`` (shares by group, default ANCESTRY_SHARE), and an
+    unmeasured ``confounding`` risk factor whose prevalence differs by ancestry (so it travels with
+    genotype) and which multiplies every outcome's hazard; ``negative_controls`` adds that many
+    outcomes no genotype affects (for empirical calibration).
+    """
 
     rules: dict[str, dict] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_TRUTH.items()})
+    ancestry: dict[str, float] = field(default_factory=lambda: dict(zip(ANCESTRY, ANCESTRY_SHARE, strict=True)))
+    confounding: dict = field(default_factory=dict)  # {hazard_ratio: 2.0, prevalence: {EUR: 0.1, EAS: 0.5, ...}}
+    controls: int = 0
+
+    @property
+    def ancestry_share(self) -> np.ndarray:
+        shares = np.array([float(self.ancestry.get(a, 0.0)) for a in ANCESTRY])
+        return shares / shares.sum()
+
+    @property
+    def confounder_log_hr(self) -> float:
+        return math.log(float(self.confounding.get("hazard_ratio", 1.0)))
+
+    def confounder(self, rng: np.random.Generator, ancestry: np.ndarray) -> np.ndarray:
+        """The unmeasured risk factor per person; drawn only when the truth injects one (seeds stay comparable)."""
+        if not self.confounding:
+            return np.zeros(len(ancestry), bool)
+        prevalence = np.array([float(self.confounding.get("prevalence", {}).get(a, 0.0)) for a in ANCESTRY])
+        return rng.random(len(ancestry)) < prevalence[ancestry]
+
+    def negative_controls(self, rule_id: str) -> list[str]:
+        return [f"{rule_id}-nc{k + 1:02d}" for k in range(self.controls)]
 
     @classmethod
     def from_file(cls, path: Path) -> Truth:
@@ -93,6 +130,20 @@ class Truth:
         if not isinstance(rules, dict):
             raise ValueError(f"{path}: expected a mapping 'rules: {{rule-id: {{baseline_rate, hazard_ratio}}}}'")
         truth = cls()
+        ancestry = data.get("ancestry")
+        if ancestry is not None:
+            if (
+                not isinstance(ancestry, dict)
+                or set(ancestry) - set(ANCESTRY)
+                or sum(map(float, ancestry.values())) <= 0
+            ):
+                raise ValueError(f"{path}: ancestry must map some of {list(ANCESTRY)} to shares")
+            truth.ancestry = {str(a): float(v) for a, v in ancestry.items()}
+        if data.get("confounding") is not None:
+            if not isinstance(data["confounding"], dict) or not isinstance(data["confounding"].get("prevalence"), dict):
+                raise ValueError(f"{path}: confounding needs hazard_ratio and a prevalence mapping by ancestry")
+            truth.confounding = dict(data["confounding"])
+        truth.controls = int(data.get("negative_controls", 0))
         for rule_id, spec in rules.items():
             if not isinstance(spec, dict) or not isinstance(spec.get("hazard_ratio", {}), dict):
                 raise ValueError(f"{path}: rules.{rule_id} needs baseline_rate and a hazard_ratio mapping")
@@ -176,12 +227,151 @@ def _diplotypes(rng: np.random.Generator, gene: str, ancestry: np.ndarray) -> np
     """Two alleles per person under Hardy-Weinberg, by ancestry; returns 'a/b' strings."""
     alleles = list(ALLELE_FREQUENCIES[gene])
     table = np.array([ALLELE_FREQUENCIES[gene][a] for a in alleles])  # alleles x ancestries
-    names = np.array(["*1", *alleles])
-    probabilities = np.vstack([1 - table.sum(axis=0), table])[:, ancestry].T  # persons x alleles
-    cumulative = probabilities.cumsum(axis=1)
-    picks = [(rng.random(len(ancestry))[:, None] > cumulative).sum(axis=1) for _ in range(2)]
-    first, second = (names[np.minimum(p, len(names) - 1)] for p in picks)
-    return np.char.add(np.char.add(first, "/"), second)
+    names = ["*1", *alleles]
+    cumulative = np.vstack([1 - table.sum(axis=0), table]).cumsum(axis=0).T  # ancestries x alleles
+    picks = [
+        np.minimum((rng.random(len(ancestry))[:, None] > cumulative[ancestry]).sum(axis=1), len(names) - 1)
+        for _ in range(2)
+    ]
+    labels = np.array([f"{a}/{b}" for a in names for b in names])
+    return labels[picks[0] * len(names) + picks[1]]
+
+
+@dataclass
+class Population:
+    """Everyone the simulator made, person by person (index i is person_id i + 1)."""
+
+    person_id: np.ndarray
+    ancestry: np.ndarray
+    female: np.ndarray
+    birth_year: np.ndarray
+    obs_start: np.ndarray
+    obs_end: np.ndarray
+    death_day: np.ndarray  # inf for those who do not die in observation
+    opted_out: np.ndarray
+    tested: np.ndarray
+    result_day: np.ndarray
+    diplotypes: dict[str, np.ndarray]
+    phenotypes: dict[str, np.ndarray]
+    confounder: np.ndarray  # the unmeasured risk factor (all False unless the truth injects one)
+
+    @property
+    def dies(self) -> np.ndarray:
+        return np.isfinite(self.death_day)
+
+
+@dataclass
+class NewUsers:
+    """One rule's new users as drawn: who, when, covariates, arm, and the outcome (days from study start)."""
+
+    rule: Rule
+    users: np.ndarray  # indices into the Population
+    index: np.ndarray
+    age: np.ndarray
+    conditions: dict[str, np.ndarray]  # covariate name -> present at index
+    condition_lag: dict[str, np.ndarray]  # days before index the diagnosis was recorded
+    on_drug: np.ndarray
+    alerted: np.ndarray
+    comparator: np.ndarray  # which comparator, for those not on the drug
+    product: np.ndarray  # which of the drug's concepts, for those on it
+    supply: np.ndarray
+    end: np.ndarray  # end of follow-up (float: death may fall inside a day)
+    event_day: np.ndarray
+    happened: np.ndarray
+    outcome_concept: np.ndarray
+    negative_controls: dict[str, np.ndarray] = field(default_factory=dict)  # name -> day of the outcome, inf if none
+
+
+def draw_population(rng: np.random.Generator, library: Library, genes: list[str], persons: int,
+                    truth: Truth) -> Population:  # fmt: skip
+    """Persons, their observation, deaths, opt-outs, results on file and true diplotypes."""
+    ancestry = rng.choice(len(ANCESTRY), size=persons, p=truth.ancestry_share)
+    person_id = np.arange(1, persons + 1, dtype=np.int64)
+    female = rng.random(persons) < 0.5
+    birth_year = rng.integers(1930, 2000, size=persons)
+    obs_start = rng.integers(-3650, 365 * 3, size=persons).clip(0, None)
+    obs_end = np.minimum(obs_start + rng.integers(365 * 2, 365 * 12, size=persons), STUDY_DAYS)
+    # Background mortality: about 1% a year, censoring follow-up.
+    death_day = obs_start + rng.exponential(100 * 365, size=persons)
+    death_day = np.where(death_day < obs_end, death_day, np.inf)
+    opted_out = rng.random(persons) < 0.03
+    tested = rng.random(persons) < 0.6
+    result_day = rng.integers(0, STUDY_DAYS, size=persons)
+    diplotypes, phenotypes = {}, {}
+    for gene in genes:
+        diplotypes[gene] = _diplotypes(rng, gene, ancestry)
+        distinct, where = np.unique(diplotypes[gene], return_inverse=True)
+        phenotypes[gene] = np.array([call_diplotype(library.genes[gene], d).phenotype for d in distinct])[where]
+    confounder = truth.confounder(rng, ancestry)
+    return Population(person_id, ancestry, female, birth_year, obs_start, obs_end, death_day, opted_out, tested,
+                      result_day, diplotypes, phenotypes, confounder)  # fmt: skip
+
+
+def draw_new_users(rng: np.random.Generator, rule: Rule, truth: Truth, population: Population,
+                   offset: int) -> NewUsers:  # fmt: skip
+    """One rule's new users, treatment and outcomes, from the proportional-hazards model in the module doc."""
+    learning = rule.learning
+    assert learning is not None
+    p = population
+    n = len(p.person_id)
+    # New users: one index date inside observation, after a full washout, leaving room for follow-up.
+    starts = rng.random(n) < (0.05 if offset == 0 else 0.08)
+    index = p.obs_start + learning.washout_days + rng.integers(0, 365 * 6, size=n)
+    users = np.flatnonzero(starts & (index < p.obs_end) & (index < p.death_day))
+    index = index[users]
+    age = (STUDY_START.year + index / 365.25 - p.birth_year[users]).astype(int)
+    is_female = p.female[users]
+
+    # Condition covariates: present at index for a share of new users; they raise both the
+    # chance of the alternative and the outcome hazard (confounding by indication).
+    linear_treat = np.full(len(users), -0.2) + 0.4 * (age >= 75) - 0.3 * is_female
+    linear_outcome = (
+        COVARIATE_LOG_HR["age75"] * (age >= 75)
+        + COVARIATE_LOG_HR["age65"] * ((age >= 65) & (age < 75))
+        + COVARIATE_LOG_HR["female"] * is_female
+    )
+    conditions, lags = {}, {}
+    for covariate in learning.condition_covariates:
+        present = rng.random(len(users)) < (0.45 if covariate.lookback_days <= 30 else 0.2)
+        linear_treat -= 0.6 * present
+        linear_outcome += COVARIATE_LOG_HR["condition"] * present
+        conditions[covariate.name] = present
+        lags[covariate.name] = rng.integers(0, min(covariate.lookback_days, 30), size=len(users))
+
+    # Treatment: the rule's drug or a comparator. After go-live, a known risk phenotype is mostly
+    # switched (the alert working), which is why estimation adjusts and compares, not just counts.
+    phenotype = p.phenotypes[rule.gene][users]
+    risk = np.isin(phenotype, [ph for g in learning.groups for ph in g.phenotypes])
+    known = p.tested & (p.result_day < p.obs_end)
+    alerted = risk & known[users] & (index >= (GO_LIVE - STUDY_START).days) & (p.result_day[users] <= index)
+    p_drug = 1 / (1 + np.exp(-(linear_treat + 0.9)))
+    p_drug = np.where(alerted, p_drug * 0.35, p_drug)
+    on_drug = rng.random(len(users)) < p_drug if learning.comparators else np.ones(len(users), bool)
+    comparator = rng.integers(0, max(len(learning.comparators), 1), size=len(users))
+    product = rng.integers(0, len(_drug_codes(rule)), size=len(users))
+    supply = rng.choice([30, 90], size=len(users))
+
+    # Outcomes: exponential times; the hazard gives a 1-year risk of baseline_rate for a normal
+    # metabolizer on the drug with average covariates, times the phenotype's true HR on the drug.
+    spec = truth.rules.get(rule.id, {"baseline_rate": 0.05})
+    rate = -math.log(1 - float(spec["baseline_rate"])) / 365.25
+    distinct, where = np.unique(phenotype, return_inverse=True)
+    ratio = np.array([truth.hazard_ratio(rule, ph) for ph in distinct])[where]
+    confounding = truth.confounder_log_hr * p.confounder[users]
+    hazard = rate * np.exp(linear_outcome - linear_outcome.mean() + confounding) * np.where(on_drug, ratio, 0.85)
+    event_day = index + 1 + rng.exponential(1 / hazard)
+    end = np.minimum(np.minimum(p.obs_end[users], p.death_day[users]), index + learning.time_at_risk_days)
+    happened = event_day <= end
+    outcome_concept = rng.integers(0, 2 * len(learning.outcome.conditions), size=len(users))
+    draw = NewUsers(rule, users, index, age, conditions, lags, on_drug, alerted, comparator, product, supply, end,
+                    event_day, happened, outcome_concept)  # fmt: skip
+    for name in truth.negative_controls(rule.id):
+        # Outcomes no genotype-drug pair affects (true HR 1 in every group, on every drug), with the
+        # same measured covariates and the same unmeasured confounder as the study outcome.
+        control_hazard = rate * np.exp(linear_outcome - linear_outcome.mean() + confounding)
+        day = index + 1 + rng.exponential(1 / control_hazard)
+        draw.negative_controls[name] = np.where(day <= end, day, np.inf)
+    return draw
 
 
 def simulate(
@@ -198,24 +388,18 @@ def simulate(
     rng = np.random.default_rng(seed)
     concepts = Concepts()
     tables = Tables()
-    rules = [rule for rule in library.rules if rule.learning and rule.gene in ALLELE_FREQUENCIES]
-
-    ancestry = rng.choice(len(ANCESTRY), size=persons, p=ANCESTRY_SHARE)
-    person_id = np.arange(1, persons + 1, dtype=np.int64)
-    female = rng.random(persons) < 0.5
-    birth_year = rng.integers(1930, 2000, size=persons)
-    obs_start = rng.integers(-3650, 365 * 3, size=persons).clip(0, None)
-    obs_end = np.minimum(obs_start + rng.integers(365 * 2, 365 * 12, size=persons), STUDY_DAYS)
-    source_value = np.char.add("MRN", np.char.zfill(person_id.astype(str), 8))
+    rules = simulated_rules(library)
+    p = draw_population(rng, library, sorted({rule.gene for rule in rules}), persons, truth)
+    source_value = np.char.add("MRN", np.char.zfill(p.person_id.astype(str), 8))
     tables.add(
         "person",
         pd.DataFrame(
             {
-                "person_id": person_id,
-                "gender_concept_id": np.where(female, FEMALE, MALE),
-                "year_of_birth": birth_year,
-                "race_concept_id": np.array([RACE_CONCEPT[a] for a in ANCESTRY])[ancestry],
-                "ethnicity_concept_id": np.where(ancestry == ANCESTRY.index("AMR"), HISPANIC, NOT_HISPANIC),
+                "person_id": p.person_id,
+                "gender_concept_id": np.where(p.female, FEMALE, MALE),
+                "year_of_birth": p.birth_year,
+                "race_concept_id": np.array([RACE_CONCEPT[a] for a in ANCESTRY])[p.ancestry],
+                "ethnicity_concept_id": np.where(p.ancestry == ANCESTRY.index("AMR"), HISPANIC, NOT_HISPANIC),
                 "person_source_value": source_value,
             }
         ),
@@ -224,43 +408,36 @@ def simulate(
         "observation_period",
         pd.DataFrame(
             {
-                "observation_period_id": person_id,
-                "person_id": person_id,
-                "observation_period_start_date": _dates(obs_start),
-                "observation_period_end_date": _dates(obs_end),
+                "observation_period_id": p.person_id,
+                "person_id": p.person_id,
+                "observation_period_start_date": _dates(p.obs_start),
+                "observation_period_end_date": _dates(p.obs_end),
                 "period_type_concept_id": 32817,
             }
         ),
     )
-    # Background mortality: about 1% a year, censoring follow-up.
-    death_day = obs_start + rng.exponential(100 * 365, size=persons)
-    dies = death_day < obs_end
-    tables.add("death", pd.DataFrame({"person_id": person_id[dies], "death_date": _dates(death_day[dies].astype(int))}))
-    opted_out = rng.random(persons) < 0.03
+    dies = p.dies
     tables.add(
-        "research_opt_out", pd.DataFrame({"person_id": person_id[opted_out], "since": _dates(obs_start[opted_out])})
+        "death", pd.DataFrame({"person_id": p.person_id[dies], "death_date": _dates(p.death_day[dies].astype(int))})
     )
-
-    tested = rng.random(persons) < 0.6
-    result_day = rng.integers(0, STUDY_DAYS, size=persons)
+    tables.add(
+        "research_opt_out",
+        pd.DataFrame({"person_id": p.person_id[p.opted_out], "since": _dates(p.obs_start[p.opted_out])}),
+    )
     genotype_concept = concepts.id("LOINC", "84413-4", "Genotype display name", "Measurement")
-    phenotypes: dict[str, np.ndarray] = {}
-    for gene in sorted({rule.gene for rule in rules}):
-        diplotypes = _diplotypes(rng, gene, ancestry)
-        called = {d: call_diplotype(library.genes[gene], d).phenotype for d in np.unique(diplotypes)}
-        phenotypes[gene] = np.array([called[d] for d in diplotypes])
-        ids = person_id[tested]
-        values = np.char.add(f"{gene} ", diplotypes[tested])
+    tested = p.tested
+    for gene, diplotypes in p.diplotypes.items():
+        ids = p.person_id[tested]
         tables.add(
             "measurement",
             pd.DataFrame(
                 {
                     "person_id": ids,
                     "measurement_concept_id": genotype_concept,
-                    "measurement_date": _dates(result_day[tested]),
+                    "measurement_date": _dates(p.result_day[tested]),
                     "measurement_type_concept_id": 32817,
                     "measurement_source_value": "84413-4",
-                    "value_source_value": values,
+                    "value_source_value": np.char.add(f"{gene} ", diplotypes[tested]),
                 }
             ),
         )
@@ -271,7 +448,7 @@ def simulate(
                     "person_id": ids,
                     "gene": gene,
                     "diplotype": diplotypes[tested],
-                    "result_date": _dates(result_day[tested]),
+                    "result_date": _dates(p.result_day[tested]),
                     "source": "simulator",
                 }
             ),
@@ -279,14 +456,18 @@ def simulate(
 
     truth_rows = []
     for offset, rule in enumerate(rules):
-        truth_rows += _simulate_rule(
-            rng, rule, truth, concepts, tables,
+        draw = draw_new_users(rng, rule, truth, p, offset)
+        _rule_tables(draw, p, concepts, tables)
+        if identifiers:
             # The service's events draw from their own stream: with or without them, the cohort is the same.
-            (identifiers, np.random.default_rng([seed, offset, 1])) if identifiers else None,
-            person_id=person_id, birth_year=birth_year, female=female, obs_start=obs_start,
-            obs_end=obs_end, death_day=np.where(dies, death_day, np.inf), phenotype=phenotypes[rule.gene],
-            known=tested & (result_day < obs_end), result_day=result_day, source_value=source_value, offset=offset,
-        )  # fmt: skip
+            phenotype = p.phenotypes[rule.gene][draw.users]
+            _cds_events(np.random.default_rng([seed, offset, 1]), rule, tables, identifiers,
+                        source_value[draw.users], draw.index, phenotype, draw.alerted, draw.on_drug)  # fmt: skip
+        spec = truth.rules.get(rule.id, {"baseline_rate": 0.05})
+        truth_rows += [
+            (rule.id, ph, truth.hazard_ratio(rule, ph), float(spec["baseline_rate"]))
+            for ph in sorted({*p.phenotypes[rule.gene][draw.users]})
+        ]
     truth_frame = pd.DataFrame(truth_rows, columns=["rule", "phenotype", "hazard_ratio", "baseline_rate"])
     truth_frame["seed"], truth_frame["persons"] = seed, persons
     tables.add("sim_truth", truth_frame)
@@ -310,126 +491,86 @@ def simulate(
         return _write(con, tables)
 
 
-def _simulate_rule(
-    rng: np.random.Generator,
-    rule: Rule,
-    truth: Truth,
-    concepts: Concepts,
-    tables: Tables,
-    events: tuple[Identifiers, np.random.Generator] | None,
-    *,
-    person_id: np.ndarray,
-    birth_year: np.ndarray,
-    female: np.ndarray,
-    obs_start: np.ndarray,
-    obs_end: np.ndarray,
-    death_day: np.ndarray,
-    phenotype: np.ndarray,
-    known: np.ndarray,
-    result_day: np.ndarray,
-    source_value: np.ndarray,
-    offset: int,
-) -> list[tuple]:
-    learning = rule.learning
-    assert learning is not None
-    n = len(person_id)
-    # New users: one index date inside observation, after a full washout, leaving room for follow-up.
-    starts = rng.random(n) < (0.05 if offset == 0 else 0.08)
-    index = obs_start + learning.washout_days + rng.integers(0, 365 * 6, size=n)
-    users = np.flatnonzero(starts & (index < obs_end) & (index < death_day))
-    index = index[users]
-    age = (STUDY_START.year + index / 365.25 - birth_year[users]).astype(int)
-    is_female = female[users]
+def simulated_rules(library: Library) -> list[Rule]:
+    """The rules the simulator makes data for, in the order it draws them."""
+    return [rule for rule in library.rules if rule.learning and rule.gene in ALLELE_FREQUENCIES]
 
-    # Condition covariates: present at index for a share of new users; they raise both the
-    # chance of the alternative and the outcome hazard (confounding by indication).
-    linear_treat = np.full(len(users), -0.2) + 0.4 * (age >= 75) - 0.3 * is_female
-    linear_outcome = (
-        COVARIATE_LOG_HR["age75"] * (age >= 75)
-        + COVARIATE_LOG_HR["age65"] * ((age >= 65) & (age < 75))
-        + COVARIATE_LOG_HR["female"] * is_female
-    )
+
+def _rule_tables(draw: NewUsers, p: Population, concepts: Concepts, tables: Tables) -> None:
+    """The OMOP rows of one rule's new users: covariate diagnoses, exposures, outcomes."""
+    learning = draw.rule.learning
+    assert learning is not None
+    person = p.person_id[draw.users]
     for covariate in learning.condition_covariates:
-        present = rng.random(len(users)) < (0.45 if covariate.lookback_days <= 30 else 0.2)
-        linear_treat -= 0.6 * present
-        linear_outcome += COVARIATE_LOG_HR["condition"] * present
         code = covariate.conditions[0]
         concept = concepts.id(
             "SNOMED" if code.system == "snomed" else "ICD10CM", code.code, code.display or covariate.name, "Condition"
         )
-        day = index - rng.integers(0, min(covariate.lookback_days, 30), size=len(users))
+        present = draw.conditions[covariate.name]
         tables.add(
             "condition_occurrence",
             pd.DataFrame(
                 {
-                    "person_id": person_id[users][present],
+                    "person_id": person[present],
                     "condition_concept_id": concept,
-                    "condition_start_date": _dates(day[present]),
+                    "condition_start_date": _dates((draw.index - draw.condition_lag[covariate.name])[present]),
                     "condition_type_concept_id": 32817,
                     "condition_source_value": code.code,
                 }
             ),
         )
-
-    # Treatment: the rule's drug or a comparator. After go-live, a known risk phenotype is mostly
-    # switched (the alert working), which is why estimation adjusts and compares, not just counts.
-    risk = np.isin(phenotype[users], [p for g in learning.groups for p in g.phenotypes])
-    alerted = risk & known[users] & (index >= (GO_LIVE - STUDY_START).days) & (result_day[users] <= index)
-    p_drug = 1 / (1 + np.exp(-(linear_treat + 0.9)))
-    p_drug = np.where(alerted, p_drug * 0.35, p_drug)
-    on_drug = rng.random(len(users)) < p_drug if learning.comparators else np.ones(len(users), bool)
-
-    drug_concepts = _drug_concepts(rule, concepts)
-    comparator_concepts = [concepts.id("RxNorm", c.rxnorm[0], c.name, "Drug") for c in learning.comparators] or [
-        drug_concepts[0]
-    ]
-    which = rng.integers(0, len(comparator_concepts), size=len(users))
-    drug_concept = np.where(on_drug, rng.choice(drug_concepts, size=len(users)), np.array(comparator_concepts)[which])
-    supply = rng.choice([30, 90], size=len(users))
+    drug_concepts = np.array(_drug_concepts(draw.rule, concepts))
+    comparator_concepts = np.array(
+        [concepts.id("RxNorm", c.rxnorm[0], c.name, "Drug") for c in learning.comparators] or [drug_concepts[0]]
+    )
+    drug_concept = np.where(draw.on_drug, drug_concepts[draw.product], comparator_concepts[draw.comparator])
     tables.add(
         "drug_exposure",
         pd.DataFrame(
             {
-                "person_id": person_id[users],
+                "person_id": person,
                 "drug_concept_id": drug_concept,
-                "drug_exposure_start_date": _dates(index),
-                "drug_exposure_end_date": _dates(index + supply),
-                "days_supply": supply,
+                "drug_exposure_start_date": _dates(draw.index),
+                "drug_exposure_end_date": _dates(draw.index + draw.supply),
+                "days_supply": draw.supply,
                 "drug_type_concept_id": 32817,
             }
         ),
     )
-
-    # Outcomes: exponential times; the hazard gives a 1-year risk of baseline_rate for a normal
-    # metabolizer on the drug with average covariates, times the phenotype's true HR on the drug.
-    spec = truth.rules.get(rule.id, {"baseline_rate": 0.05})
-    rate = -math.log(1 - float(spec["baseline_rate"])) / 365.25
-    ratio = np.array([truth.hazard_ratio(rule, p) for p in phenotype[users]])
-    hazard = rate * np.exp(linear_outcome - linear_outcome.mean()) * np.where(on_drug, ratio, 0.85)
-    event_day = index + 1 + rng.exponential(1 / hazard)
-    end = np.minimum(np.minimum(obs_end[users], death_day[users]), index + learning.time_at_risk_days)
-    happened = event_day <= end
-    outcome_concepts = _outcome_concepts(learning, concepts)
+    outcome_concepts = np.array(_outcome_concepts(learning, concepts))
+    happened = draw.happened
     tables.add(
         "condition_occurrence",
         pd.DataFrame(
             {
-                "person_id": person_id[users][happened],
-                "condition_concept_id": rng.choice(outcome_concepts, size=int(happened.sum())),
-                "condition_start_date": _dates(event_day[happened].astype(int)),
+                "person_id": person[happened],
+                "condition_concept_id": outcome_concepts[draw.outcome_concept[happened]],
+                "condition_start_date": _dates(draw.event_day[happened].astype(int)),
                 "condition_type_concept_id": 32817,
                 "condition_source_value": "simulated outcome",
             }
         ),
     )
-    if events is not None:
-        identifiers, event_rng = events
-        _cds_events(
-            event_rng, rule, tables, identifiers, source_value[users], index, phenotype[users], alerted, on_drug
+    for name, day in draw.negative_controls.items():
+        concept = concepts.id("SNOMED", f"nc-{name}", f"negative control outcome: {name}", "Condition")
+        seen = np.isfinite(day)
+        tables.add(
+            "condition_occurrence",
+            pd.DataFrame(
+                {
+                    "person_id": person[seen],
+                    "condition_concept_id": concept,
+                    "condition_start_date": _dates(day[seen].astype(int)),
+                    "condition_type_concept_id": 32817,
+                    "condition_source_value": f"nc-{name}",
+                }
+            ),
         )
-    return [
-        (rule.id, p, truth.hazard_ratio(rule, p), float(spec["baseline_rate"])) for p in sorted({*phenotype[users]})
-    ]
+
+
+def _drug_codes(rule: Rule) -> list[str]:
+    drug = rule.drugs[0]
+    return [drug.rxnorm[0], *drug.rxnorm[1:2]]
 
 
 def _drug_concepts(rule: Rule, concepts: Concepts) -> list[int]:

@@ -94,10 +94,18 @@ class Policy(_Strict):
     harm_hr: float = Field(default=1.2, gt=1, description="A clinically meaningful harm")
     escalate_probability: float = Field(default=0.90, gt=0.5, lt=1)
     local_confirmation: float = Field(
-        default=0.995, ge=0.5, lt=1,
-        description="Escalate only when the site's own estimate alone also shows harm: P(local HR > 1) above this "
-        "(0.995: its 99% confidence interval lies above 1, strict because the data are looked at every cycle)",
+        default=0.95, ge=0.5, lt=1,
+        description="A floor under the sequential boundary: escalate only when P(local HR > 1) from the site's own "
+        "estimate also exceeds this",
     )  # fmt: skip
+    false_escalation_per_year: float = Field(
+        default=0.05, gt=0, lt=0.5,
+        description="Escalation is a sequential test over each year's cycles: at a true HR of 1, the chance that "
+        "any cycle in a year escalates is at most this (Lan-DeMets alpha spending, analytics/sequential.py)",
+    )  # fmt: skip
+    spending: Literal["pocock", "obrien-fleming"] = Field(
+        default="pocock", description="How the year's false-escalation budget is spent over its cycles"
+    )
     safe_hr: float = Field(default=1.1, ge=1, description="Harm small enough to alert less")
     deescalate_probability: float = Field(default=0.95, gt=0.5, lt=1)
     deescalate_after: int = Field(default=2, ge=1, description="Consecutive cycles the evidence must hold")
@@ -106,6 +114,10 @@ class Policy(_Strict):
     )
     heterogeneity: float = Field(default=0.2, ge=0, description="Between-site SD added to the prior's log-HR SE")
     min_events: int = Field(default=10, ge=1, description="Events needed in the group and in the reference")
+    min_negative_controls: int = Field(
+        default=5, ge=2,
+        description="With at least this many estimable negative controls, decisions use the calibrated estimate",
+    )  # fmt: skip
     max_se: float = Field(default=0.35, gt=0, description="Largest SE of the local log HR worth acting on")
 
     @model_validator(mode="after")
@@ -128,6 +140,11 @@ class Learning(_Strict):
         default=False, description="Leave out patients with the outcome before the first dose"
     )
     comparators: tuple[Comparator, ...] = ()
+    negative_controls: tuple[Outcome, ...] = Field(
+        default=(),
+        description="Outcomes the genotype cannot affect on the drug, estimated with the same design to measure "
+        "its systematic error (empirical calibration, analytics/calibration.py)",
+    )
     covariates: tuple[Literal["age", "sex"] | ConditionCovariate, ...] = ("age", "sex")
     reference: tuple[str, ...] = Field(default=("Normal Metabolizer",), min_length=1)
     groups: tuple[Group, ...] = Field(min_length=1)

@@ -241,6 +241,7 @@ def approve(proposal_id: int, by: str, db: Path | None) -> None:
         raise click.ClickException(str(exc)) from None
     finally:
         con.close()
+    _report_after_change(settings, library)
     click.echo(f"approved #{proposal_id}; published snapshot version {snapshot.version}")
 
 
@@ -251,6 +252,7 @@ def approve(proposal_id: int, by: str, db: Path | None) -> None:
 def rollback(to_version: int | None, by: str, db: Path | None) -> None:
     """Publish an earlier snapshot's tiers again."""
     settings = _settings(db)
+    library = library_or_exit(settings.rules_dir)
     con = connect(settings.database)
     try:
         snapshot = published.rollback(con, to_version, by)
@@ -259,7 +261,15 @@ def rollback(to_version: int | None, by: str, db: Path | None) -> None:
         raise click.ClickException(str(exc)) from None
     finally:
         con.close()
+    _report_after_change(settings, library)
     click.echo(f"rolled back; published snapshot version {snapshot.version}")
+
+
+def _report_after_change(settings, library) -> None:
+    """A new report, so that /reports/latest shows the tiers and proposals as they are now; the cycle's are kept."""
+    from analytics.report.render import report_after_cycle
+
+    report_after_cycle(settings, library)
 
 
 COMMANDS = (simulate_command, load_omop_command, load_genotypes_command, load_opt_outs_command, analyze_command,

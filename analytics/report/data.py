@@ -73,6 +73,9 @@ class EstimateRow:
     posterior_high: float
     p_harm: float
     p_safe: float
+    interaction_hr: float | None = None  # the genotype effect on the drug relative to the comparators
+    interaction_low: float | None = None
+    interaction_high: float | None = None
 
     @property
     def prior_ci(self) -> tuple[float, float]:
@@ -119,6 +122,7 @@ class RuleData:
     comparators: list[str]
     outcome: str
     groups: list[str]  # reference first
+    reference_phenotypes: list[str] = field(default_factory=list)
     # cohort, on this data: group -> (drug, comparators)
     users: dict[str, tuple[int, int]] = field(default_factory=dict)
     events: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -184,8 +188,11 @@ def _runs(con: duckdb.DuckDBPyConnection) -> list[Run]:
 def _estimates(con: duckdb.DuckDBPyConnection, rule: str) -> list[EstimateRow]:
     rows = con.execute(
         """SELECT e.run_id, r.started_at, e.rule, e.phenotype, e.events, e.reference_events, e.hr, e.ci_low, e.ci_high,
-                  e.prior_hr, e.prior_se, e.posterior_hr, e.posterior_low, e.posterior_high, e.p_harm, e.p_safe
+                  e.prior_hr, e.prior_se, e.posterior_hr, e.posterior_low, e.posterior_high, e.p_harm, e.p_safe,
+                  i.hr, i.ci_low, i.ci_high
            FROM estimate e JOIN analysis_run r USING (run_id)
+           LEFT JOIN estimate i ON i.run_id = e.run_id AND i.rule = e.rule AND i.phenotype = e.phenotype
+            AND i.contrast = 'interaction'
            WHERE r.status = 'ok' AND e.rule = ? AND e.contrast = 'within-drug'
            ORDER BY r.started_at, e.phenotype""",
         [rule],
@@ -346,7 +353,7 @@ def _quality(con: duckdb.DuckDBPyConnection, library: Library, events_dir: Path 
         phenotype[(gene, diplotype)] = call.phenotype
         reason = call.reason or ""
         unknown += n if reason.startswith("allele not in") else 0
-        unreadable += n if reason.startswith("not a diplotype") else 0
+        unreadable += n if reason.startswith(("not a diplotype", "one allele without its zygosity")) else 0
     multiple = con.execute(
         "SELECT gene, list(DISTINCT diplotype) FROM pgx_result GROUP BY person_id, gene "
         "HAVING count(DISTINCT diplotype) > 1"
@@ -394,7 +401,7 @@ def collect(
             continue
         groups = [REFERENCE, *(g.label for g in learning.groups)]
         data = RuleData(rule.id, rule.drugs[0].name, [c.name for c in learning.comparators], learning.outcome.name,
-                        groups)  # fmt: skip
+                        groups, list(learning.reference))  # fmt: skip
         trend = _estimates(con, rule.id)
         data.trend = trend
         data.estimates = [e for e in trend if runs and e.run_id == runs[-1].run_id]

@@ -42,9 +42,15 @@ class LogAxis:
         span = math.log(self.high) - math.log(self.low)
         return self.left + (math.log(hr) - math.log(self.low)) / span * (self.right - self.left)
 
-    def ticks(self) -> list[float]:
-        candidates = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]
-        return [t for t in candidates if self.low <= t <= self.high]
+    def ticks(self, spacing: float = 32) -> list[float]:
+        """Round hazard ratios inside the axis, at least ``spacing`` pixels apart, 1 always among them."""
+        candidates = [0.1, 0.2, 0.25, 0.33, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50, 100, 200]
+        inside = [t for t in candidates if self.low <= t <= self.high]
+        chosen = [1.0] if self.low <= 1 <= self.high else []
+        for tick in sorted(inside, key=lambda t: abs(math.log(t))):  # nearest to 1 first
+            if all(abs(self.x(tick) - self.x(c)) >= spacing for c in chosen):
+                chosen.append(tick)
+        return sorted(chosen)
 
 
 def _svg(width: int, height: int, title: str, description: str, body: list[str]) -> str:

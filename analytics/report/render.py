@@ -66,6 +66,7 @@ def render_html(view: ReportView, stamp: str) -> str:
             equity=view.equity,
             quality=view.quality,
             summary=view.summary,
+            methods=view.methods,
             min_cell=view.min_cell,
             stamp=stamp,
         )
@@ -88,10 +89,11 @@ def spreadsheet_safe(cell: object) -> object:
 
 def write_csv(table: Table, path: Path) -> None:
     """One table as a CSV export, every cell spreadsheet-safe."""
+    columns, rows = table.csv()
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow([spreadsheet_safe(cell) for cell in table.columns])
-        writer.writerows([spreadsheet_safe(cell) for cell in row] for row in table.rows)
+        writer.writerow([spreadsheet_safe(cell) for cell in columns])
+        writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
 
 
 def _write_folder(view: ReportView, folder: Path, stamp: str) -> None:

@@ -36,7 +36,8 @@ def _changes(view: ReportView, rule: RuleView) -> list[str]:
             continue
         if change.tier_before != change.tier_after:
             who = f" by {change.by}" if change.by else ""
-            move = f"{change.tier_before or 'rule file'} → {change.tier_after or 'rule file'}"
+            rule_file = "the rule file's tier"
+            move = f"{change.tier_before or rule_file} → {change.tier_after or rule_file}"
             lines.append(f"{rule.data.drug}, {change.group}: {move} ({change.action}{who}), because {change.reason}.")
         elif change.action.startswith("propose") and "still pending" not in change.action:
             lines.append(f"{rule.data.drug}, {change.group}: proposed {change.action.removeprefix('propose ')}, "

@@ -8,9 +8,12 @@ when the events it rests on are not small.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from analytics.cohort import REFERENCE
 from analytics.report import plots
@@ -20,17 +23,44 @@ from analytics.report.suppression import Suppressed, small, suppress
 
 HIDDEN = "*"
 TOTAL = "Total"
+VALIDITY = Path(__file__).with_name("validity.json")  # written by bench/learning_validity.py --write
+MIN_TREND_CYCLES = 3
+_NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
+_PERCENT = re.compile(r"^-?\d+(\.\d+)?%$")
+
+
+def _plain(value: object) -> object:
+    """A shown value as a CSV cell: numbers as numbers, percentages as numbers (of 100), hidden as empty."""
+    if not isinstance(value, str):
+        return value
+    if value in (HIDDEN, "–", ""):
+        return ""
+    if _NUMBER.match(value):
+        number = float(value.replace(",", ""))
+        return int(number) if number.is_integer() and "." not in value else number
+    if _PERCENT.match(value):
+        return float(value[:-1])
+    return value
 
 
 @dataclass
 class Table:
-    """A table as shown: ``name`` is its CSV file's stem."""
+    """A table as shown: ``name`` is its CSV file's stem. ``data``/``data_columns``: the CSV's numeric rows
+    (by default the shown rows with numbers unformatted and hidden cells empty)."""
 
     name: str
     title: str
     columns: list[str]
     rows: list[list[str]]
     note: str = ""
+    data: list[list] | None = None
+    data_columns: list[str] | None = None
+
+    def csv(self) -> tuple[list[str], list[list]]:
+        """Header and rows of the CSV export: numeric columns hold numbers, not formatted text."""
+        if self.data is not None:
+            return self.data_columns or self.columns, self.data
+        return [c.replace("%", "percent") for c in self.columns], [[_plain(v) for v in row] for row in self.rows]
 
 
 @dataclass
@@ -48,7 +78,7 @@ class RuleView:
     estimates: Table | None = None
     forest: str = ""
     trend: Table | None = None
-    trend_plot: str = ""
+    trend_plot: str = ""  # empty until MIN_TREND_CYCLES cycles
     strength: list[Table] = field(default_factory=list)
     alerts: list[Table] = field(default_factory=list)
     equity: list[Table] = field(default_factory=list)
@@ -63,11 +93,12 @@ class ReportView:
     equity: list[Table]
     quality: list[Table]
     summary: list[str] = field(default_factory=list)
+    methods: Table | None = None
 
     def tables(self) -> list[Table]:
         """Every table of the report, for the CSV exports."""
         found = [t for r in self.rules for t in (*r.cohort, r.estimates, r.trend, *r.strength, *r.alerts, *r.equity)]
-        return [t for t in (*found, *self.equity, *self.quality) if t is not None]
+        return [t for t in (*found, *self.equity, *self.quality, self.methods) if t is not None]
 
 
 def count(value: int | None) -> str:
@@ -166,8 +197,12 @@ def _opt_outs(rule: RuleData, min_cell: int) -> Table:
                  [[HIDDEN if small(rule.opted_out, min_cell) else f"{rule.opted_out:,}"]])  # fmt: skip
 
 
-def _estimates(rule: RuleData, min_cell: int, view: RuleView) -> None:
-    rows, forest_rows = [], []
+def _number(value: float | None, shown: bool = True) -> float | str:
+    return "" if value is None or not shown else round(value, 4)
+
+
+def _estimates(rule: RuleData, min_cell: int, view: RuleView, cycles: int) -> None:
+    rows, data, forest_rows = [], [], []
     for row in rule.estimates:
         shown = estimate_shown(row, min_cell)
         if shown:
@@ -176,23 +211,41 @@ def _estimates(rule: RuleData, min_cell: int, view: RuleView) -> None:
         rows.append([
             row.group,
             _hr(row.ci_low, row.hr, row.ci_high) if shown else "too few events to show",
+            _hr(row.interaction_low, row.interaction_hr, row.interaction_high) if shown else "too few events to show",
             _hr(prior_low, row.prior_hr, prior_high),
             _hr(row.posterior_low, row.posterior_hr, row.posterior_high),
             f"{row.p_harm:.2f}", f"{row.p_safe:.2f}",
         ])  # fmt: skip
+        data.append([row.group, *(_number(v, shown) for v in (row.hr, row.ci_low, row.ci_high)),
+                     *(_number(v, shown) for v in (row.interaction_hr, row.interaction_low, row.interaction_high)),
+                     "" if small(row.events, min_cell) else row.events,
+                     "" if small(row.reference_events, min_cell) else row.reference_events,
+                     *(_number(v) for v in (row.prior_hr, prior_low, prior_high, row.posterior_hr, row.posterior_low,
+                                            row.posterior_high, row.p_harm, row.p_safe))])  # fmt: skip
         marks = [plots.Interval("prior", row.prior_hr, prior_low, prior_high),
                  plots.Interval("posterior", row.posterior_hr, row.posterior_low, row.posterior_high)]  # fmt: skip
         if shown and row.ci_low is not None and row.ci_high is not None and row.hr is not None:
             marks.insert(0, plots.Interval("local", row.hr, row.ci_low, row.ci_high))
         forest_rows.append((f"{row.group} vs {REFERENCE}", marks))
     view.estimates = Table(
-        f"{rule.rule}-estimates", "Hazard ratio on the drug, against the reference phenotype",
-        ["Genotype group", "This site: HR (95% CI)", "Published: HR (95% CI)", "Combined: HR (95% interval)",
-         "P(harm)", "P(safe)"], rows,
+        f"{rule.rule}-estimates", "Hazard ratio by genotype group, against the reference group",
+        ["Genotype group", f"This site, on {rule.drug}: HR (95% CI)",
+         f"This site, {rule.drug} vs comparators: ratio of HRs (95% CI)", "Published: HR (95% CI)",
+         "Combined: HR (95% interval)", "P(harm)", "P(safe)"], rows,
+        note=f"The first column compares each genotype group with the reference group among patients on {rule.drug}; "
+        "it is on the same scale as the published estimate, so it is the one combined with it, and the one tier "
+        f"decisions use. The second divides that by the same comparison among patients on the comparators "
+        f"({', '.join(rule.comparators)}), which the genotype should not affect: whatever raises risk with the "
+        "genotype but not through the drug (ancestry, for one) cancels out. When the two disagree, suspect such "
+        "confounding before trusting the first.",
+        data=data,
+        data_columns=["group", "hr", "ci_low", "ci_high", "interaction_hr", "interaction_ci_low",
+                      "interaction_ci_high", "events", "reference_events", "prior_hr", "prior_ci_low",
+                      "prior_ci_high", "combined_hr", "combined_low", "combined_high", "p_harm", "p_safe"],
     )  # fmt: skip
     view.forest = plots.forest(f"{rule.drug}: hazard ratios by genotype group", forest_rows)
     labels = sorted({(e.started_at, e.run_id) for e in rule.trend})
-    trend_rows = []
+    trend_rows, trend_data = [], []
     series: dict[str, list[plots.Interval | None]] = {}
     for group in rule.groups[1:]:
         points: list[plots.Interval | None] = []
@@ -207,19 +260,28 @@ def _estimates(rule: RuleData, min_cell: int, view: RuleView) -> None:
                 trend_rows.append([f"{started:%Y-%m-%d %H:%M}", group,
                                    _hr(row.ci_low, row.hr, row.ci_high) if shown else "too few events to show",
                                    _hr(row.posterior_low, row.posterior_hr, row.posterior_high)])  # fmt: skip
+                combined = (row.posterior_hr, row.posterior_low, row.posterior_high)
+                trend_data.append([f"{started:%Y-%m-%d %H:%M}", group,
+                                   *(_number(v, shown) for v in (row.hr, row.ci_low, row.ci_high)),
+                                   *(_number(v) for v in combined)])  # fmt: skip
         series[group] = points
     view.trend = Table(f"{rule.rule}-trend", "Estimates across cycles", ["Cycle", "Genotype group",
-                       "This site: HR (95% CI)", "Combined: HR (95% interval)"], trend_rows)  # fmt: skip
-    view.trend_plot = plots.trend(
-        f"{rule.drug}: this site's hazard ratio across cycles", [f"{s:%m-%d %H:%M}" for s, _ in labels], series
-    )
+                       "This site: HR (95% CI)", "Combined: HR (95% interval)"], trend_rows, data=trend_data,
+                       data_columns=["cycle", "group", "hr", "ci_low", "ci_high", "combined_hr", "combined_low",
+                                     "combined_high"])  # fmt: skip
+    view.trend_plot = (
+        plots.trend(f"{rule.drug}: this site's hazard ratio across cycles", [f"{s:%m-%d %H:%M}" for s, _ in labels],
+                    series)
+        if cycles >= MIN_TREND_CYCLES else ""
+    )  # fmt: skip
 
 
 def _strength(rule: RuleData) -> list[Table]:
     history = Table(f"{rule.rule}-tier-history", "Tier history (changes and proposals)",
                     ["When", "Genotype group", "Before", "After", "Action", "Reason", "By"],
-                    [[f"{h.decided_at:%Y-%m-%d %H:%M}", h.group, h.tier_before or "rule file",
-                      h.tier_after or "rule file", h.action, h.reason, h.by or "–"] for h in rule.history])  # fmt: skip
+                    [[f"{h.decided_at:%Y-%m-%d %H:%M}", h.group, h.tier_before or "as in the rule file",
+                      h.tier_after or "as in the rule file", h.action, h.reason, h.by or "–"] for h in rule.history],
+                    note="“As in the rule file”: no learned tier, so the tier the rule file sets.")  # fmt: skip
     pending = Table(f"{rule.rule}-pending", "Proposals awaiting a pharmacist's approval",
                     ["#", "Genotype group", "Change", "Reason", "Proposed"],
                     [[str(p.proposal_id), p.group, f"{p.tier_before} → {p.tier_after}", p.reason,
@@ -341,13 +403,13 @@ def _quality(data: ReportData, min_cell: int) -> tuple[CountSpec, Table]:
     return results, problems
 
 
-def _rule_view(rule: RuleData, min_cell: int) -> RuleView:
+def _rule_view(rule: RuleData, min_cell: int, cycles: int) -> RuleView:
     view = RuleView(rule)
     alerts, alert_links = _alerts(rule)
     equity, equity_links = _equity(rule, min_cell)
     tables = suppress_together({**_cohort(rule), **alerts, **equity}, alert_links + equity_links, min_cell)
     view.cohort = [tables["users"].table, tables["events"].table, _opt_outs(rule, min_cell)]
-    _estimates(rule, min_cell, view)
+    _estimates(rule, min_cell, view, cycles)
     view.strength = _strength(rule)
     view.alerts = [tables[name].table for name in ("alerts", "reasons", "changed") if name in tables]
     view.equity = [tables[name].table for name in ("equity-users", "equity-alerts") if name in tables]
@@ -364,7 +426,55 @@ def build_view(data: ReportData, min_cell: int) -> ReportView:
                          ("coverage", (len(coverage.rows), 3), "results", (0, 2)),
                          ("coverage", (len(coverage.rows), 3), "results", (1, 2))]  # fmt: skip
     shared = suppress_together({"coverage": coverage, "results": results}, links, min_cell)
-    report = ReportView(data, min_cell, [_rule_view(rule, min_cell) for rule in data.rules],
+    report = ReportView(data, min_cell, [_rule_view(rule, min_cell, data.runs) for rule in data.rules],
                         [shared["coverage"].table], [shared["results"].table, problems])  # fmt: skip
     report.summary = summarise(report)
+    report.methods = methods_table(VALIDITY)
     return report
+
+
+def methods_table(path: Path) -> Table | None:
+    """The validity study's figures (bench/learning_validity.py), for the report's methods section."""
+    try:
+        study = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    rows, data = [], []
+    for r in sorted(study.get("rows", []), key=lambda r: (r["looks"], r["persons"], r["baseline"], r["ancestry"],
+                                                           r["hr"], r["group"])):  # fmt: skip
+        yearly = r["looks"] > 1
+        rows.append([f"{r['hr']:g}", f"{100 * r['baseline']:g}%", r["ancestry"], f"{r['persons']:,}", r["group"],
+                     str(r["seeds"]), f"{r['mean_events']:.0f}", _fmt(r["bias"], "+.3f"),
+                     _fmt(r["empirical_se"], ".3f"), _fmt(r["model_se"], ".3f"), _fmt(r["coverage"], ".0%"),
+                     f"{r['escalated']:.0%}" if yearly else "not run"])  # fmt: skip
+        keys = (
+            "hr",
+            "baseline",
+            "ancestry",
+            "persons",
+            "group",
+            "seeds",
+            "mean_events",
+            "bias",
+            "empirical_se",
+            "model_se",
+            "coverage",
+        )
+        data.append([r[k] for k in keys] + [r["escalated"] if yearly else ""])
+    return Table(
+        "methods-validity", f"How the estimator and the policy behave on simulated data ({study.get('rule', '')})",
+        ["True HR", "Baseline 1-year risk", "Ancestry mix", "Persons", "Genotype group", "Seeds", "Mean events",
+         "Bias of log HR", "SE across seeds", "Model SE", "95% CI coverage", "Escalated within a year"], rows,
+        note="Bias: mean estimated minus true log hazard ratio (target within ±0.05 where there are 100 events or "
+        "more). Coverage: share of 95% confidence intervals holding the true HR (target 93-97%). Escalated within "
+        "a year: share of simulated sites where some monthly cycle of the year escalated the group; at a true HR of "
+        "1 (or below) that is a false alarm, and the sequential boundary holds it at or below 5%; above 1 it is "
+        "the power. Run: python bench/learning_validity.py (see its --help).",
+        data=data,
+        data_columns=["true_hr", "baseline_risk", "ancestry", "persons", "group", "seeds", "mean_events", "bias",
+                      "empirical_se", "model_se", "coverage", "escalated_per_year"],
+    )  # fmt: skip
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)

@@ -1,0 +1,107 @@
+"""Empirical calibration with negative controls: the fit, and coverage restored under unmeasured confounding."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from analytics.calibration import fit_systematic_error
+from analytics.cohort import Study
+from analytics.cycle import run_cycle
+from analytics.estimate import Z95, estimate
+from analytics.simulate import Truth
+from analytics.simulated_cells import draws, study_cells
+from engine.library import Library, default_rules_dir, load_library
+from tests.learning_data import CLOPIDOGREL, paths_in, query, simulated
+
+
+def test_the_systematic_error_fit_recovers_a_known_bias_distribution():
+    rng = np.random.default_rng(3)
+    ses = rng.uniform(0.05, 0.3, size=400)
+    estimates = rng.normal(0.2, 0.1, size=400) + rng.normal(0, ses)
+    error = fit_systematic_error(list(estimates), list(ses))
+    assert abs(error.mean - 0.2) < 0.03 and abs(error.sd - 0.1) < 0.03
+    calibrated, spread = error.calibrate(0.2, 0.1)
+    assert abs(calibrated) < 0.03 and spread > 0.1
+    clean = fit_systematic_error(list(rng.normal(0, ses)), list(ses))
+    assert abs(clean.mean) < 0.03 and clean.sd < 0.05
+
+
+def test_calibration_restores_coverage_when_an_unmeasured_confounder_travels_with_genotype(library: Library):
+    """A risk factor common in one ancestry, where the risk phenotype is also common, and not in the data:
+    the within-drug estimate is biased away from the true HR of 1; its negative controls share the bias."""
+    rule = next(r for r in library.rules if r.id == CLOPIDOGREL)
+    study = Study(rule, rule.learning)
+    truth = Truth()
+    truth.rules[CLOPIDOGREL] = {"baseline_rate": 0.05,
+                                "hazard_ratio": {"Intermediate Metabolizer": 1.0, "Poor Metabolizer": 1.0}}  # fmt: skip
+    truth.ancestry = {"EUR": 0.5, "EAS": 0.5}
+    # A strong factor (HR 8), carried by most East Asian-ancestry patients only, among whom CYP2C19
+    # intermediate metabolizers are commoner: about +0.2 on the log HR of every within-drug contrast.
+    truth.confounding = {"hazard_ratio": 8.0, "prevalence": {"EUR": 0.0, "EAS": 0.9}}
+    truth.controls = 6
+    nominal, calibrated, biases, residuals = [], [], [], []
+    for seed in range(1, 9):
+        population, new_users = draws(library, persons=80_000, seed=seed, truth=truth)
+        found = {e.group: e for e in estimate(study, study_cells(study, population, new_users), ("within-drug",))}
+        local = found["Intermediate Metabolizer"]
+        controls = [
+            next(e for e in estimate(study, study_cells(study, population, new_users, outcome=name), ("within-drug",))
+                 if e.group == "Intermediate Metabolizer")
+            for name in truth.negative_controls(CLOPIDOGREL)
+        ]  # fmt: skip
+        error = fit_systematic_error([c.log_hr for c in controls], [c.se for c in controls])
+        nominal.append(abs(local.log_hr) <= Z95 * local.se)
+        log_hr, se = error.calibrate(local.log_hr, local.se)
+        calibrated.append(abs(log_hr) <= Z95 * se)
+        biases.append(local.log_hr)
+        residuals.append(log_hr)
+    assert np.mean(biases) > 0.12  # at a true HR of 1 the within-drug estimate is biased upward...
+    assert abs(np.mean(residuals)) < 0.5 * np.mean(biases)  # ...and the controls' systematic error removes it
+    assert np.mean(calibrated) >= 0.75 and np.mean(calibrated) >= np.mean(nominal)
+    assert math.isfinite(error.sd)
+
+
+def test_with_enough_negative_controls_the_cycle_decides_on_the_calibrated_estimate(tmp_path):
+    """A rule file listing negative controls; the simulator's site has an unmeasured confounder."""
+    rules = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), rules)
+    path = rules / "cyp2c19-clopidogrel.yaml"
+    document = yaml.safe_load(path.read_text())
+    names = [f"{CLOPIDOGREL}-nc{k:02d}" for k in range(1, 7)]
+    document["learning"]["negative_controls"] = [
+        {"name": f"control {name[-2:]}", "conditions": [{"system": "snomed", "code": f"nc-{name}"}]} for name in names
+    ]
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    library = load_library(rules)
+    truth = Truth()
+    truth.rules[CLOPIDOGREL]["baseline_rate"] = 0.05
+    truth.ancestry = {"EUR": 0.5, "EAS": 0.5}
+    truth.confounding = {"hazard_ratio": 8.0, "prevalence": {"EUR": 0.0, "EAS": 0.9}}
+    truth.controls = len(names)
+    source = tmp_path / "source.duckdb"
+    simulated(library, 60_000, seed=4, effects=truth, path=source).close()
+    paths = paths_in(tmp_path / "loop", source)
+    first, again = run_cycle(library, paths), run_cycle(library, paths)
+    rows = query(paths, "SELECT run_id, phenotype, evidence FROM strength_audit WHERE rule = ? AND run_id IS NOT NULL",
+                 [CLOPIDOGREL])  # fmt: skip
+    looks = {(run, phenotype): json.loads(evidence).get("look") for run, phenotype, evidence in rows}
+    im = "Intermediate Metabolizer"
+    before, after = looks[(first.run_id, im)], looks[(again.run_id, im)]
+    # one surveillance year; the same data again is no new information, so the same boundary
+    assert before and after and after["year_start"] == before["year_start"]
+    assert after["boundary"] == before["boundary"] and after["t"] > before["t"]
+    ((log_hr, se),) = query(paths, """SELECT log_hr, se FROM estimate WHERE run_id = ? AND rule = ? AND phenotype = ?
+        AND contrast = 'within-drug'""", [again.run_id, CLOPIDOGREL, im])  # fmt: skip
+    (evidence,) = [json.loads(e) for run, phenotype, e in rows if run == again.run_id and phenotype == im]
+    calibration = evidence["calibration"]
+    assert calibration["controls"] == len(names)
+    # the decision's statistic is the calibrated one: shifted by the controls' mean, widened by their spread
+    expected = (log_hr - calibration["bias_mean"]) / math.sqrt(se**2 + calibration["bias_sd"] ** 2)
+    assert evidence["look"]["z"] == pytest.approx(expected)
+    assert calibration["calibrated"]["hr"] == pytest.approx(math.exp(log_hr - calibration["bias_mean"]))
