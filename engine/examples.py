@@ -40,7 +40,8 @@ def rule_example_problems(library: Library, rule: Rule, document: YamlDocument) 
         facts = PatientFacts(
             frozenset((SYSTEMS.get(c.system, c.system), c.code) for c in example.conditions), example.age, example.sex
         )
-        order = Order(reference="MedicationRequest/example", rxnorm=frozenset({example.order}))
+        codes = frozenset({example.order}) if example.order else frozenset()
+        order = Order(reference="MedicationRequest/example", rxnorm=codes, display=example.order_text)
         matches = [m for m in library.match([order], results, facts) if m.rule.id == rule.id and m.shows_card]
         got = matches[0].tier if matches else "no card"
         described = ", ".join(f"{gene} {text}" for gene, text in example.genotype.items()) or "no result"

@@ -56,7 +56,11 @@ class Drug(_Strict):
     """A drug the rule applies to, with every code an EHR may send for it."""
 
     name: str = Field(min_length=1)
-    rxnorm: tuple[str, ...] = Field(min_length=1, description="RxNorm ingredient first, then clinical drugs")
+    # Empty only for a drug with no RxNorm code anyone could cite: orders for it are then matched by
+    # its name alone, and the card says so (engine.matching.rules_for).
+    rxnorm: tuple[str, ...] = Field(
+        default=(), description="RxNorm ingredient first, then clinical drugs; none: matched by name only"
+    )
     atc: tuple[str, ...] = ()
 
     _text = field_validator("rxnorm", mode="before")(_as_text)
@@ -183,7 +187,10 @@ class RuleExample(_Strict):
     """A worked case: a genotype and an order, and the card the rule must give."""
 
     genotype: dict[str, str] = Field(default_factory=dict, description="gene -> diplotype (empty: untested)")
-    order: str = Field(pattern=RXNORM_CODE, description="RxNorm code of the drug ordered")
+    order: str | None = Field(default=None, pattern=RXNORM_CODE, description="RxNorm code of the drug ordered")
+    order_text: str | None = Field(
+        default=None, min_length=1, description="Or the order's text alone, as an EHR sends an uncoded order"
+    )
     conditions: tuple[Code, ...] = Field(default=(), description="The patient's diagnoses, if they matter")
     age: int | None = None
     sex: Literal["female", "male"] | None = Field(default=None, description="The patient's sex where it matters (G6PD)")
@@ -191,6 +198,12 @@ class RuleExample(_Strict):
     summary: str | None = None
 
     _text = field_validator("order", mode="before")(_as_text)
+
+    @model_validator(mode="after")
+    def _one_order(self) -> RuleExample:
+        if (self.order is None) == (self.order_text is None):
+            raise ValueError("an example needs exactly one of order (an RxNorm code) or order_text")
+        return self
 
 
 class Rule(_Strict):

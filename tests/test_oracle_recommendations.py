@@ -99,12 +99,7 @@ def test_every_cpic_drug_coverage_per_gene(library: Library):
         lines.append(f"{genes}: {len(drugs) - len(missing)}/{len(drugs)}{gap}")
     print("\n" + "\n".join(lines))
     assert watched >= REQUESTED
-    assert EXPORT is not None and EXPORT.drugs - watched == KNOWN_MISSING
-
-
-# CPIC drugs without a rule yet: no RxNorm ingredient code from a public source was at hand for them
-# (they are not in CPIC's drug table in the oracle). Remove a drug from here when its rule lands.
-KNOWN_MISSING = {"paromomycin", "plazomicin", "toluidine blue"}
+    assert EXPORT is not None and EXPORT.drugs - watched == set()
 
 
 @pytest.mark.parametrize("drug", _drugs_with_rules())

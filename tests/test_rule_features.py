@@ -7,7 +7,11 @@ import shutil
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
+from engine.orders import Order
+from engine.results import ReportedResult
+from engine.rules import RuleExample
 from hooks.app import create_app
 from hooks.settings import Settings
 from tests.conftest import RULES, logged_events
@@ -117,3 +121,43 @@ def test_a_shadow_rule_logs_its_card_but_never_shows_it(shadow_client):
     assert clopidogrel_card(client) is None
     [event] = [e for e in logged_events(settings) if e["type"] == "card"]
     assert event["shadow"] is True and event["rule"] == "cyp2c19-clopidogrel" and event["tier"] == "critical"
+
+
+def _g6pd_cards(client, order):
+    body = hook_request(genotypes=[genotype("G6PD", "A- 202A_376G")], orders=[order])
+    body["prefetch"]["patient"] = {"resourceType": "Patient", "id": "example-patient-1", "gender": "male"}
+    response = client.post(SELECT, json=body)
+    assert response.status_code == 200, response.text
+    return {card["source"]["topic"]["code"]: card for card in response.json()["cards"]}
+
+
+def test_a_drug_listed_without_codes_is_matched_by_its_name_and_the_card_says_so(client):
+    # Toluidine blue has no RxNorm code the rules could cite (rules/g6pd-toluidine-blue.yaml).
+    order = medication_request(code="723")
+    order["medicationCodeableConcept"] = {
+        "coding": [{"system": "urn:local", "code": "TBLUE1"}],
+        "text": "Toluidine blue 1% topical solution",
+    }
+    card = _g6pd_cards(client, order).get("g6pd-toluidine-blue")
+    assert card is not None and card["indicator"] == "warning"
+    assert card["summary"].startswith("G6PD Deficient: avoid toluidine blue")
+    assert "recognised by the drug name" in card["detail"]
+    # Methylene blue's own code does not reach the name-only rule, nor does its text.
+    methylene = medication_request(code="6878")
+    assert set(_g6pd_cards(client, methylene)) == {"g6pd-methylene-blue"}
+
+
+def test_a_name_only_drug_is_matched_whatever_unknown_code_the_order_carries(library):
+    reports = [ReportedResult("MT-RNR1", diplotype="m.1555A>G")]
+    results = library.interpret(reports)
+    order = Order(reference="MedicationRequest/1", rxnorm=frozenset({"99999999"}), display="Plazomicin 500 MG/10 ML")
+    [match] = library.match([order], results)
+    assert (match.rule.id, match.tier, match.matched_by_name) == ("mt-rnr1-plazomicin", "critical", True)
+    assert library.match([Order(reference="MedicationRequest/2", rxnorm=frozenset())], results) == []
+
+
+@pytest.mark.parametrize("fields", [{}, {"order": "641", "order_text": "amikacin 500 mg"}])
+def test_a_rule_example_names_its_order_by_code_or_by_text_not_both(fields):
+    with pytest.raises(ValidationError, match="exactly one of order"):
+        RuleExample(expect="no card", **fields)
+    assert RuleExample(expect="no card", order_text="amikacin 500 mg").order is None

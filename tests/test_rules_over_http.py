@@ -36,7 +36,10 @@ def _cases():
 
 def _request(rule, example):
     observations = [genotype(gene, text) for gene, text in example.genotype.items()]
-    body = hook_request(genotypes=observations, orders=[medication_request(code=example.order)])
+    order = medication_request(code=example.order or "")
+    if example.order_text:  # an order that carries only its text (drugs listed without codes)
+        order["medicationCodeableConcept"] = {"text": example.order_text}
+    body = hook_request(genotypes=observations, orders=[order])
     prefetch = body["prefetch"]
     if example.conditions:
         prefetch["conditions"] = {
