@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from engine.cards import summary_text, template_key
 from engine.library import Library
-from engine.matching import Match, StrengthTable
+from engine.matching import Match, StrengthTable, rules_for
 from engine.orders import Order
 from engine.populations import PatientFacts
 from engine.results import GeneResult, ReportedResult
@@ -56,30 +56,34 @@ def explain(
     codes: frozenset[str],
     facts: PatientFacts | None = None,
     strengths: StrengthTable | None = None,
+    display: str | None = None,
 ) -> Explanation:
-    """Interpret, match and tier as the service does, with the published ``strengths`` applied."""
+    """Interpret, match and tier as the service does, with the published ``strengths`` applied.
+
+    ``display`` is the order's text: as in the service, it is matched on drug names only when no
+    rule knows any of the ``codes``.
+    """
     results = library.interpret(reports, facts.sex if facts else None)
-    order = Order("MedicationRequest/explained", codes)
+    order = Order("MedicationRequest/explained", codes, display)
     matches: dict[str, list[Match]] = {}
     for match in library.match([order], results, facts, strengths):
         matches.setdefault(match.rule.id, []).append(match)
     steps = []
     seen = set()
-    for code in sorted(codes):
-        for lookup, drug in library.rules_by_code.get(code, ()):
-            rule = lookup.rule
-            if rule.id in seen:
-                continue
-            seen.add(rule.id)
-            if rule.id not in matches:
-                why = f"no result on file for {', '.join(rule.gene_list)}"
-                steps.append(RuleStep(rule.id, rule.source, drug.name, "not applicable", why=why))
-                continue
-            for match in matches[rule.id]:
-                template = library.card_templates.get(template_key(match))
-                summary = summary_text(template, match) if match.shows_card and template else None
-                outcome = "card" if match.shows_card else "no card"
-                if rule.status == "shadow" and match.shows_card:
-                    outcome = "shadow card (logged, not shown)"
-                steps.append(RuleStep(rule.id, rule.source, drug.name, outcome, match, summary))
+    for lookup, drug in rules_for(order, library.rules_by_code, library.rules_by_name)[0]:
+        rule = lookup.rule
+        if rule.id in seen:
+            continue
+        seen.add(rule.id)
+        if rule.id not in matches:
+            why = f"no result on file for {', '.join(rule.gene_list)}"
+            steps.append(RuleStep(rule.id, rule.source, drug.name, "not applicable", why=why))
+            continue
+        for match in matches[rule.id]:
+            template = library.card_templates.get(template_key(match))
+            summary = summary_text(template, match) if match.shows_card and template else None
+            outcome = "card" if match.shows_card else "no card"
+            if rule.status == "shadow" and match.shows_card:
+                outcome = "shadow card (logged, not shown)"
+            steps.append(RuleStep(rule.id, rule.source, drug.name, outcome, match, summary))
     return Explanation(results, order, steps)

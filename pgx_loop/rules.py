@@ -14,6 +14,7 @@ from engine.explain import Explanation, explain, find_drug_codes
 from engine.genes import GeneFile
 from engine.library import Library
 from engine.matching import StrengthTable
+from engine.orders import Order
 from engine.populations import SYSTEMS, PatientFacts
 from engine.results import ReportedResult
 from engine.rule_warnings import rule_warnings
@@ -117,14 +118,16 @@ def explain_command(
         if not drug:
             raise click.UsageError("give --drug (or --request FILE)")
         codes = find_drug_codes(library, drug)
-        if not codes:
+        display = None if drug.isdigit() else drug  # a drug listed without codes is matched by name
+        if not library.watches(Order("MedicationRequest/explained", codes, display)):
             raise click.BadParameter(f"no rule watches {drug!r}", param_hint="--drug")
         reports = [ReportedResult(gene, diplotype=text) for gene, text in _pairs(genotype, "--genotype")]
         reports += [ReportedResult(gene, phenotype=text) for gene, text in _pairs(phenotype, "--phenotype")]
         codes_given = frozenset(
             (SYSTEMS.get(system, system), code) for system, _, code in (c.partition("|") for c in condition)
         )
-        explanations = [explain(library, reports, codes, PatientFacts(codes_given, age, sex), strengths)]
+        facts = PatientFacts(codes_given, age, sex)
+        explanations = [explain(library, reports, codes, facts, strengths, display)]
     click.echo(_strengths_line(path, snapshot))
     for explanation in explanations:
         click.echo(_format(library, explanation))
@@ -149,7 +152,7 @@ def _explain_request(library: Library, path: Path, strengths: StrengthTable) -> 
     reader = ResultReader(library.genes, library.rules_by_code)
     reports = reader.read((request.prefetch or {}).values(), context.patientId)
     facts = patient_facts(request.prefetch, orders)  # prefetch as given: explain never calls the EHR
-    return [explain(library, reports, order.rxnorm, facts, strengths) for order in orders]
+    return [explain(library, reports, order.rxnorm, facts, strengths, order.display) for order in orders]
 
 
 def _recommendation_line(rule_source: str, index: int) -> int:
@@ -176,9 +179,13 @@ def _format(library: Library, explanation: Explanation) -> str:
         for other in result.conflicting:
             stated = other.call.diplotype or other.reported_phenotype
             lines.append(f"           conflicting: {stated} -> {other.call.phenotype}")
-    lines.append(f"Order: RxNorm {', '.join(sorted(explanation.order.rxnorm))}")
+    order = explanation.order
+    named = f" ({order.display!r})" if order.display else ""
+    lines.append(f"Order: RxNorm {', '.join(sorted(order.rxnorm)) or 'none'}{named}")
     if not explanation.steps:
         lines.append("  no rule watches this drug")
+    elif any(step.match and step.match.matched_by_name for step in explanation.steps):
+        lines.append("  (no RxNorm code a rule knows: recognised by the drug's name, as the card says)")
     for step in explanation.steps:
         lines.append(f"  rule {step.rule_id} ({step.source}), drug {step.drug}: {step.outcome}")
         match = step.match

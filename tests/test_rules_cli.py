@@ -54,6 +54,15 @@ def test_explain_a_multi_gene_rule_with_an_indication():
     assert "population: Neurovascular indication" in result.stdout and "tier: warning" in result.stdout
 
 
+def test_explain_a_drug_listed_without_codes_by_its_name():
+    result = pgx_loop("rules", "explain", "-g", "MT-RNR1=m.1555A>G", "-d", "plazomicin")
+    assert result.returncode == 0, result.stderr
+    assert "rule mt-rnr1-plazomicin" in result.stdout and "tier: critical" in result.stdout
+    assert "recognised by the drug's name" in result.stdout
+    unknown = pgx_loop("rules", "explain", "-g", "MT-RNR1=m.1555A>G", "-d", "neomycin")
+    assert unknown.returncode != 0 and "no rule watches 'neomycin'" in unknown.stderr
+
+
 def test_schema_prints_the_json_schema_of_rule_files():
     result = pgx_loop("rules", "schema")
     schema = json.loads(result.stdout)
