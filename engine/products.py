@@ -21,6 +21,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.published import read_published
 from engine.rules import RXNORM_CODE
 from engine.yamlsource import Problem, YamlDocument
 
@@ -110,11 +111,7 @@ def read_product_index(path: Path) -> ProductIndex:
 
     Raises ``OSError`` or ``pydantic.ValidationError`` for a file that cannot be read or is not an index.
     """
-    try:
-        body = path.read_bytes()
-    except FileNotFoundError:
-        return EMPTY
-    return ProductIndex.model_validate_json(body)
+    return read_published(path, ProductIndex, EMPTY)
 
 
 def ingredient_tables(indexes: Iterable[ProductIndex]) -> tuple[dict[str, Ingredients], dict[str, Ingredients]]:

@@ -1,9 +1,15 @@
-"""Writing a file other processes read while it changes: the strengths snapshot, the cycle status, report indexes."""
+"""Files one process publishes and others read while it changes: the strengths snapshot, the product index,
+the cycle status, report indexes."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+Published = TypeVar("Published", bound=BaseModel)
 
 
 def replace_atomically(path: Path, data: bytes) -> None:
@@ -19,3 +25,15 @@ def replace_atomically(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def read_published(path: Path, model: type[Published], empty: Published) -> Published:
+    """The ``model`` published in ``path``; ``empty`` when nothing was published there yet.
+
+    Raises ``OSError`` or ``pydantic.ValidationError`` for a file that cannot be read or does not hold a ``model``.
+    """
+    try:
+        body = path.read_bytes()
+    except FileNotFoundError:
+        return empty
+    return model.model_validate_json(body)

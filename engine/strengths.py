@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.published import read_published
 from engine.rules import Tier
 
 
@@ -47,8 +48,4 @@ def read_snapshot(path: Path) -> Snapshot:
 
     Raises ``OSError`` or ``pydantic.ValidationError`` for a file that cannot be read or is not a snapshot.
     """
-    try:
-        body = path.read_bytes()
-    except FileNotFoundError:
-        return EMPTY
-    return Snapshot.model_validate_json(body)
+    return read_published(path, Snapshot, EMPTY)
