@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean browser
+.PHONY: install demo test lint bench clean browser servers
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/pgx-loop demo
 
-test: $(STAMP) browser
+test: $(STAMP) browser servers
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
@@ -38,6 +38,16 @@ browser:
 		{ apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
 		apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
 		echo "chromium not installed: the report browser test will be skipped"
+
+# PostgreSQL (a real site database for the OMOP-in-place and replica tests) and a Java runtime (for
+# Spark in local mode), from Debian's packages. Never fails the build: without them, those tests are
+# skipped and say why.
+servers:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v java >/dev/null 2>&1 || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y -q postgresql openjdk-17-jre-headless >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && \
+		apt-get install -y -q postgresql openjdk-17-jre-headless >/dev/null 2>&1; }; }; } || \
+		echo "PostgreSQL or Java not installed: the PostgreSQL and Spark tests will be skipped"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -13,6 +13,7 @@ from hooks.app import create_app
 from hooks.eventlog import read_events
 from hooks.settings import Settings
 from tests.fhir_server import FhirServer
+from tests.postgres_server import PostgresServer, PostgresUnavailable, running_postgres
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -37,6 +38,16 @@ def settings(tmp_path: Path) -> Settings:
 def client(settings: Settings, library: Library) -> Iterator[TestClient]:
     with TestClient(create_app(settings, library)) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run (`make test` installs it where it runs as root)."""
+    try:
+        with running_postgres() as server:
+            yield server
+    except PostgresUnavailable as reason:
+        pytest.skip(f"PostgreSQL not available: {reason}")
 
 
 @pytest.fixture
