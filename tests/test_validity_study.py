@@ -15,7 +15,7 @@ from analytics.genotypes import extract_measurements, refresh_phenotypes
 from analytics.policy import decide, update
 from analytics.sequential import Boundaries, replay
 from analytics.simulate import Truth, simulate
-from analytics.simulated_cells import draws, study_cells
+from analytics.simulated_cells import draws, study_cells, with_truth
 from analytics.validity import Scenario, replicate, summarise
 from engine.library import Library
 from tests.learning_data import CLOPIDOGREL
@@ -51,6 +51,23 @@ def test_a_cutoff_sees_less_data_and_the_full_cutoff_sees_it_all(library: Librar
     earlier = study_cells(study, population, new_users, cutoff=365 * 6)
     assert earlier.events.sum() < everything.events.sum() and earlier.person_days.sum() < everything.person_days.sum()
     pd.testing.assert_frame_equal(everything, study_cells(study, population, new_users, cutoff=10**6))
+
+
+def test_other_truths_by_rescaling_equal_drawing_them_with_the_same_seed(library: Library):
+    """Common random numbers: the study's scenarios share a seed's persons, their outcomes rescaled."""
+    rule = _rule(library)
+    drawn = Scenario(1.0, 0.06, "east-asian", 30_000).truth(rule)
+    population, new_users = draws(library, persons=30_000, seed=6, truth=drawn)
+    study = Study(rule, rule.learning)
+    for hr, baseline in ((0.7, 0.02), (3.0, 0.15)):
+        truth = Scenario(hr, baseline, "east-asian", 30_000).truth(rule)
+        _, direct = draws(library, persons=30_000, seed=6, truth=truth)
+        rescaled = with_truth(rule, population, new_users, drawn, truth)
+        mine, theirs = (next(d for d in x if d.rule.id == rule.id) for x in (rescaled, direct))
+        assert np.allclose(mine.event_day, theirs.event_day, rtol=1e-12)
+        before = next(d for d in new_users if d.rule.id == rule.id)
+        assert (mine.happened == theirs.happened).all() and mine.happened.sum() != before.happened.sum()
+        pd.testing.assert_frame_equal(study_cells(study, population, rescaled), study_cells(study, population, direct))
 
 
 @pytest.mark.parametrize("kind", ["pocock", "obrien-fleming"])
