@@ -58,10 +58,15 @@ def _formula(study: Study, interaction: bool) -> str:
     return "events ~ " + " + ".join(terms)
 
 
-def _counts(cells: pd.DataFrame, group: str, target: int | None) -> tuple[int, int, float]:
-    rows = cells[(cells.grp == group) & ((cells.target == target) if target is not None else True)]
-    first_band = rows[rows.band == rows.band.min()] if len(rows) else rows
-    return int(first_band.n.sum()), int(rows.events.sum()), float(rows.person_days.sum() / 365.25)
+def _counts(cells: pd.DataFrame) -> dict[str, tuple[int, int, float]]:
+    """Per group: persons (in its first time band), events and person-years."""
+    by_group = cells.groupby("grp")
+    first_band = cells.band == by_group.band.transform("min")
+    n = cells.n.where(first_band, 0).groupby(cells.grp).sum()
+    totals = by_group[["events", "person_days"]].sum()
+    return {
+        group: (int(n[group]), int(row.events), float(row.person_days / 365.25)) for group, row in totals.iterrows()
+    }
 
 
 def _dummies(values: pd.Series, name: str) -> dict[str, np.ndarray]:
@@ -124,9 +129,10 @@ def estimate(study: Study, cells: pd.DataFrame, contrasts: tuple[str, ...] = CON
             fits[contrast] = _fit(study, data, interaction)
         except (ValueError, np.linalg.LinAlgError):
             fits[contrast] = None
-    reference_n, reference_events, _ = _counts(on_drug, REFERENCE, None)
+    counts = _counts(on_drug)
+    reference_n, reference_events, _ = counts.get(REFERENCE, (0, 0, 0.0))
     for group in study.learning.groups:
-        n, events, years = _counts(on_drug, group.label, None)
+        n, events, years = counts.get(group.label, (0, 0, 0.0))
         for contrast in contrasts:
             fit = fits[contrast]
             term = f"C(grp, Treatment('{REFERENCE}'))[T.{group.label}]"
