@@ -16,7 +16,7 @@ from analytics.policy import decide, update
 from analytics.sequential import Boundaries, replay
 from analytics.simulate import Truth, simulate
 from analytics.simulated_cells import draws, study_cells, with_truth
-from analytics.validity import Scenario, replicate, summarise
+from analytics.validity import Scenario, replicates, summarise
 from engine.library import Library
 from tests.learning_data import CLOPIDOGREL
 
@@ -112,9 +112,10 @@ def test_the_policy_escalates_only_across_the_sequential_boundary(library: Libra
 def test_a_small_grid_of_the_study_meets_its_targets(library: Library):
     """The always-run slice of bench/learning_validity.py: unbiased, calibrated, no false escalation."""
     rule = _rule(library)
-    for hr in (1.0, 2.0):
-        scenario = Scenario(hr, 0.15, "default", 60_000)
-        runs = [replicate(library, rule, scenario, seed, looks=3) for seed in range(1, 21)]
+    scenarios = [Scenario(hr, 0.15, "default", 60_000) for hr in (1.0, 2.0)]
+    seeds = [replicates(library, rule, scenarios, seed, looks=3) for seed in range(1, 21)]
+    for scenario in scenarios:
+        hr, runs = scenario.hr, [by_scenario[scenario] for by_scenario in seeds]
         im = summarise(scenario, "Intermediate Metabolizer", [run[0] for run in runs])
         assert im.fitted == 20 and abs(im.bias) < 0.15
         assert im.coverage >= 0.85
