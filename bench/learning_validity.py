@@ -7,16 +7,22 @@ Printed per scenario and genotype group: mean events, mean bias of the log HR, e
 (across seeds) against the model's mean SE, 95% CI coverage, the share of seeds in which some
 cycle of the year escalated (a false escalation when the true HR is <= 1, power otherwise), the
 same under the earlier fixed per-look rule (local 99% CI above 1), and the share with a tier move
-against the truth. Targets: |bias| < 0.05 where there are >= 100 events, coverage 93-97%, false
-escalation <= 5% per group per year.
+against the truth. Then the cells that miss the estimator's targets (|bias| < 0.05 where there
+are >= 100 events, coverage 93-97%) and, per group and true HR over all scenarios, the share of
+simulated site-years escalating (target <= 5% at HR <= 1; the sequential boundary is Lan-DeMets
+alpha spending: Lan KKG, DeMets DL, Biometrika 1983;70:659-663; analytics/sequential.py).
 
-    python bench/learning_validity.py                       # the full grid, 20 seeds (hours on 1 core)
-    python bench/learning_validity.py --hr 1.0 --persons 100000 --seeds 100 --workers 2
+    python bench/learning_validity.py --raw .validity-raw.jsonl --write analytics/report/validity.json
+    python bench/learning_validity.py --hr 1.0 --persons 100000 --seeds 100
     python bench/learning_validity.py ... --looks 1         # estimates only: one look, no year of cycles
-    python bench/learning_validity.py ... --write analytics/report/validity.json   # for the report's methods
 
-Cells come straight from the simulator's draws (analytics/simulated_cells.py), which
-tests/test_validity_study.py checks equal the SQL cohort's cells seed for seed.
+One draw per seed, ancestry mix and size serves every true HR and baseline risk (common random
+numbers: analytics.simulated_cells.with_truth rescales the outcome times, tested equal to drawing
+anew), and the cells come straight from the draws (analytics/simulated_cells.py, tested equal to
+the SQL cohort's cells seed for seed). The full grid (72 scenarios x 20 seeds) is 80 draws of
+about 30-40 s of CPU each. ``--raw`` appends every seed's outcomes as it finishes and skips those
+already there, so a run can stop and resume; seeds run outermost, so a stopped run has the same
+seeds in every scenario.
 """
 
 from __future__ import annotations
