@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from statistics import NormalDist
 
 import numpy as np
+from statsmodels.stats.proportion import proportion_confint
 
 from analytics.cohort import Study
 from analytics.estimate import Z95, estimate
@@ -200,21 +201,12 @@ def summarise(scenario: Scenario, group: str, outcomes: list[Outcome]) -> Summar
     )  # fmt: skip
 
 
-def _wilson(hits: int, n: int) -> tuple[float, float]:
-    """95% Wilson interval of a share (the study's own Monte Carlo error)."""
-    if n == 0:
-        return 0.0, 1.0
-    z, p = Z95, hits / n
-    centre, half = (p + z * z / (2 * n)), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
-
-
 def sequential_summary(summaries: list[Summary]) -> dict:
     """A year of looks, per genotype group: false escalation (true HR <= 1) and power (HR > 1), over all cells.
 
-    Seeds of different scenarios share draws (common random numbers), so the pooled shares are
-    averages over cells, each cell's seeds independent; the Wilson interval treats the pooled
-    seeds as independent, which slightly understates its width.
+    The scenarios of one seed, ancestry mix and size share a draw (common random numbers), so the
+    95% interval (Wilson) counts the independent draws, not the site-years: wider than the
+    pooled seeds would give, on the safe side.
     """
     out: dict = {"groups": {}}
     for group in sorted({s.group for s in summaries}):
@@ -225,11 +217,13 @@ def sequential_summary(summaries: list[Summary]) -> dict:
             n = sum(s.seeds for s in cells)
             hits = round(sum(s.escalated * s.seeds for s in cells))
             fixed = round(sum(s.escalated_fixed * s.seeds for s in cells))
-            low, high = _wilson(hits, n)
+            draws = sum(max(s.seeds for s in cells if (s.ancestry, s.persons) == mix)
+                        for mix in {(s.ancestry, s.persons) for s in cells})  # fmt: skip
+            low, high = proportion_confint(hits / n * draws, draws, method="wilson")
             entry[f"{hr:g}"] = {
                 "kind": "false escalation per year" if hr <= 1 else "power within a year",
-                "seeds": n, "cells": len(cells), "escalated": round(hits / n, 4),
-                "ci95": [round(low, 4), round(high, 4)],
+                "seeds": n, "cells": len(cells), "independent_draws": draws, "escalated": round(hits / n, 4),
+                "ci95": [round(float(low), 4), round(float(high), 4)],
                 "highest_cell": round(max(s.escalated for s in cells), 4),
                 "fixed_rule": round(fixed / n, 4),
                 "wrong_moves": round(sum(s.wrong_moves * s.seeds for s in cells) / n, 4),
