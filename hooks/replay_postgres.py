@@ -1,0 +1,238 @@
+"""The jtis seen, in the site's PostgreSQL: one replay store for every replica behind the load balancer.
+
+``PGX_LOOP_REPLAY_STORE=postgresql://USER:PASS@HOST:PORT/DB?schema=SCHEMA`` (schema default
+``pgx_loop``). The store creates its two tables in that schema (and the schema if it is missing)
+and touches nothing else. A token replayed to any replica sharing the database is refused.
+
+Exactness under concurrency, in one statement per request (autocommit, READ COMMITTED):
+
+- ``jti_held`` keeps one row per issuer with its count of entries. A new jti first takes its
+  issuer's row lock (``INSERT .. ON CONFLICT DO UPDATE .. WHERE entries < quota``): the quota
+  test is made on the latest committed count, after the lock, so concurrent inserts from any
+  number of replicas take exactly the places left.
+- The jti row is inserted by the same statement: if a replica inserted the same (iss, jti) at the
+  same instant, the primary key refuses the second one and the whole statement (its count
+  increment too) rolls back. Exactly one is accepted.
+- Expired entries are deleted, and their issuer's count lowered, by one statement (at start and
+  when an issuer reaches its quota); an expired jti presented again is renewed in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors, sql
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from hooks.replay import ReplayQuotaFull, ReplayStoreError, ReplayStoreUnavailable
+
+log = logging.getLogger(__name__)
+DEFAULT_SCHEMA = "pgx_loop"
+STARTUP_SECONDS = 1.0  # a replica that cannot reach its store says so at once, rather than serving 503s
+REQUEST_SECONDS = 2.0  # a request waits at most this for a connection, and a statement runs at most this long
+SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS {schema}.jti_seen"
+    " (iss text NOT NULL, jti text NOT NULL, expires double precision NOT NULL, PRIMARY KEY (iss, jti))",
+    "CREATE TABLE IF NOT EXISTS {schema}.jti_held (iss text PRIMARY KEY, entries integer NOT NULL)",
+)
+# The issuer's row first (locked, quota tested on its latest count), then the jti; plus whether the
+# jti was already there, as this statement's snapshot sees it.
+_CLAIM = """
+WITH slot AS (
+    INSERT INTO {schema}.jti_held AS held (iss, entries) VALUES (%(iss)s, 1)
+    ON CONFLICT (iss) DO UPDATE SET entries = held.entries + 1
+    WHERE held.entries < %(quota)s
+      AND NOT EXISTS (SELECT 1 FROM {schema}.jti_seen WHERE iss = %(iss)s AND jti = %(jti)s)
+    RETURNING 1
+), added AS (
+    INSERT INTO {schema}.jti_seen (iss, jti, expires) SELECT %(iss)s, %(jti)s, %(expires)s FROM slot RETURNING 1
+)
+SELECT (SELECT count(*) FROM added), (SELECT expires FROM {schema}.jti_seen WHERE iss = %(iss)s AND jti = %(jti)s)
+"""
+# Another replica renewing the same expired jti waits for this row's lock, then finds it unexpired.
+_RENEW = (
+    "UPDATE {schema}.jti_seen SET expires = %(expires)s WHERE iss = %(iss)s AND jti = %(jti)s AND expires < %(now)s"
+)
+# Each deleted row lowers its issuer's count once, however many replicas clean at the same time.
+_FORGET_EXPIRED = """
+WITH gone AS (DELETE FROM {schema}.jti_seen WHERE expires < %(now)s {issuer} RETURNING iss),
+     counted AS (SELECT iss, count(*) AS n FROM gone GROUP BY iss)
+UPDATE {schema}.jti_held AS held SET entries = held.entries - counted.n FROM counted WHERE held.iss = counted.iss
+"""
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    """Where the store is: libpq's connection string, the schema, and a name to show (no password)."""
+
+    conninfo: str
+    schema: str
+    shown: str
+
+
+def parse_url(url: str) -> PostgresTarget:
+    """``postgresql://USER[:PASS]@HOST[:PORT]/DB[?schema=NAME&sslmode=..]``; ReplayStoreError if it is not one."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ReplayStoreError("PGX_LOOP_REPLAY_STORE must be a postgresql:// URL (unset: the SQLite file)")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in query if key == "schema"]
+    schema = schemas[-1] if schemas else DEFAULT_SCHEMA
+    if not SCHEMA_NAME.fullmatch(schema):
+        raise ReplayStoreError(f"PGX_LOOP_REPLAY_STORE: schema {schema!r} is not a plain SQL name")
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
+    try:
+        options = psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError as exc:
+        raise ReplayStoreError(f"PGX_LOOP_REPLAY_STORE is not a usable PostgreSQL URL: {_scrubbed(exc, url)}") from None
+    user = f"{options['user']}@" if options.get("user") else ""
+    where = f"{options.get('host', 'localhost')}:{options.get('port', 5432)}/{options.get('dbname', '')}"
+    return PostgresTarget(conninfo, schema, f"postgresql://{user}{where} (schema {schema})")
+
+
+class PostgresReplayStore:
+    """The jtis seen, shared by every replica using the same PostgreSQL database and schema.
+
+    Construction checks the database within ``STARTUP_SECONDS`` (ReplayStoreError naming the
+    server, never the password) and creates the tables; the connection pool itself opens on first
+    use, in the process that serves (a supervisor that only checks the configuration holds none).
+    """
+
+    network = True  # each check is a round trip: the verifier runs it off the event loop
+
+    def __init__(self, url: str, quota: int, clock: Callable[[], float] = time.time, pool_size: int = 4) -> None:
+        self.target = parse_url(url)
+        self.quota = quota
+        self._clock = clock
+        self._url = url
+        schema = sql.Identifier(self.target.schema)
+        self._claim = sql.SQL(_CLAIM).format(schema=schema)
+        self._renew = sql.SQL(_RENEW).format(schema=schema)
+        self._forget_all = sql.SQL(_FORGET_EXPIRED).format(schema=schema, issuer=sql.SQL(""))
+        self._forget_issuer = sql.SQL(_FORGET_EXPIRED).format(schema=schema, issuer=sql.SQL("AND iss = %(iss)s"))
+        self._prepare_within(STARTUP_SECONDS)
+        self._pool = ConnectionPool(
+            self.target.conninfo,
+            min_size=1,
+            max_size=pool_size,
+            timeout=REQUEST_SECONDS,
+            kwargs={"autocommit": True, "options": f"-c statement_timeout={int(REQUEST_SECONDS * 1000)}"},
+            open=False,
+            name="jti-replay",
+        )
+        self._opened = False
+        self._open_lock = threading.Lock()
+        log.info("jti replay store: %s, %d unexpired jtis per issuer", self.target.shown, quota)
+
+    def _prepare_within(self, seconds: float) -> None:
+        """Connect, create the tables and forget expired entries, or ReplayStoreError within ``seconds``."""
+        # libpq's connect_timeout counts whole seconds (2 at least): a daemon thread bounds the wait
+        # instead, and is no reason to wait at exit.
+        outcome: list[BaseException | None] = []
+
+        def prepare() -> None:
+            try:
+                self._prepare()
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        checker = threading.Thread(target=prepare, name="jti-replay-start", daemon=True)
+        checker.start()
+        checker.join(seconds)
+        if not outcome:
+            raise ReplayStoreError(f"the jti replay store {self.target.shown} did not answer within {seconds:g} s")
+        failure = outcome[0]
+        if isinstance(failure, psycopg.Error):
+            raise ReplayStoreError(f"the jti replay store {self.target.shown}: {_scrubbed(failure, self._url)}")
+        if failure is not None:
+            raise failure
+
+    def _prepare(self) -> None:
+        with psycopg.connect(self.target.conninfo, autocommit=True, connect_timeout=2) as conn:
+            schema = sql.Identifier(self.target.schema)
+            with conn.transaction():
+                # Replicas starting together: one creates, the others wait (CREATE .. IF NOT EXISTS races).
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"pgx-loop jti store {self.target.schema}"])
+                exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [self.target.schema]).fetchone()
+                if not exists:
+                    conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+                for statement in _TABLES:
+                    conn.execute(sql.SQL(statement).format(schema=schema))
+            self._forget(conn, self._forget_all, {"now": self._clock()})
+
+    def first_use(self, iss: str, jti: str, expires_at: float) -> bool:
+        """Remember (iss, jti) until ``expires_at``: False if already seen; ReplayQuotaFull if ``iss`` is full."""
+        params = {"iss": iss, "jti": jti, "expires": expires_at, "quota": self.quota}
+        try:
+            with self._connection() as conn:
+                first = self._claim_once(conn, params)
+                if first is None:  # at the quota: forget the issuer's expired entries, and try once more
+                    self._forget(conn, self._forget_issuer, {"iss": iss, "now": self._clock()})
+                    first = self._claim_once(conn, params)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise ReplayStoreUnavailable(type(exc).__name__) from None
+        if first is None:
+            raise ReplayQuotaFull(f"{self.quota} unexpired jtis, the issuer's quota")
+        return first
+
+    def _claim_once(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> bool | None:
+        """True: first use; False: seen (and unexpired); None: the issuer is at its quota."""
+        try:
+            added, seen_until = conn.execute(self._claim, params, prepare=True).fetchone()  # type: ignore[misc]
+        except errors.UniqueViolation:
+            return False  # another replica inserted the same jti at the same instant, and won
+        if added:
+            return True
+        if seen_until is None:
+            return None
+        now = self._clock()
+        if seen_until >= now:
+            return False
+        renewed = conn.execute(self._renew, {**params, "now": now}, prepare=True).rowcount
+        return renewed == 1  # an expired entry: a new token, unless another replica renewed it first
+
+    def _forget(self, conn: psycopg.Connection[Any], statement: sql.Composed, params: dict[str, Any]) -> None:
+        try:
+            conn.execute(statement, params)
+        except errors.DeadlockDetected:  # two replicas cleaning at once: the other one did it
+            log.info("jti replay store: expired entries already being removed by another replica")
+
+    def _connection(self) -> Any:
+        if not self._opened:
+            with self._open_lock:
+                if not self._opened:
+                    self._pool.open(wait=False)
+                    self._opened = True
+        return self._pool.connection()
+
+    def held(self, iss: str) -> int:
+        """How many entries ``iss`` holds (expired ones are removed when it reaches its quota)."""
+        with self._connection() as conn:
+            row = conn.execute(
+                sql.SQL("SELECT entries FROM {}.jti_held WHERE iss = %s").format(sql.Identifier(self.target.schema)),
+                [iss],
+            ).fetchone()
+        return row[0] if row else 0
+
+    def close(self) -> None:
+        if self._opened:
+            self._pool.close()
+
+
+def _scrubbed(exc: Exception, url: str) -> str:
+    """The driver's message, first line, with the URL's password removed should it appear."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    password = urlsplit(url).password
+    return message.replace(password, "***") if password else message
