@@ -23,14 +23,30 @@ def database(postgres) -> str:
     return postgres.url(name, schema="pgx_replay")
 
 
+OPENED: list[PostgresReplayStore] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_stores():
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
+def store_on(url: str, quota: int, clock=time.time) -> PostgresReplayStore:
+    """A store, closed after the test (its pool's threads and connections)."""
+    OPENED.append(PostgresReplayStore(url, quota, clock=clock))
+    return OPENED[-1]
+
+
 def stores(url: str, count: int, quota: int, clock=time.time) -> list[PostgresReplayStore]:
     """``count`` stores on one database, as ``count`` replicas would each hold one."""
-    return [PostgresReplayStore(url, quota, clock=clock) for _ in range(count)]
+    return [store_on(url, quota, clock) for _ in range(count)]
 
 
 def test_quota_exact_at_the_boundary_freed_by_expiry_and_per_issuer(database):
     clock = Clock(time.time())
-    store = PostgresReplayStore(database, quota=3, clock=clock)
+    store = store_on(database, 3, clock)
     assert store.first_use("https://a", "1", clock.now + 10)
     assert store.first_use("https://a", "2", clock.now + 20)
     assert store.first_use("https://a", "3", clock.now + 30)
@@ -43,7 +59,6 @@ def test_quota_exact_at_the_boundary_freed_by_expiry_and_per_issuer(database):
     with pytest.raises(ReplayQuotaFull):
         store.first_use("https://a", "5", clock.now + 30)
     assert store.held("https://a") == 3
-    store.close()
 
 
 def test_seen_by_one_replica_refused_by_another_and_expired_jtis_renewed_once(database):
@@ -60,17 +75,15 @@ def test_seen_by_one_replica_refused_by_another_and_expired_jtis_renewed_once(da
 
 def test_a_restart_keeps_entries_and_removes_expired_ones(database, postgres):
     clock = Clock(time.time())
-    store = PostgresReplayStore(database, quota=2, clock=clock)
+    store = store_on(database, 2, clock)
     assert store.first_use("https://a", "old", clock.now + 5)
     assert store.first_use("https://a", "new", clock.now + 100)
-    store.close()
     clock.now += 10
-    again = PostgresReplayStore(database, quota=2, clock=clock)  # start-up forgets "old"
+    again = store_on(database, 2, clock)  # start-up forgets "old"
     assert again.held("https://a") == 1
     assert not again.first_use("https://a", "new", clock.now + 100)
     name = database.rsplit("/", 1)[1].split("?")[0]
     assert postgres.psql("SELECT count(*) FROM pgx_replay.jti_seen", name).strip() == "1"
-    again.close()
 
 
 def _race(targets) -> list:
