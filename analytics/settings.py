@@ -86,6 +86,11 @@ class AnalyticsSettings(BaseSettings):
     analytics_interval_hours: float = Field(
         default=24.0, ge=0, description="Hours between scheduled analytics cycles in `serve` (0: never)"
     )
+    replay_store: str | None = Field(
+        default=None,
+        description="The replicas' shared PostgreSQL (as the service reads it): when set, a scheduled cycle runs "
+        "only where the site's cycle lock is free (analytics/cycle_lease.py)",
+    )
 
     @property
     def database(self) -> Path:

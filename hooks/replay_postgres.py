@@ -20,25 +20,21 @@ Exactness under concurrency, in one statement per request (autocommit, READ COMM
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors, sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from engine.postgres_url import PostgresUrlError, parse_url, scrubbed
 from hooks.replay import ReplayQuotaFull, ReplayStoreError, ReplayStoreUnavailable
 
 log = logging.getLogger(__name__)
-DEFAULT_SCHEMA = "pgx_loop"
 STARTUP_SECONDS = 1.0  # a replica that cannot reach its store says so at once, rather than serving 503s
 REQUEST_SECONDS = 2.0  # a request waits at most this for a connection, and a statement runs at most this long
-SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS {schema}.jti_seen"
@@ -71,36 +67,6 @@ UPDATE {schema}.jti_held AS held SET entries = held.entries - counted.n FROM cou
 """
 
 
-@dataclass(frozen=True)
-class PostgresTarget:
-    """Where the store is: libpq's connection string, the schema, and a name to show (no password)."""
-
-    conninfo: str
-    schema: str
-    shown: str
-
-
-def parse_url(url: str) -> PostgresTarget:
-    """``postgresql://USER[:PASS]@HOST[:PORT]/DB[?schema=NAME&sslmode=..]``; ReplayStoreError if it is not one."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ReplayStoreError("PGX_LOOP_REPLAY_STORE must be a postgresql:// URL (unset: the SQLite file)")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schemas = [value for key, value in query if key == "schema"]
-    schema = schemas[-1] if schemas else DEFAULT_SCHEMA
-    if not SCHEMA_NAME.fullmatch(schema):
-        raise ReplayStoreError(f"PGX_LOOP_REPLAY_STORE: schema {schema!r} is not a plain SQL name")
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
-    conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
-    try:
-        options = psycopg.conninfo.conninfo_to_dict(conninfo)
-    except psycopg.ProgrammingError as exc:
-        raise ReplayStoreError(f"PGX_LOOP_REPLAY_STORE is not a usable PostgreSQL URL: {_scrubbed(exc, url)}") from None
-    user = f"{options['user']}@" if options.get("user") else ""
-    where = f"{options.get('host', 'localhost')}:{options.get('port', 5432)}/{options.get('dbname', '')}"
-    return PostgresTarget(conninfo, schema, f"postgresql://{user}{where} (schema {schema})")
-
-
 class PostgresReplayStore:
     """The jtis seen, shared by every replica using the same PostgreSQL database and schema.
 
@@ -112,7 +78,10 @@ class PostgresReplayStore:
     network = True  # each check is a round trip: the verifier runs it off the event loop
 
     def __init__(self, url: str, quota: int, clock: Callable[[], float] = time.time, pool_size: int = 4) -> None:
-        self.target = parse_url(url)
+        try:
+            self.target = parse_url(url)
+        except PostgresUrlError as exc:
+            raise ReplayStoreError(str(exc)) from None
         self.quota = quota
         self._clock = clock
         self._url = url
@@ -155,7 +124,7 @@ class PostgresReplayStore:
             raise ReplayStoreError(f"the jti replay store {self.target.shown} did not answer within {seconds:g} s")
         failure = outcome[0]
         if isinstance(failure, psycopg.Error):
-            raise ReplayStoreError(f"the jti replay store {self.target.shown}: {_scrubbed(failure, self._url)}")
+            raise ReplayStoreError(f"the jti replay store {self.target.shown}: {scrubbed(failure, self._url)}")
         if failure is not None:
             raise failure
 
@@ -229,10 +198,3 @@ class PostgresReplayStore:
     def close(self) -> None:
         if self._opened:
             self._pool.close()
-
-
-def _scrubbed(exc: Exception, url: str) -> str:
-    """The driver's message, first line, with the URL's password removed should it appear."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    password = urlsplit(url).password
-    return message.replace(password, "***") if password else message

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from hooks.replay import ReplayQuotaFull, ReplayStoreError
-from hooks.replay_postgres import PostgresReplayStore, parse_url
+from hooks.replay_postgres import PostgresReplayStore
 from tests.live_server import free_port
 from tests.test_replay import Clock
 
@@ -186,4 +186,4 @@ def test_a_wrong_password_is_named_as_such_without_echoing_it(postgres):
 )
 def test_misconfigured_urls_are_refused_with_a_reason(url, problem):
     with pytest.raises(ReplayStoreError, match=problem):
-        parse_url(url)
+        PostgresReplayStore(url, quota=5)
