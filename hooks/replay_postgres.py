@@ -67,6 +67,10 @@ UPDATE {schema}.jti_held AS held SET entries = held.entries - counted.n FROM cou
 """
 
 
+class _ConnectionLost(Exception):
+    """The pooled connection was dead (the server closed it)."""
+
+
 class PostgresReplayStore:
     """The jtis seen, shared by every replica using the same PostgreSQL database and schema.
 
@@ -94,16 +98,8 @@ class PostgresReplayStore:
             sql.SQL(_FORGET_EXPIRED).format(schema=schema, issuer=sql.SQL("AND iss = %(iss)s")).as_string()
         )
         self._prepare_within(STARTUP_SECONDS)
-        self._pool = ConnectionPool(
-            self.target.conninfo,
-            min_size=1,
-            max_size=pool_size,
-            timeout=REQUEST_SECONDS,
-            kwargs={"autocommit": True, "options": f"-c statement_timeout={int(REQUEST_SECONDS * 1000)}"},
-            open=False,
-            name="jti-replay",
-        )
-        self._opened = False
+        self._pool_size = pool_size
+        self._pool: ConnectionPool | None = None
         self._open_lock = threading.Lock()
         log.info("jti replay store: %s, %d unexpired jtis per issuer", self.target.shown, quota)
 
@@ -148,15 +144,28 @@ class PostgresReplayStore:
         """Remember (iss, jti) until ``expires_at``: False if already seen; ReplayQuotaFull if ``iss`` is full."""
         params = {"iss": iss, "jti": jti, "expires": expires_at, "quota": self.quota}
         try:
-            with self._connection() as conn:
-                first = self._claim_once(conn, params)
-                if first is None:  # at the quota: forget the issuer's expired entries, and try once more
-                    self._forget(conn, self._forget_issuer, {"iss": iss, "now": self._clock()})
-                    first = self._claim_once(conn, params)
-        except (psycopg.OperationalError, PoolTimeout) as exc:
+            try:
+                first = self._first_use(params)
+            except _ConnectionLost:  # closed by the server (a restart, a failover): once more, on a fresh one
+                self._open().check()  # and drop the other idle connections that died with it
+                first = self._first_use(params)
+        except (psycopg.OperationalError, PoolTimeout, _ConnectionLost) as exc:
             raise ReplayStoreUnavailable(type(exc).__name__) from None
         if first is None:
             raise ReplayQuotaFull(f"{self.quota} unexpired jtis, the issuer's quota")
+        return first
+
+    def _first_use(self, params: dict[str, Any]) -> bool | None:
+        with self._connection() as conn:
+            try:
+                first = self._claim_once(conn, params)
+                if first is None:  # at the quota: forget the issuer's expired entries, and try once more
+                    self._forget(conn, self._forget_issuer, {"iss": params["iss"], "now": self._clock()})
+                    first = self._claim_once(conn, params)
+            except psycopg.OperationalError:
+                if conn.broken:  # the pool discards it when it comes back
+                    raise _ConnectionLost from None
+                raise
         return first
 
     def _claim_once(self, conn: psycopg.Connection[Any], params: dict[str, Any]) -> bool | None:
@@ -182,12 +191,22 @@ class PostgresReplayStore:
             log.info("jti replay store: expired entries already being removed by another replica")
 
     def _connection(self) -> Any:
-        if not self._opened:
-            with self._open_lock:
-                if not self._opened:
-                    self._pool.open(wait=False)
-                    self._opened = True
-        return self._pool.connection()
+        pool = self._pool or self._open()
+        return pool.connection()
+
+    def _open(self) -> ConnectionPool:
+        with self._open_lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.target.conninfo,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    timeout=REQUEST_SECONDS,
+                    kwargs={"autocommit": True, "options": f"-c statement_timeout={int(REQUEST_SECONDS * 1000)}"},
+                    open=True,
+                    name="jti-replay",
+                )
+            return self._pool
 
     def held(self, iss: str) -> int:
         """How many entries ``iss`` holds (expired ones are removed when it reaches its quota)."""
@@ -199,5 +218,8 @@ class PostgresReplayStore:
         return row[0] if row else 0
 
     def close(self) -> None:
-        if self._opened:
-            self._pool.close()
+        """Close the pool's connections; a later call opens a new pool."""
+        with self._open_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()

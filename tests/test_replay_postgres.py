@@ -11,6 +11,8 @@ import pytest
 
 from hooks.replay import ReplayQuotaFull, ReplayStoreError
 from hooks.replay_postgres import PostgresReplayStore
+from tests.auth_app import BASE, EHR, SERVICE, call
+from tests.jwt_keys import claims
 from tests.live_server import free_port
 from tests.test_replay import Clock
 
@@ -187,3 +189,35 @@ def test_a_wrong_password_is_named_as_such_without_echoing_it(postgres):
 def test_misconfigured_urls_are_refused_with_a_reason(url, problem):
     with pytest.raises(ReplayStoreError, match=problem):
         PostgresReplayStore(url, quota=5)
+
+
+def _database_name(url: str) -> str:
+    return url.rsplit("/", 1)[1].split("?")[0]
+
+
+def test_a_connection_the_server_closed_is_replaced_without_failing_the_call(database, postgres):
+    store = store_on(database, 100)
+    assert store.first_use("https://a", "before", time.time() + 60)
+    name = _database_name(database)
+    postgres.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")  # a restart
+    assert store.first_use("https://a", "after", time.time() + 60)
+    assert not store.first_use("https://a", "before", time.time() + 60)
+
+
+def test_over_http_a_store_that_stops_answering_gives_503_and_service_resumes(make_client, keys, database, postgres):
+    client = make_client(replay_store=database)
+    token = lambda: keys["RS384"].sign(claims(EHR, BASE + SERVICE))  # noqa: E731
+    assert call(client, SERVICE, token()).status_code == 200
+    name = _database_name(database)
+    postgres.psql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    postgres.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    try:
+        refused = call(client, SERVICE, token())
+        assert refused.status_code == 503  # whether the token was used before cannot be told: not served
+        assert refused.headers["retry-after"] == "1"
+    finally:
+        postgres.psql(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    deadline = time.monotonic() + 30
+    while (status := call(client, SERVICE, token()).status_code) != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert status == 200
