@@ -6,6 +6,9 @@ feedback received by the other join once the cycle ingests both replicas' event 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,7 +26,7 @@ from analytics.store import connect
 from tests.auth_app import BASE, EHR, FEEDBACK, SERVICE
 from tests.fhirdata import example
 from tests.jwt_keys import SigningKey, claims, jwks, new_key
-from tests.live_server import LiveServer
+from tests.live_server import LiveServer, free_port
 
 ALGS = ("ES384", "RS384")
 
@@ -128,3 +131,24 @@ def test_a_card_from_one_replica_and_feedback_at_the_other_join_after_ingesting_
         assert ingest(con, settings.paths().event_dirs) == 0  # read again: nothing new
     finally:
         con.close()
+
+
+def test_serve_refuses_to_start_naming_an_unreachable_store_but_not_its_password(tmp_path):
+    issuers = tmp_path / "issuers.yaml"
+    issuers.write_text(yaml.safe_dump([{"iss": EHR, "jwks": jwks(new_key("ES384"))}]))
+    env = {
+        **os.environ,
+        "PGX_LOOP_VAR_DIR": str(tmp_path / "var"),
+        "PGX_LOOP_AUTH": "jwt",
+        "PGX_LOOP_TRUSTED_ISSUERS": str(issuers),
+        "PGX_LOOP_PUBLIC_BASE_URL": BASE,
+        "PGX_LOOP_REPLAY_STORE": f"postgresql://cds:hunter2-secret@127.0.0.1:{free_port()}/site?schema=pgx",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pgx_loop.cli", "serve", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "the jti replay store postgresql://cds@127.0.0.1:" in done.stderr
+    assert "(schema pgx)" in done.stderr and "Connection refused" in done.stderr
+    assert "hunter2-secret" not in done.stdout + done.stderr
