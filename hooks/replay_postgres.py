@@ -98,13 +98,16 @@ class PostgresReplayStore:
             sql.SQL(_FORGET_EXPIRED).format(schema=schema, issuer=sql.SQL("AND iss = %(iss)s")).as_string()
         )
         self._prepare_within(STARTUP_SECONDS)
+        # Outside the bound above: many expired entries take a while to delete, which is no fault.
+        with psycopg.connect(self.target.conninfo, autocommit=True) as conn:
+            self._forget(conn, self._forget_all, {"now": self._clock()})
         self._pool_size = pool_size
         self._pool: ConnectionPool | None = None
         self._open_lock = threading.Lock()
         log.info("jti replay store: %s, %d unexpired jtis per issuer", self.target.shown, quota)
 
     def _prepare_within(self, seconds: float) -> None:
-        """Connect, create the tables and forget expired entries, or ReplayStoreError within ``seconds``."""
+        """Connect and create the tables, or ReplayStoreError within ``seconds``."""
         # libpq's connect_timeout counts whole seconds (2 at least): a daemon thread bounds the wait
         # instead, and is no reason to wait at exit.
         outcome: list[BaseException | None] = []
@@ -138,7 +141,6 @@ class PostgresReplayStore:
                     conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
                 for statement in _TABLES:
                     conn.execute(sql.SQL(statement).format(schema=schema))
-            self._forget(conn, self._forget_all, {"now": self._clock()})
 
     def first_use(self, iss: str, jti: str, expires_at: float) -> bool:
         """Remember (iss, jti) until ``expires_at``: False if already seen; ReplayQuotaFull if ``iss`` is full."""
