@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -150,7 +151,7 @@ def _sequential_look(
     The surveillance year starts at a group's first look and lasts 365 days; the looks of the
     current year are read back from the audit trail (analytics/sequential.py explains the test).
     """
-    if local.log_hr is None or local.se is None:
+    if local.score_z is None or local.null_information is None:
         return float("inf"), None
     rows = con.execute(
         """SELECT json_extract(evidence, '$.look') FROM strength_audit
@@ -169,9 +170,9 @@ def _sequential_look(
     state = replay([Look(x["t"], x["information"], x["boundary"]) for x in looks], policy.false_escalation_per_year,
                    policy.spending)  # fmt: skip
     t = ((now - start).total_seconds() / 86400 + 1) / YEAR_DAYS
-    boundary = state.look(t, 1 / local.se**2)
-    return boundary, {"year_start": start.isoformat(), "t": t, "information": 1 / local.se**2, "boundary": boundary,
-                      "z": local.log_hr / local.se}  # fmt: skip
+    boundary = state.look(t, local.null_information)
+    return boundary, {"year_start": start.isoformat(), "t": t, "information": local.null_information,
+                      "boundary": boundary, "z": local.score_z}  # fmt: skip
 
 
 def _evidence(group: Group, local: Estimate, posterior: Posterior, decision: Decision, safe_met: bool) -> dict:
@@ -234,13 +235,18 @@ def _study_rule(
             # Enough negative controls: decide on the calibrated estimate (Schuemie et al. 2014, 2018).
             calibrated_log_hr, calibrated_se = error.calibrate(local.log_hr, local.se)
             decided = replace(local, log_hr=calibrated_log_hr, se=calibrated_se)
+            if local.score_z is not None and local.null_information is not None:
+                # The score test calibrated the same way, on its own scale: estimate z / sqrt(I), SE 1 / sqrt(I).
+                root = math.sqrt(local.null_information)
+                shifted, spread = error.calibrate(local.score_z / root, 1 / root)
+                decided = replace(decided, score_z=shifted / spread, null_information=1 / spread**2)
         posterior = update(group, learning.policy, decided.log_hr, decided.se)
         tier, floor, ceiling = strengths.current_tier(rule, group, snapshot)
         boundary, look = _sequential_look(con, rule, group, decided, now)
         decision = decide(
             learning.policy, tier=tier, floor=floor, ceiling=ceiling, posterior=posterior, events=local.events,
             reference_events=local.reference_events, log_hr=decided.log_hr, se=decided.se,
-            safe_streak=_safe_streak(con, rule.id, group.label), boundary=boundary,
+            safe_streak=_safe_streak(con, rule.id, group.label), z=decided.score_z, boundary=boundary,
         )  # fmt: skip
         if mode == "off" and decision.changes:
             decision = Decision(tier, tier, "off", f"learning mode is off; would {decision.action}: {decision.reason}")

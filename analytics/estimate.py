@@ -7,6 +7,10 @@ The first gives each genotype group's hazard ratio against the reference on the 
 literature prior describes); the second the genotype x drug interaction, which stays valid after
 the alert starts switching patients (learning-loop.md §4). Cells are sufficient statistics: the
 fit equals the individual-level Poisson fit, and approximates Cox (tests check both).
+
+Beside the Wald estimate (log HR, SE at the fitted rates), each contrast carries the score test of
+HR = 1 with its information under that null: the sequential escalation test needs a statistic
+whose information does not move with the estimate (``score_test`` below says why).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class Estimate:
     person_years: float
     log_hr: float | None
     se: float | None
+    score_z: float | None = None  # score test of HR = 1 (``score_test``)
+    null_information: float | None = None  # Fisher information for the log HR at HR = 1
 
     @property
     def hr(self) -> float | None:
@@ -106,6 +112,40 @@ def _fit(study: Study, cells: pd.DataFrame, interaction: bool):
     return model.fit()
 
 
+NEWTON_STEPS = 25  # the null fit starts at the full fit's coefficients: a few steps converge
+
+
+def score_test(fit, term: str) -> tuple[float, float]:
+    """Rao's score z of H0: ``term`` = 0 and the efficient information for it under H0.
+
+    The Wald information 1/SE^2 is computed at the fitted rates, so in a small group it grows
+    and shrinks with the group's own event count: under H0 it is correlated with the estimate,
+    and the information fractions alpha spending rests on stop being fixed by the design. Under
+    the null fit (the term at 0, the other coefficients refitted) the information is, for a rate
+    ratio, 1 / (1/E_group + 1/E_reference) with E the events expected at the pooled rate: it
+    moves with person-time, not with the outcome, and the score statistics of successive looks
+    have the independent increments the boundary assumes (Jennison C, Turnbull BW. Group
+    Sequential Methods with Applications to Clinical Trials, 2000, sect. 3.5 and 11.6;
+    Scharfstein DO, Tsiatis AA, Robins JM. JASA 1997;92:1342-1350). Returns (z, information):
+    with I and U the Fisher information and score at the null fit, information = 1 / [I^-1]_jj
+    and z = U_j / sqrt(information) (the nuisance scores are zero there).
+    """
+    model = fit.model
+    exog, endog, offset = model.exog, model.endog, model.exposure  # statsmodels keeps log(exposure)
+    j = list(fit.params.index).index(term)
+    others = np.arange(exog.shape[1]) != j
+    nuisance, params = exog[:, others], fit.params.to_numpy()[others].copy()
+    for _ in range(NEWTON_STEPS):  # the null fit: Newton-Raphson on the Poisson log-likelihood
+        mu = np.exp(nuisance @ params + offset)
+        step = np.linalg.lstsq(nuisance.T @ (nuisance * mu[:, None]), nuisance.T @ (endog - mu), rcond=None)[0]
+        params += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    mu = np.exp(nuisance @ params + offset)
+    information = np.linalg.pinv(exog.T @ (exog * mu[:, None]))[j, j]
+    return float((exog[:, j] @ (endog - mu)) * math.sqrt(information)), float(1 / information)
+
+
 CONTRASTS = ("within-drug", "interaction")
 
 
@@ -138,12 +178,13 @@ def estimate(study: Study, cells: pd.DataFrame, contrasts: tuple[str, ...] = CON
             term = f"C(grp, Treatment('{REFERENCE}'))[T.{group.label}]"
             if contrast == "interaction":
                 term += ":target"
-            log_hr = se = None
+            log_hr = se = score_z = information = None
             if fit is not None and term in fit.params.index and events > 0:
                 log_hr, se = float(fit.params[term]), float(fit.bse[term])
                 if not (math.isfinite(log_hr) and math.isfinite(se)) or se > 10:  # separation: no estimate
                     log_hr = se = None
-            estimates.append(
-                Estimate(group.label, contrast, n, events, reference_n, reference_events, years, log_hr, se)
-            )
+                else:
+                    score_z, information = score_test(fit, term)
+            estimates.append(Estimate(group.label, contrast, n, events, reference_n, reference_events, years,
+                                      log_hr, se, score_z, information))  # fmt: skip
     return estimates

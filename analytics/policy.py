@@ -8,9 +8,10 @@ local log HR, each component updates in closed form and the weights by their mar
 Decision, per genotype group (thresholds in the rule's ``learning.policy``):
 - nothing until the data are there: at least ``min_events`` events in the group and in the
   reference, and a local SE of at most ``max_se``;
-- escalate one tier when P(HR > harm_hr) > escalate_probability and the local estimate on its own
-  crosses this look's sequential boundary (z = log HR / SE at or above the Lan-DeMets boundary of
-  analytics/sequential.py, and never below the ``local_confirmation`` quantile): the prior is
+- escalate one tier when P(HR > harm_hr) > escalate_probability and the local data on their own
+  cross this look's sequential boundary (the score z of HR = 1, with its information under that
+  null, at or above the Lan-DeMets boundary of analytics/sequential.py, and never below the
+  ``local_confirmation`` quantile): the prior is
   already in the rule file's tier, so only this site's data may raise it, a strong prior cannot
   escalate on weak local data, and however many cycles run, a group with no true harm escalates
   in at most ``false_escalation_per_year`` of years (measured: bench/learning_validity.py);
@@ -119,15 +120,18 @@ def decide(
     log_hr: float | None,
     se: float | None,
     safe_streak: int,
+    z: float | None,
     boundary: float,
 ) -> Decision:
     """The tier for the next cycle. ``safe_streak``: earlier consecutive cycles that met the de-escalation bar;
-    ``boundary``: this look's sequential boundary on the local z (analytics/sequential.py)."""
+    ``z``: the local score z of HR = 1 (analytics.estimate.score_test); ``boundary``: this look's
+    sequential boundary on it (analytics/sequential.py)."""
     if (
         events < policy.min_events
         or reference_events < policy.min_events
         or log_hr is None
         or se is None
+        or z is None
         or se > policy.max_se
     ):
         reason = (
@@ -139,7 +143,7 @@ def decide(
     harm = posterior.probability_above(policy.harm_hr)
     safe = posterior.probability_below(policy.safe_hr)
     rank = TIER_RANK[tier]
-    z, needed = log_hr / se, escalation_boundary(policy, boundary)
+    needed = escalation_boundary(policy, boundary)
     at_ceiling = rank >= TIER_RANK[ceiling]
     if harm > policy.escalate_probability:
         if at_ceiling:

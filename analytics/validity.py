@@ -122,8 +122,8 @@ def _year_of_looks(prepared: StudyDraws, scenario: Scenario, looks: int) -> list
                 last[group.label] = (local, found[(group.label, "interaction")])
             posterior = update(group, policy, local.log_hr, local.se)
             boundary = math.inf
-            if local.log_hr is not None and local.se is not None:
-                boundary = s["boundaries"].look(k / looks, 1 / local.se**2)
+            if local.score_z is not None and local.null_information is not None:
+                boundary = s["boundaries"].look(k / looks, local.null_information)
                 sufficient = (
                     min(local.events, local.reference_events) >= policy.min_events and local.se <= policy.max_se
                 )
@@ -131,7 +131,7 @@ def _year_of_looks(prepared: StudyDraws, scenario: Scenario, looks: int) -> list
                     s["fixed"] |= local.log_hr / local.se > FIXED_LOCAL_Z
             decision = decide(policy, tier=s["tier"], floor=FLOOR, ceiling=CEILING, posterior=posterior,
                               events=local.events, reference_events=local.reference_events, log_hr=local.log_hr,
-                              se=local.se, safe_streak=s["streak"], boundary=boundary)  # fmt: skip
+                              se=local.se, safe_streak=s["streak"], z=local.score_z, boundary=boundary)  # fmt: skip
             safe = decision.action != "insufficient data" and (
                 posterior.probability_below(policy.safe_hr) > policy.deescalate_probability
             )

@@ -103,7 +103,8 @@ def test_the_policy_escalates_only_across_the_sequential_boundary(library: Libra
     posterior = update(group, policy, math.log(1.6), 0.15)
     common = dict(tier="warning", floor="info", ceiling="critical", posterior=posterior, events=200,
                   reference_events=400, log_hr=math.log(1.6), se=0.15, safe_streak=0)  # fmt: skip
-    z = math.log(1.6) / 0.15
+    z = 3.0
+    common["z"] = z
     assert decide(policy, **common, boundary=z - 0.1).action == "escalate"
     held = decide(policy, **common, boundary=z + 0.1)
     assert held.action == "hold" and "sequential boundary" in held.reason
@@ -124,3 +125,52 @@ def test_a_small_grid_of_the_study_meets_its_targets(library: Library):
             assert im.escalated <= 0.05 and im.wrong_moves <= 0.05
         else:
             assert im.escalated > 0.5
+
+
+def test_the_score_test_is_raos_with_the_information_taken_under_the_null():
+    """Two groups: z = (O - E) / sqrt(V) and information D p (1 - p) = 1 / (1/E_group + 1/E_reference),
+    both from expected events at the pooled rate, not from the group's own count; and with a
+    covariate the same z as statsmodels' score test of the null fit."""
+    import statsmodels.api as sm
+
+    from analytics.estimate import score_test
+
+    exog = pd.DataFrame({"const": [1.0, 1.0], "g": [0.0, 1.0]})
+    fit = sm.GLM(np.array([30.0, 12.0]), exog, family=sm.families.Poisson(), exposure=np.array([1000.0, 200.0])).fit()
+    z, information = score_test(fit, "g")
+    share = 200 / 1200
+    assert information == pytest.approx(42 * share * (1 - share))
+    assert z == pytest.approx((12 - 42 * share) / math.sqrt(42 * share * (1 - share)))
+    assert 1 / fit.bse["g"] ** 2 > information * 1.4  # the Wald information follows the 12 observed events
+
+    rng = np.random.default_rng(1)
+    n = 300
+    exog = pd.DataFrame({"const": 1.0, "g": rng.integers(0, 2, n) * 1.0, "age": rng.normal(size=n)})
+    time = rng.uniform(10, 100, n)
+    events = rng.poisson(time * 0.01 * np.exp(0.3 * exog.age + 0.2 * exog.g))
+    fit = sm.GLM(events, exog, family=sm.families.Poisson(), exposure=time).fit()
+    null = sm.GLM(events, exog[["const", "age"]], family=sm.families.Poisson(), exposure=time).fit()
+    z, _ = score_test(fit, "g")
+    assert z**2 == pytest.approx(float(null.score_test(exog_extra=exog[["g"]].to_numpy()).statistic[0]))
+    assert np.sign(z) == np.sign(fit.params["g"])
+
+
+def test_a_small_group_at_hr_1_escalates_in_about_5_percent_of_years():
+    """The year of looks on a small group (about 1 event a month against 5 in the reference, 12
+    and 60 before the year starts): score z and null information through the real boundary."""
+    rng = np.random.default_rng(11)
+    years, escalated = 400, 0
+    for _ in range(years):
+        state, expected_group, expected_reference = Boundaries(0.05, "pocock"), 12.0, 60.0
+        group, reference = rng.poisson(12), rng.poisson(60)
+        for k in range(1, 13):
+            group, reference = group + rng.poisson(1.0), reference + rng.poisson(5.0)
+            expected_group, expected_reference = expected_group + 1.0, expected_reference + 5.0
+            pooled, share = group + reference, expected_group / (expected_group + expected_reference)
+            information = pooled * share * (1 - share)
+            boundary = state.look(k / 12, information)
+            z = (group - pooled * share) / math.sqrt(information)
+            if min(group, reference) >= 10 and z >= max(boundary, 1.645):
+                escalated += 1
+                break
+    assert escalated / years <= 0.08
