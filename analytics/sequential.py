@@ -8,9 +8,8 @@ about 1 / (1/E_group + 1/E_reference), E the events expected at the pooled rate)
 z_k are jointly normal with corr(z_j, z_k) = sqrt(I_j / I_k) (independent increments of the
 score: Jennison & Turnbull 2000, sect. 3.5 and 11.6; Scharfstein, Tsiatis & Robins 1997). The
 information is taken under the null on purpose: the Wald 1 / SE^2 is computed at the fitted rate,
-so in a small group it rises and falls with the group's own events; looks where it fell were
-treated as adding nothing and tested again for free, and the year's false escalation in groups
-with fewer than 50 events reached 10-30% in some scenarios of the validity study. Each
+so in a small group it rises and falls with the group's own events, and a look where it fell
+counted as adding nothing; the null information moves with person-time only. Each
 surveillance year (starting at its first look) has a budget alpha, spent as the year passes by a
 Lan-DeMets spending function of the calendar fraction t of the year (Lan KKG, DeMets DL.
 Biometrika 1983;70:659-663; calendar time: Lan & DeMets, Stat Med 1989;8:1191-1198): the boundary c_k at look k solves

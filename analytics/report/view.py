@@ -386,7 +386,9 @@ def _looks_table(study: dict) -> Table | None:
          "Highest scenario", "With a fixed threshold instead"], rows,
         note="Each simulated site is looked at monthly over a year (twelve cycles on growing data), the real policy "
         "deciding. At a true HR of 1 or below an escalation is a false alarm: the sequential boundary (Lan-DeMets "
-        "alpha spending, Lan & DeMets, Biometrika 1983;70:659-663) holds it at or below 5% per group per year. "
+        "alpha spending, Lan & DeMets, Biometrika 1983;70:659-663, on the score test of HR = 1 with its "
+        "information from the events expected under HR = 1, Jennison & Turnbull 2000) holds it at or below 5% "
+        "per group per year. "
         "Above 1 it is the power: the share of sites where the loop acted within the year. The last column is "
         "the earlier rule (local 99% CI above 1 at any look), for comparison.",
         data=data,
