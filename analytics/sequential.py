@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import ndtr
 from scipy.stats import norm
 
 SPENDING = ("pocock", "obrien-fleming")
@@ -94,7 +95,7 @@ class Boundaries:
         weights = density * np.gradient(grid)  # mass at each grid point
 
         def crossing(c: float) -> float:
-            return float(weights @ norm.sf((c * math.sqrt(information) - grid) / step))
+            return float(weights @ ndtr((grid - c * math.sqrt(information)) / step))  # P(N > x) = ndtr(-x), fast
 
         if target <= 0:
             boundary = math.inf

@@ -17,13 +17,14 @@ from dataclasses import asdict, dataclass
 from statistics import NormalDist
 
 import numpy as np
+from statsmodels.stats.proportion import proportion_confint
 
 from analytics.cohort import Study
 from analytics.estimate import Z95, estimate
 from analytics.policy import decide, update
 from analytics.sequential import Boundaries
 from analytics.simulate import ANCESTRY, ANCESTRY_SHARE, STUDY_DAYS, Truth
-from analytics.simulated_cells import draws, study_cells
+from analytics.simulated_cells import StudyDraws, draws, with_truth
 from engine.library import Library
 from engine.rules import Rule
 
@@ -71,11 +72,37 @@ class Outcome:
 
 
 def replicate(library: Library, rule: Rule, scenario: Scenario, seed: int, looks: int = LOOKS) -> list[Outcome]:
-    """One seed of ``scenario``: its twelve monthly cycles."""
-    learning = rule.learning
-    assert learning is not None
-    study = Study(rule, learning)
-    population, new_users = draws(library, persons=scenario.persons, seed=seed, truth=scenario.truth(rule))
+    """One seed of ``scenario``: its monthly cycles."""
+    return replicates(library, rule, [scenario], seed, looks)[scenario]
+
+
+def replicates(library: Library, rule: Rule, scenarios: list[Scenario], seed: int,
+               looks: int = LOOKS) -> dict[Scenario, list[Outcome]]:  # fmt: skip
+    """One seed of each scenario (all of one ancestry mix and size), from one draw.
+
+    Common random numbers: the persons, treatments and unit waiting times are drawn once, and
+    each scenario's baseline rate and hazard ratios rescale the waiting times
+    (analytics.simulated_cells.with_truth), exactly the draws the seed gives under that truth.
+    Each scenario's seeds stay independent of each other; only scenarios sharing a seed are
+    correlated, which the per-scenario figures do not see.
+    """
+    mixes = {(s.ancestry, s.persons) for s in scenarios}
+    assert len(mixes) == 1, "one draw serves one ancestry mix and size"
+    drawn = scenarios[0].truth(rule)
+    population, new_users = draws(library, persons=scenarios[0].persons, seed=seed, truth=drawn)
+    prepared = StudyDraws(Study(rule, rule.learning), population, new_users)
+    out = {}
+    for scenario in scenarios:
+        again = with_truth(rule, population, new_users, drawn, scenario.truth(rule))
+        mine = next(d for d in again if d.rule.id == rule.id)
+        out[scenario] = _year_of_looks(prepared.with_outcomes(mine), scenario, looks)
+    return out
+
+
+def _year_of_looks(prepared: StudyDraws, scenario: Scenario, looks: int) -> list[Outcome]:
+    """The monthly cycles of one replicate, every group starting at ``START``."""
+    study = prepared.study
+    learning = study.learning
     policy = learning.policy
     state = {
         g.label: {"tier": START, "streak": 0, "escalated": False, "fixed": False, "wrong": 0, "first": None,
@@ -85,7 +112,7 @@ def replicate(library: Library, rule: Rule, scenario: Scenario, seed: int, looks
     last = {}
     for k in range(1, looks + 1):
         cutoff = STUDY_DAYS - round((looks - k) * 365.25 / 12)
-        cells = study_cells(study, population, new_users, cutoff=cutoff)
+        cells = prepared.cells(cutoff=cutoff)
         final = k == looks
         contrasts = ("within-drug", "interaction") if final else ("within-drug",)
         found = {(e.group, e.contrast): e for e in estimate(study, cells, contrasts)}
@@ -172,3 +199,34 @@ def summarise(scenario: Scenario, group: str, outcomes: list[Outcome]) -> Summar
         sum(o.escalated for o in outcomes) / n, sum(o.escalated_fixed for o in outcomes) / n,
         sum(o.wrong_moves > 0 for o in outcomes) / n,
     )  # fmt: skip
+
+
+def sequential_summary(summaries: list[Summary]) -> dict:
+    """A year of looks, per genotype group: false escalation (true HR <= 1) and power (HR > 1), over all cells.
+
+    The scenarios of one seed, ancestry mix and size share a draw (common random numbers), so the
+    95% interval (Wilson) counts the independent draws, not the site-years: wider than the
+    pooled seeds would give, on the safe side.
+    """
+    out: dict = {"groups": {}}
+    for group in sorted({s.group for s in summaries}):
+        mine = [s for s in summaries if s.group == group]
+        entry: dict = {}
+        for hr in sorted({s.hr for s in mine}):
+            cells = [s for s in mine if s.hr == hr]
+            n = sum(s.seeds for s in cells)
+            hits = round(sum(s.escalated * s.seeds for s in cells))
+            fixed = round(sum(s.escalated_fixed * s.seeds for s in cells))
+            draws = sum(max(s.seeds for s in cells if (s.ancestry, s.persons) == mix)
+                        for mix in {(s.ancestry, s.persons) for s in cells})  # fmt: skip
+            low, high = proportion_confint(hits / n * draws, draws, method="wilson")
+            entry[f"{hr:g}"] = {
+                "kind": "false escalation per year" if hr <= 1 else "power within a year",
+                "seeds": n, "cells": len(cells), "independent_draws": draws, "escalated": round(hits / n, 4),
+                "ci95": [round(float(low), 4), round(float(high), 4)],
+                "highest_cell": round(max(s.escalated for s in cells), 4),
+                "fixed_rule": round(fixed / n, 4),
+                "wrong_moves": round(sum(s.wrong_moves * s.seeds for s in cells) / n, 4),
+            }  # fmt: skip
+        out["groups"][group] = entry
+    return out

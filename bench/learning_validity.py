@@ -7,24 +7,32 @@ Printed per scenario and genotype group: mean events, mean bias of the log HR, e
 (across seeds) against the model's mean SE, 95% CI coverage, the share of seeds in which some
 cycle of the year escalated (a false escalation when the true HR is <= 1, power otherwise), the
 same under the earlier fixed per-look rule (local 99% CI above 1), and the share with a tier move
-against the truth. Targets: |bias| < 0.05 where there are >= 100 events, coverage 93-97%, false
-escalation <= 5% per group per year.
+against the truth. Then the cells that miss the estimator's targets (|bias| < 0.05 where there
+are >= 100 events, coverage 93-97%) and, per group and true HR over all scenarios, the share of
+simulated site-years escalating (target <= 5% at HR <= 1; the sequential boundary is Lan-DeMets
+alpha spending: Lan KKG, DeMets DL, Biometrika 1983;70:659-663; analytics/sequential.py).
 
-    python bench/learning_validity.py                       # the full grid, 20 seeds (hours on 1 core)
-    python bench/learning_validity.py --hr 1.0 --persons 100000 --seeds 100 --workers 2
+    python bench/learning_validity.py --raw .validity-raw.jsonl --write analytics/report/validity.json
+    python bench/learning_validity.py --hr 1.0 --persons 100000 --seeds 100
     python bench/learning_validity.py ... --looks 1         # estimates only: one look, no year of cycles
-    python bench/learning_validity.py ... --write analytics/report/validity.json   # for the report's methods
 
-Cells come straight from the simulator's draws (analytics/simulated_cells.py), which
-tests/test_validity_study.py checks equal the SQL cohort's cells seed for seed.
+One draw per seed, ancestry mix and size serves every true HR and baseline risk (common random
+numbers: analytics.simulated_cells.with_truth rescales the outcome times, tested equal to drawing
+anew), and the cells come straight from the draws (analytics/simulated_cells.py, tested equal to
+the SQL cohort's cells seed for seed). The full grid (72 scenarios x 20 seeds) is 80 draws of
+about 30-40 s of CPU each. ``--raw`` appends every seed's outcomes as it finishes and skips those
+already there, so a run can stop and resume; seeds run outermost, so a stopped run has the same
+seeds in every scenario.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import itertools
 import json
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -32,8 +40,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Each fit is a few hundred cells: BLAS threads only fight over the cores (2-3x slower under load).
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
 
-from analytics.validity import ANCESTRY_MIXES, LOOKS, Scenario, Summary, replicate, summarise  # noqa: E402
+from analytics.validity import (  # noqa: E402
+    ANCESTRY_MIXES,
+    LOOKS,
+    Outcome,
+    Scenario,
+    Summary,
+    replicates,
+    sequential_summary,
+    summarise,
+)
 from engine.library import Library, load_library  # noqa: E402
 
 RULE = "cyp2c19-clopidogrel"
@@ -44,11 +64,13 @@ def _library() -> Library:
     return load_library(ROOT / "rules")  # once per worker process
 
 
-def _run(job: tuple[Scenario, int, int]) -> tuple[Scenario, list]:
-    scenario, seed, looks = job
+def _run(job: tuple[list[Scenario], int, int]) -> tuple[int, dict[Scenario, list[Outcome]], float]:
+    """One seed of every scenario of one ancestry mix and size (one draw, common random numbers)."""
+    scenarios, seed, looks = job
     library = _library()
     rule = next(r for r in library.rules if r.id == RULE)
-    return scenario, replicate(library, rule, scenario, seed, looks)
+    started = time.process_time()
+    return seed, replicates(library, rule, scenarios, seed, looks), time.process_time() - started
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -72,6 +94,37 @@ def table(summaries: list[Summary], looks: int) -> str:
     return "\n".join(lines)
 
 
+def targets(summaries: list[Summary]) -> dict:
+    """Which cells miss the estimator's targets (|bias| < 0.05 where >= 100 events; coverage 93-97%)."""
+    judged = [s for s in summaries if s.mean_events >= 100 and s.bias is not None]
+    return {
+        "cells_with_100_events": len(judged),
+        "bias_over_0.05": [_key(s) for s in judged if abs(s.bias) >= 0.05],
+        "coverage_outside_93_97": [_key(s) for s in judged if not 0.93 <= s.coverage <= 0.97],
+        "coverage_all_judged": round(
+            sum(s.coverage * s.fitted for s in judged) / max(sum(s.fitted for s in judged), 1), 4
+        ),
+    }
+
+
+def _key(s: Summary) -> str:
+    return (f"HR {s.hr:g}, {100 * s.baseline:g}%, {s.ancestry}, {s.persons:,}, {s.group}: "
+            f"bias {s.bias:+.3f}, coverage {s.coverage:.0%}")  # fmt: skip
+
+
+def _load_raw(path: Path, looks: int) -> dict[Scenario, dict[int, list[Outcome]]]:
+    found: dict[Scenario, dict[int, list[Outcome]]] = {}
+    if not path.exists():
+        return found
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if record["looks"] != looks:
+            continue
+        scenario = Scenario(**record["scenario"])
+        found.setdefault(scenario, {})[record["seed"]] = [Outcome(**o) for o in record["outcomes"]]
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hr", type=float, nargs="+", default=[0.7, 1.0, 1.2, 1.5, 2.0, 3.0])
@@ -84,30 +137,58 @@ def main() -> None:
         "--looks", type=int, default=LOOKS, help="monthly cycles over the last year (1: estimates only)"
     )
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--raw", type=Path, help="append each seed's outcomes here (JSON lines) and reuse the "
+                        "seeds already there: a long study can stop and resume")  # fmt: skip
     parser.add_argument("--write", type=Path, help="merge the summaries into this JSON file (the report reads it)")
     args = parser.parse_args()
     scenarios = [Scenario(*combo) for combo in itertools.product(args.hr, args.baseline, args.ancestry, args.persons)]
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    jobs = [(scenario, seed, args.looks) for scenario in scenarios for seed in seeds]
-    started = time.perf_counter()
-    results: dict[Scenario, list] = {scenario: [] for scenario in scenarios}
+    done = _load_raw(args.raw, args.looks) if args.raw else {}
+    results = {scenario: {seed: done[scenario][seed] for seed in seeds if seed in done.get(scenario, {})}
+               for scenario in scenarios}  # fmt: skip
+    draws = sorted({(s.ancestry, s.persons) for s in scenarios})
+    # Seeds outermost: stopped early, the study still has the same seeds in every scenario.
+    jobs = []
+    for seed, (ancestry, persons) in itertools.product(seeds, draws):
+        todo = [s for s in scenarios if (s.ancestry, s.persons) == (ancestry, persons) and seed not in results[s]]
+        if todo:
+            jobs.append((todo, seed, args.looks))
+    started, cpu = time.perf_counter(), 0.0
     with ProcessPoolExecutor(args.workers) as pool:
-        for scenario, outcomes in pool.map(_run, jobs, chunksize=1):
-            results[scenario].append(outcomes)
+        for seed, outcomes, seconds in pool.map(_run, jobs, chunksize=1):
+            cpu += seconds
+            for scenario, runs in outcomes.items():
+                results[scenario][seed] = runs
+                if args.raw:
+                    with args.raw.open("a") as raw:
+                        raw.write(json.dumps({"scenario": dataclasses.asdict(scenario), "seed": seed,
+                                              "looks": args.looks, "outcomes": [dataclasses.asdict(o) for o in runs]})
+                                  + "\n")  # fmt: skip
+    wall = time.perf_counter() - started
     summaries = []
-    for scenario, runs in results.items():
+    for scenario, by_seed in results.items():
+        runs = [by_seed[seed] for seed in sorted(by_seed)]
         for position, group in enumerate(o.group for o in runs[0]):
             summaries.append(summarise(scenario, group, [run[position] for run in runs]))
-    print(f"{RULE}: {len(scenarios)} scenarios x {args.seeds} seeds, {args.looks} monthly look(s) each "
-          f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
+    print(f"{RULE}: {len(scenarios)} scenarios x {args.seeds} seeds, {args.looks} monthly look(s) each; "
+          f"{len(jobs)} draws run now: {wall:.0f} s wall, {cpu:.0f} s CPU")  # fmt: skip
     print(table(summaries, args.looks))
+    sequential = sequential_summary(summaries) if args.looks > 1 else None
+    checked = targets(summaries)
+    print("\nEstimator targets, cells with >= 100 events:", json.dumps(checked, indent=1))
+    if sequential:
+        print("\nA year of monthly looks (Lan-DeMets alpha spending, 5% per group per year):")
+        print(json.dumps(sequential, indent=1))
     if args.write:
         existing = json.loads(args.write.read_text()) if args.write.exists() else {"rule": RULE, "rows": []}
         fresh = {(s.hr, s.baseline, s.ancestry, s.persons, s.group, args.looks) for s in summaries}
         keys = ("hr", "baseline", "ancestry", "persons", "group", "looks")
         rows = [r for r in existing["rows"] if tuple(r[k] for k in keys) not in fresh]
         rows += [{**s.as_json(), "looks": args.looks} for s in summaries]
-        args.write.write_text(json.dumps({"rule": RULE, "rows": rows}, indent=1) + "\n")
+        study = {**existing, "rule": RULE, "rows": rows, "targets": checked}
+        if sequential:
+            study["sequential"] = sequential
+        args.write.write_text(json.dumps(study, indent=1) + "\n")
 
 
 if __name__ == "__main__":

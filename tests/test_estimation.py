@@ -13,7 +13,7 @@ import statsmodels.formula.api as smf
 
 from analytics.cohort import REFERENCE, Study, build, cells, individual_rows, person_bands
 from analytics.cycle import run_cycle
-from analytics.estimate import _formula, estimate
+from analytics.estimate import _formula, design, estimate
 from analytics.genotypes import refresh_phenotypes
 from engine.library import Library
 from tests.learning_data import CLOPIDOGREL, NULL, NULL_STATIN, SIMVASTATIN, paths_in, simulated, truth
@@ -42,6 +42,20 @@ def test_the_cell_fit_equals_the_individual_level_poisson_fit(clopidogrel_study)
     assert len(on_drug_cells) < len(individual)
     assert np.allclose(a.params, b.params, atol=1e-8)
     assert np.allclose(a.bse, b.bse, atol=1e-8)
+
+
+@pytest.mark.parametrize("interaction", [False, True])
+def test_the_direct_model_matrix_fits_as_the_formula_does(clopidogrel_study, interaction: bool):
+    study, cell_table, _ = clopidogrel_study
+    data = cell_table if interaction else cell_table[cell_table.target == 1]
+    data = data[data.person_days > 0]
+    formula = smf.glm(_formula(study, interaction), data, family=sm.families.Poisson(), exposure=data.person_days)
+    direct = sm.GLM(data.events, design(study, data, interaction), family=sm.families.Poisson(),
+                    exposure=data.person_days)  # fmt: skip
+    a, b = formula.fit(), direct.fit()
+    assert sorted(a.params.index) == sorted(b.params.index)
+    assert np.allclose(a.params, b.params[a.params.index], atol=1e-8)
+    assert np.allclose(a.bse, b.bse[a.params.index], atol=1e-8)
 
 
 def test_the_cell_fit_agrees_with_cox_on_the_same_patients(clopidogrel_study):

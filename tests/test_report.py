@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from analytics import strengths
 from analytics.cycle import run_cycle
 from analytics.report.render import entries, site_identifiers, write_report
+from analytics.report.view import VALIDITY, methods_tables
 from analytics.scheduler import scheduled_cycle
 from analytics.settings import AnalyticsSettings, Paths
 from analytics.store import connect
@@ -93,7 +94,7 @@ def by_row(table: list[list[str]], label: str, column: str) -> str:
     return next(row[index] for row in table[1:] if row[0] == label)
 
 
-NUMERIC = ("-estimates", "-trend", "methods-validity")  # CSVs with their own numeric columns
+NUMERIC = ("-estimates", "-trend", "methods-validity", "methods-looks")  # CSVs with their own numeric columns
 
 
 def plain(value: str) -> str:
@@ -117,6 +118,7 @@ def test_the_report_is_one_self_contained_page_with_its_plots(loop):
     assert len(plots) == 2  # a forest plot per rule; no trend chart before the third cycle
     assert "The trend chart appears from the third cycle (2 so far)" in html
     assert "Methods: how far to trust the loop" in html and "95% CI coverage" in html
+    assert "A year of nightly looks" in html and "Lan &amp; DeMets" in html
     assert "<script" not in html.lower()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # nothing fetched from anywhere
     assert "url(" not in html and "@import" not in html
@@ -364,3 +366,22 @@ def test_approving_a_proposal_writes_a_fresh_report(library: Library, loop, tmp_
     summary = json.loads((tmp_path / "var" / "reports" / latest.stamp / "meta.json").read_text())["summary"]
     assert any("approved by J. Smith" in line for line in summary)
     assert not any("Waiting for a pharmacist's approval" in line for line in summary)
+
+
+def test_the_methods_section_shows_the_committed_studys_year_of_looks_and_its_scenarios():
+    """analytics/report/validity.json, as bench/learning_validity.py --write left it, is what the analyst reads."""
+    study = json.loads(VALIDITY.read_text())
+    looks, scenarios = methods_tables(VALIDITY)
+    groups = study["sequential"]["groups"]
+    assert len(looks.rows) == sum(len(by_hr) for by_hr in groups.values())
+    _, data = looks.csv()
+    for row in data:
+        figures = groups[row[0]][f"{row[1]:g}"]
+        assert row[3] == figures["escalated"] and [row[4], row[5]] == figures["ci95"]
+        assert row[2] == figures["seeds"] >= 20
+    assert {r[2] for r in looks.rows} == {"false alarm", "power"}
+    assert len(scenarios.rows) == len(study["rows"])
+    assert {(r["hr"], r["ancestry"], r["persons"]) for r in study["rows"]} >= {
+        (hr, ancestry, persons) for hr in (0.7, 1.0, 1.2, 1.5, 2.0, 3.0) for ancestry in ("default", "east-asian")
+        for persons in (100_000, 400_000)
+    }  # fmt: skip

@@ -15,8 +15,8 @@ from analytics.genotypes import extract_measurements, refresh_phenotypes
 from analytics.policy import decide, update
 from analytics.sequential import Boundaries, replay
 from analytics.simulate import Truth, simulate
-from analytics.simulated_cells import draws, study_cells
-from analytics.validity import Scenario, replicate, summarise
+from analytics.simulated_cells import draws, study_cells, with_truth
+from analytics.validity import Scenario, replicates, summarise
 from engine.library import Library
 from tests.learning_data import CLOPIDOGREL
 
@@ -51,6 +51,23 @@ def test_a_cutoff_sees_less_data_and_the_full_cutoff_sees_it_all(library: Librar
     earlier = study_cells(study, population, new_users, cutoff=365 * 6)
     assert earlier.events.sum() < everything.events.sum() and earlier.person_days.sum() < everything.person_days.sum()
     pd.testing.assert_frame_equal(everything, study_cells(study, population, new_users, cutoff=10**6))
+
+
+def test_other_truths_by_rescaling_equal_drawing_them_with_the_same_seed(library: Library):
+    """Common random numbers: the study's scenarios share a seed's persons, their outcomes rescaled."""
+    rule = _rule(library)
+    drawn = Scenario(1.0, 0.06, "east-asian", 30_000).truth(rule)
+    population, new_users = draws(library, persons=30_000, seed=6, truth=drawn)
+    study = Study(rule, rule.learning)
+    for hr, baseline in ((0.7, 0.02), (3.0, 0.15)):
+        truth = Scenario(hr, baseline, "east-asian", 30_000).truth(rule)
+        _, direct = draws(library, persons=30_000, seed=6, truth=truth)
+        rescaled = with_truth(rule, population, new_users, drawn, truth)
+        mine, theirs = (next(d for d in x if d.rule.id == rule.id) for x in (rescaled, direct))
+        assert np.allclose(mine.event_day, theirs.event_day, rtol=1e-12)
+        before = next(d for d in new_users if d.rule.id == rule.id)
+        assert (mine.happened == theirs.happened).all() and mine.happened.sum() != before.happened.sum()
+        pd.testing.assert_frame_equal(study_cells(study, population, rescaled), study_cells(study, population, direct))
 
 
 @pytest.mark.parametrize("kind", ["pocock", "obrien-fleming"])
@@ -95,9 +112,10 @@ def test_the_policy_escalates_only_across_the_sequential_boundary(library: Libra
 def test_a_small_grid_of_the_study_meets_its_targets(library: Library):
     """The always-run slice of bench/learning_validity.py: unbiased, calibrated, no false escalation."""
     rule = _rule(library)
-    for hr in (1.0, 2.0):
-        scenario = Scenario(hr, 0.15, "default", 60_000)
-        runs = [replicate(library, rule, scenario, seed, looks=3) for seed in range(1, 21)]
+    scenarios = [Scenario(hr, 0.15, "default", 60_000) for hr in (1.0, 2.0)]
+    seeds = [replicates(library, rule, scenarios, seed, looks=3) for seed in range(1, 21)]
+    for scenario in scenarios:
+        hr, runs = scenario.hr, [by_scenario[scenario] for by_scenario in seeds]
         im = summarise(scenario, "Intermediate Metabolizer", [run[0] for run in runs])
         assert im.fitted == 20 and abs(im.bias) < 0.15
         assert im.coverage >= 0.85

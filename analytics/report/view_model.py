@@ -81,9 +81,9 @@ class ReportView:
     equity: list[Table]
     quality: list[Table]
     summary: list[str] = field(default_factory=list)
-    methods: Table | None = None
+    methods: list[Table] = field(default_factory=list)
 
     def tables(self) -> list[Table]:
         """Every table of the report, for the CSV exports."""
         found = [t for r in self.rules for t in (*r.cohort, r.estimates, r.trend, *r.strength, *r.alerts, *r.equity)]
-        return [t for t in (*found, *self.equity, *self.quality, self.methods) if t is not None]
+        return [t for t in (*found, *self.equity, *self.quality, *self.methods) if t is not None]
