@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from hooks.outcomes import validation_reasons
+from hooks.shape_check import conforms
 
 FhirDate = Annotated[str, StringConstraints(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")]
 
@@ -143,6 +144,8 @@ def shape_problems(shape: type[BaseModel], value: Any, where: str) -> list[str]:
 
 def value_problems(value: Any, where: str) -> list[str]:
     """Shape problems of a prefetch value or fetched page: a Bundle's entries, or one resource."""
+    if _conforms(value):
+        return []  # the usual case, known without building the shapes (hooks.shape_check)
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
         return [f"{where}: not a FHIR resource"]
     if value["resourceType"] != "Bundle":
@@ -160,3 +163,25 @@ def value_problems(value: Any, where: str) -> list[str]:
         elif shape := SHAPES.get(resource["resourceType"]):
             problems += shape_problems(shape, resource, f"{where}.entry.{index}.resource")
     return problems
+
+
+def _conforms(value: Any) -> bool:
+    """Whether ``value`` certainly has no problems by ``value_problems`` (False: look closer)."""
+    if type(value) is not dict or type(value.get("resourceType")) is not str:
+        return False
+    if value["resourceType"] != "Bundle":
+        shape = SHAPES.get(value["resourceType"])
+        return shape is None or conforms(shape)(value)
+    if not conforms(Bundle)(value):
+        return False
+    for entry in value.get("entry") or ():
+        resource = entry.get("resource")
+        if resource is None:
+            continue
+        kind = resource.get("resourceType")
+        if type(kind) is not str:
+            return False
+        shape = SHAPES.get(kind)
+        if shape is not None and not conforms(shape)(resource):
+            return False
+    return True
