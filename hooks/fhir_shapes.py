@@ -8,13 +8,14 @@ unchecked and are never copied (``model_dump`` of a shape holds only declared fi
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from hooks.outcomes import validation_reasons
 from hooks.shape_check import conforms
 
+ShapeT = TypeVar("ShapeT", bound=BaseModel)
 FhirDate = Annotated[str, StringConstraints(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")]
 
 
@@ -135,11 +136,15 @@ SHAPES: dict[str, type[_Shape]] = {"Observation": Observation, "Condition": Cond
 
 def shape_problems(shape: type[BaseModel], value: Any, where: str) -> list[str]:
     """Each field of ``value`` (at ``where`` in the request) that does not have its R4 shape; never the values."""
+    return read_shape(shape, value, where)[1]
+
+
+def read_shape(shape: type[ShapeT], value: Any, where: str) -> tuple[ShapeT | None, list[str]]:
+    """``value`` read as ``shape``, or None and each field that does not have its R4 shape (never the values)."""
     try:
-        shape.model_validate(value)
+        return shape.model_validate(value), []
     except ValidationError as exc:
-        return validation_reasons(exc, where)
-    return []
+        return None, validation_reasons(exc, where)
 
 
 def value_problems(value: Any, where: str) -> list[str]:
