@@ -161,7 +161,12 @@ class _Forbidding(BaseModel):
     name: str | None = None
 
 
-@pytest.mark.parametrize("shape", [_Loose, _Forbidding])
+class _Tags(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    tags: list[str] | None = None
+
+
+@pytest.mark.parametrize("shape", [_Loose, _Forbidding, _Tags])
 def test_a_shape_the_check_cannot_mirror_is_refused_when_the_check_is_built(shape):
     with pytest.raises(TypeError):
         conforms(shape)
