@@ -342,7 +342,7 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
             )
             con.execute("BEGIN")
             try:
-                result.events_ingested = ingest(con, paths.events)
+                result.events_ingested = ingest(con, paths.event_dirs)
                 problems = type_problems(con)
                 if problems:
                     raise BadData(f"{paths.database}: " + "; ".join(problems))
