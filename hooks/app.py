@@ -35,6 +35,7 @@ from hooks.limits import PARSER_DEPTH, Limits, TooComplex, TooLarge, request_bun
 from hooks.observability import RequestObservability, note_reasons
 from hooks.operations import OperatorPort, operations_router
 from hooks.outcomes import JSON, BadRequest, documented, operation_outcome, validation_reasons
+from hooks.plain_route import PlainRoute
 from hooks.prefetch import FhirFetcher, PrefetchUnavailable
 from hooks.reload import ProductsWatcher, RulesWatcher, StrengthsWatcher
 from hooks.reports import reports_router
@@ -274,18 +275,22 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     async def discovery() -> Response:
         return Response(DISCOVERY, media_type=JSON)
 
-    @app.post(
-        "/cds-services/{service_id}",
-        summary="Call a CDS service",
-        openapi_extra=_json_body(HookRequest),
-        responses={200: {"model": CdsResponse}, **documented(400, 404, 412, 413, 415, 503)},
-    )
     async def call_service(service_id: str, request: Request) -> Response:
         service = _service(service_id)
         body = await _parse(request, HookRequest)
         claims = getattr(request.state, "jwt_claims", None)
         content = await request.app.state.hooks.handle(service, body, claims["iss"] if claims else None)
         return Response(content, media_type=JSON)
+
+    app.router.add_api_route(
+        "/cds-services/{service_id}",
+        call_service,
+        methods=["POST"],
+        summary="Call a CDS service",
+        openapi_extra=_json_body(HookRequest),
+        responses={200: {"model": CdsResponse}, **documented(400, 404, 412, 413, 415, 503)},
+        route_class_override=PlainRoute,  # the hot path: no per-call parameter resolution
+    )
 
     @app.post(
         "/cds-services/{service_id}/feedback",

@@ -8,12 +8,14 @@ unchecked and are never copied (``model_dump`` of a shape holds only declared fi
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from hooks.outcomes import validation_reasons
+from hooks.shape_check import conforms
 
+ShapeT = TypeVar("ShapeT", bound=BaseModel)
 FhirDate = Annotated[str, StringConstraints(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")]
 
 
@@ -134,15 +136,21 @@ SHAPES: dict[str, type[_Shape]] = {"Observation": Observation, "Condition": Cond
 
 def shape_problems(shape: type[BaseModel], value: Any, where: str) -> list[str]:
     """Each field of ``value`` (at ``where`` in the request) that does not have its R4 shape; never the values."""
+    return read_shape(shape, value, where)[1]
+
+
+def read_shape(shape: type[ShapeT], value: Any, where: str) -> tuple[ShapeT | None, list[str]]:
+    """``value`` read as ``shape``, or None and each field that does not have its R4 shape (never the values)."""
     try:
-        shape.model_validate(value)
+        return shape.model_validate(value), []
     except ValidationError as exc:
-        return validation_reasons(exc, where)
-    return []
+        return None, validation_reasons(exc, where)
 
 
 def value_problems(value: Any, where: str) -> list[str]:
     """Shape problems of a prefetch value or fetched page: a Bundle's entries, or one resource."""
+    if _conforms(value):
+        return []  # the usual case, known without building the shapes (hooks.shape_check)
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
         return [f"{where}: not a FHIR resource"]
     if value["resourceType"] != "Bundle":
@@ -160,3 +168,25 @@ def value_problems(value: Any, where: str) -> list[str]:
         elif shape := SHAPES.get(resource["resourceType"]):
             problems += shape_problems(shape, resource, f"{where}.entry.{index}.resource")
     return problems
+
+
+def _conforms(value: Any) -> bool:
+    """Whether ``value`` certainly has no problems by ``value_problems`` (False: look closer)."""
+    if type(value) is not dict or type(value.get("resourceType")) is not str:
+        return False
+    if value["resourceType"] != "Bundle":
+        shape = SHAPES.get(value["resourceType"])
+        return shape is None or conforms(shape)(value)
+    if not conforms(Bundle)(value):
+        return False
+    for entry in value.get("entry") or ():
+        resource = entry.get("resource")
+        if resource is None:
+            continue
+        kind = resource.get("resourceType")
+        if type(kind) is not str:
+            return False
+        shape = SHAPES.get(kind)
+        if shape is not None and not conforms(shape)(resource):
+            return False
+    return True

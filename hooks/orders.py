@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from engine.orders import RXNORM_SYSTEM, Order
-from hooks.fhir_shapes import CodeableConcept, DraftMedicationRequest, Medication, shape_problems
+from hooks.fhir_shapes import CodeableConcept, DraftMedicationRequest, Medication, read_shape
 from hooks.requests import OrderSelectContext, OrderSignContext
 
 log = logging.getLogger(__name__)
@@ -36,11 +36,10 @@ def orders_to_check(context: OrderSignContext) -> list[Order]:
         if resource["resourceType"] != "MedicationRequest":
             continue
         where = f"context.draftOrders.entry.{index}.resource"
-        found = shape_problems(DraftMedicationRequest, resource, where)
-        if found:
+        draft, found = read_shape(DraftMedicationRequest, resource, where)
+        if draft is None:
             problems += found
             continue
-        draft = DraftMedicationRequest.model_validate(resource)
         if draft.subject and draft.subject.reference not in (None, f"Patient/{context.patientId}"):
             problems.append(f"{where}.subject: the order is for a different patient than context.patientId")
             continue
@@ -79,10 +78,10 @@ def _medication(
             concept = None
             if index is not None:
                 medication = context.draftOrders.entry[index].resource
-                problems = shape_problems(Medication, medication, f"context.draftOrders.entry.{index}.resource")
-                if problems:
+                read, problems = read_shape(Medication, medication, f"context.draftOrders.entry.{index}.resource")
+                if read is None:
                     return empty, problems[0]
-                concept = Medication.model_validate(medication).code
+                concept = read.code
         if concept is None:
             return empty, (
                 f"{where}.medicationReference: names a Medication that is neither contained nor in "
