@@ -21,6 +21,7 @@ class Paths:
     snapshot: Path
     status_file: Path | None = None
     products_file: Path | None = None
+    omop: str | None = None  # the site's OMOP CDM elsewhere (analytics.sources); None: the tables in ``database``
 
     @property
     def status(self) -> Path:
@@ -59,6 +60,11 @@ class AnalyticsSettings(BaseSettings):
     products_file: Path | None = Field(
         default=None, description="RxNorm products built from the OMOP vocabulary (default: next to the strengths)"
     )
+    omop: str | None = Field(
+        default=None,
+        description="The site's OMOP CDM, queried in place (postgresql://..., spark://local?lake=DIR, sc://...); "
+        "unset: the tables in the analytics DuckDB file",
+    )
     analytics_interval_hours: float = Field(
         default=24.0, ge=0, description="Hours between scheduled analytics cycles in `serve` (0: never)"
     )
@@ -82,4 +88,5 @@ class AnalyticsSettings(BaseSettings):
             self.strengths_file or self.var_dir / "strengths.json",
             self.analytics_status_file,
             self.products_file,
+            self.omop or None,
         )
