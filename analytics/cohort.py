@@ -206,11 +206,10 @@ def cohort_ctes(study: Study, catalog: Catalog) -> list[CTE]:
             LEFT JOIN target_concepts t ON t.concept_id = d.drug_concept_id
             LEFT JOIN comparator_concepts k ON k.concept_id = d.drug_concept_id
             WHERE t.concept_id IS NOT NULL OR k.concept_id IS NOT NULL"""),
-        ("first_day", "SELECT person_id, min(day) AS index_date FROM exposures GROUP BY person_id"),
         # a first day with both drugs counts as the rule's drug
-        ("first_use", """SELECT f.person_id, f.index_date, max(e.target) AS target FROM first_day f
-            JOIN exposures e ON e.person_id = f.person_id AND e.day = f.index_date
-            GROUP BY f.person_id, f.index_date"""),
+        ("first_use", """SELECT person_id, min(day) AS index_date,
+                CASE WHEN min(CASE WHEN target = 1 THEN day END) = min(day) THEN 1 ELSE 0 END AS target
+            FROM exposures GROUP BY person_id"""),
         ("opt_out", f"SELECT DISTINCT person_id FROM {catalog.opt_outs}"),
         ("cohort", f"""SELECT f.person_id, f.index_date, f.target, op.observation_period_end_date AS obs_end,
                 o.person_id IS NOT NULL AS opted_out

@@ -72,6 +72,7 @@ def export_postgres(con: duckdb.DuckDBPyConnection, url: str) -> dict[str, int]:
                         copy.write(chunk)
                 counts[table] = int(con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
                 csv.unlink()
+                pg.execute(f"ANALYZE {name}")  # planner statistics, as a site's database has them
     except psycopg.Error as exc:
         raise SourceError(f"{parsed.shown}: {str(exc).strip().splitlines()[-1]}") from None
     return counts
