@@ -99,7 +99,7 @@ def test_nothing_but_aggregates_leaves_postgresql(hospital, library: Library, tm
     result = run_cycle(library, paths)
     assert query(paths, "SELECT count(*) FROM estimate")[0][0] > 0
     assert 0 < result.rows_from_source < 1_000 < PERSONS
-    assert result.products and result.products > 0  # the product index, from the vocabulary in PostgreSQL
+    assert result.products == 0  # the vocabulary was read in PostgreSQL (the simulator's has no products)
     source = open_source(hospital["postgres"])
     try:
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
@@ -134,3 +134,32 @@ def test_a_bad_url_an_unreachable_server_and_missing_tables_are_named_without_a_
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert "missing table observation_period" in done.stderr and "person.gender_concept_id is missing" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_product_index_built_in_postgresql_equals_duckdbs_on_eunomia(postgres, library: Library, tmp_path: Path):
+    """Eunomia's real RxNorm vocabulary: the product query rendered for PostgreSQL finds the same products."""
+    from analytics.omop import load_omop
+    from analytics.products import build_index, covered_ingredients, index_from_rows, products_sql
+    from analytics.store import LOOP_TABLES
+    from tests.test_real_omop import EUNOMIA
+
+    loader = duckdb.connect(str(tmp_path / "eunomia.duckdb"))
+    loader.execute(LOOP_TABLES)
+    load_omop(loader, EUNOMIA)
+    loader.close()  # the loader's connection has lost file access for good; the export needs it
+    con = duckdb.connect(str(tmp_path / "eunomia.duckdb"))
+    try:
+        expected = build_index(con, library)
+        url = postgres.create_database("eunomia") + "?schema=cdm"
+        export_postgres(con, url)
+    finally:
+        con.close()
+    source = open_source(url)
+    try:
+        found = index_from_rows(source.query(products_sql(covered_ingredients(library))).itertuples(index=False))
+        assert source.rows_out == len(found.products) + sum(len(p.ingredients) for p in found.products) - len(
+            found.products
+        )  # one row per product and ingredient: the vocabulary, no patient
+    finally:
+        source.close()
+    assert expected.products and found.products == expected.products and found.brands == expected.brands
