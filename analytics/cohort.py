@@ -324,14 +324,15 @@ def store_catalog(con: duckdb.DuckDBPyConnection) -> Catalog:
 
 
 def build(con: duckdb.DuckDBPyConnection, study: Study) -> None:
-    """Create the temp tables ``cohort`` and ``study_population`` for ``study`` in the store."""
+    """Create the temp tables ``target_concepts``, ``comparator_concepts``, ``cohort`` and ``study_population``
+    for ``study`` in the store (the report reads them too)."""
     catalog = store_catalog(con)
     cohort = cohort_ctes(study, catalog)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE cohort AS {with_query(cohort, 'SELECT * FROM cohort')}")
-    population = [cte for cte in population_ctes(study, catalog)]
+    for name in ("target_concepts", "comparator_concepts", "cohort"):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {with_query(cohort, f'SELECT * FROM {name}')}")
+    population = population_ctes(study, catalog)
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE study_population AS "
-        + with_query(population, "SELECT * FROM study_population")
+        "CREATE OR REPLACE TEMP TABLE study_population AS " + with_query(population, "SELECT * FROM study_population")
     )
 
 
