@@ -369,7 +369,7 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
             )
             con.execute("BEGIN")
             try:
-                result.events_ingested = ingest(con, paths.events)
+                result.events_ingested = ingest(con, paths.event_dirs)
                 source = open_source(paths.omop) if paths.omop else None
                 if source is None:
                     data, products, cells_of = _in_store(con, paths, library)

@@ -50,12 +50,37 @@ def next_due(settings: AnalyticsSettings, now: datetime) -> datetime:
 
 
 def scheduled_cycle(settings: AnalyticsSettings) -> CycleResult | None:
-    """One cycle as the scheduler runs it (in a child process): never raises, logs what happened."""
+    """One cycle as the scheduler runs it (in a child process): never raises, logs what happened.
+
+    With replicas sharing a PostgreSQL (``PGX_LOOP_REPLAY_STORE``), only the replica holding the
+    site's cycle lock runs it, and not again when another replica finished one less than half an
+    interval ago (analytics/cycle_lease.py).
+    """
+    if not logging.getLogger().handlers:  # a spawned child starts with no logging set up
+        logs.configure()
+    if not settings.replay_store:
+        return _cycle(settings)
+    from analytics.cycle_lease import LeaseUnavailable, cycle_lease
+
+    try:
+        with cycle_lease(settings.replay_store) as held:
+            if not held:
+                log.info("analytics cycle skipped: another replica is running it")
+                return None
+            last = last_success(settings)
+            if last and datetime.now(UTC) - last < timedelta(hours=settings.analytics_interval_hours / 2):
+                log.info("analytics cycle skipped: a replica finished one at %s", last.isoformat(timespec="seconds"))
+                return None
+            return _cycle(settings)
+    except LeaseUnavailable as exc:
+        log.error("analytics cycle skipped: the replicas' cycle lock cannot be taken (%s); strengths unchanged", exc)
+        return None
+
+
+def _cycle(settings: AnalyticsSettings) -> CycleResult | None:
     from analytics.cycle import BadData, CycleBusy, NoData, publish_status, run_cycle
     from analytics.report.render import report_after_cycle
 
-    if not logging.getLogger().handlers:  # a spawned child starts with no logging set up
-        logs.configure()
     started_at, started = datetime.now(UTC), time.perf_counter()
     try:
         library = load_library(settings.rules_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,14 +15,32 @@ from engine.library import default_rules_dir
 @dataclass
 class Paths:
     """The files a cycle reads and writes: the database, the service's event log, the strengths it publishes,
-    and the status of the last cycle (default: next to the strengths)."""
+    and the status of the last cycle (default: next to the strengths).
+
+    ``event_sources``: the event-log directories (or glob patterns) of several replicas; when given,
+    the cycle ingests those instead of ``events``."""
 
     database: Path
     events: Path
     snapshot: Path
     status_file: Path | None = None
     products_file: Path | None = None
+    event_sources: tuple[str, ...] = ()
     omop: str | None = None  # the site's OMOP CDM elsewhere (analytics.sources); None: the tables in ``database``
+
+    @property
+    def event_dirs(self) -> list[Path]:
+        """Every event-log directory to ingest: ``event_sources`` expanded (in order, each once), else ``events``."""
+        if not self.event_sources:
+            return [self.events]
+        found: dict[Path, None] = {}
+        for source in self.event_sources:
+            if glob.has_magic(source):
+                matches = sorted(Path(match) for match in glob.glob(source))
+                found.update((match.resolve(), None) for match in matches if match.is_dir())
+            else:  # kept even if missing: ingestion says so (an unmounted replica's directory)
+                found[Path(source).resolve()] = None
+        return list(found)
 
     @property
     def status(self) -> Path:
@@ -46,6 +65,11 @@ class AnalyticsSettings(BaseSettings):
     var_dir: Path = Path("var")
     db: Path | None = Field(default=None, description="The analytics DuckDB file (default var/pgx-loop.duckdb)")
     event_log_dir: Path | None = None
+    event_log_dirs: str = Field(
+        default="",
+        description="Comma-separated event-log directories or glob patterns of several replicas, ingested by "
+        "the cycle instead of event_log_dir (e.g. /srv/pgx/replica-*/events)",
+    )
     strengths_file: Path | None = None
     key_file: Path | None = None
     reports_dir: Path | None = Field(
@@ -68,6 +92,11 @@ class AnalyticsSettings(BaseSettings):
     analytics_interval_hours: float = Field(
         default=24.0, ge=0, description="Hours between scheduled analytics cycles in `serve` (0: never)"
     )
+    replay_store: str | None = Field(
+        default=None,
+        description="The replicas' shared PostgreSQL (as the service reads it): when set, a scheduled cycle runs "
+        "only where the site's cycle lock is free (analytics/cycle_lease.py)",
+    )
 
     @property
     def database(self) -> Path:
@@ -88,5 +117,6 @@ class AnalyticsSettings(BaseSettings):
             self.strengths_file or self.var_dir / "strengths.json",
             self.analytics_status_file,
             self.products_file,
+            tuple(source.strip() for source in self.event_log_dirs.split(",") if source.strip()),
             self.omop or None,
         )

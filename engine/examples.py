@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from engine.cards import summary_text, template_key
 from engine.genes import GeneDefinition
+from engine.knowledge_base import Library
 from engine.orders import Order
 from engine.phenotyper import call_diplotype
 from engine.populations import SYSTEMS, PatientFacts
 from engine.results import ReportedResult
 from engine.rules import Rule
 from engine.yamlsource import Problem, YamlDocument
-
-if TYPE_CHECKING:
-    from engine.library import Library
 
 
 def gene_example_problems(gene: GeneDefinition, document: YamlDocument) -> list[Problem]:

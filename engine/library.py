@@ -1,4 +1,4 @@
-"""The knowledge base: every gene and rule file in a rules directory, validated together.
+"""Loading the knowledge base: every gene and rule file in a rules directory, validated together.
 
 ``load_library`` either returns a complete, consistent :class:`Library` or raises
 :class:`SourceError` listing every problem as ``file:line: message``. A library is immutable;
@@ -8,23 +8,18 @@ the service swaps whole libraries, so a request never sees half of one.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
-from engine.cards import CardContext, CardTemplate, TemplateKey, build_card, card_templates, template_key
+from engine.cards import card_templates
 from engine.examples import gene_example_problems, rule_example_problems
 from engine.gene_files import parse_gene_file
 from engine.genes import GeneDefinition
+from engine.knowledge_base import Library, with_products
 from engine.lookup import RuleLookup, compile_rule, coverage
-from engine.matching import Match, RuleIndex, StrengthTable, match_orders, rules_for
-from engine.orders import Order
-from engine.populations import PatientFacts
-from engine.products import ProductIndex, ingredient_tables, name_key, parse_curated
-from engine.results import GeneResult, ReportedResult, interpret
+from engine.products import name_key, parse_curated
 from engine.rules import GENERAL, SUMMARY_LIMIT, Drug, Recommendation, Rule
 from engine.spelling import did_you_mean
 from engine.yamlsource import Problem, SourceError, YamlDocument, load_yaml
@@ -36,66 +31,6 @@ def default_rules_dir() -> Path:
     """The repository's ``rules/`` when running from a checkout, else ``./rules``."""
     bundled = REPOSITORY / "rules"
     return bundled if bundled.is_dir() else Path("rules")
-
-
-@dataclass(frozen=True)
-class Library:
-    """Validated gene definitions and rules, with the indexes the hot path needs."""
-
-    directory: Path
-    genes: Mapping[str, GeneDefinition]
-    rules: tuple[Rule, ...]
-    version: str
-    lookups: Mapping[str, RuleLookup]
-    rules_by_code: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
-    rules_by_name: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
-    card_templates: Mapping[TemplateKey, CardTemplate]
-
-    def interpret(self, reports: Iterable[ReportedResult], sex: str | None = None) -> dict[str, GeneResult]:
-        """One interpreted result per gene; ``sex`` ("female"/"male"/None) is needed for G6PD."""
-        return interpret(self.genes, reports, sex)
-
-    def match(
-        self,
-        orders: Iterable[Order],
-        results: Mapping[str, GeneResult],
-        facts: PatientFacts | None = None,
-        strengths: StrengthTable | None = None,
-    ) -> list[Match]:
-        return match_orders(self.rules_by_code, orders, results, facts, strengths, self.rules_by_name)
-
-    def genes_for(self, orders: Iterable[Order]) -> frozenset[str]:
-        """The genes of every rule watching one of ``orders``: the only results their cards depend on.
-
-        Empty when no rule watches any of them.
-        """
-        genes: set[str] = set()
-        for order in orders:
-            for lookup, _ in rules_for(order, self.rules_by_code, self.rules_by_name)[0]:
-                genes.update(lookup.rule.gene_list)
-        return frozenset(genes)
-
-    def watches(self, order: Order) -> bool:
-        """Whether any rule watches the order's drug (by code, or by name when no code is known)."""
-        return bool(self.genes_for([order]))
-
-    def card(self, match: Match, context: CardContext) -> dict[str, Any]:
-        """The CDS Hooks card for a match that shows one."""
-        return build_card(match, context, self.card_templates[template_key(match)])
-
-    def with_products(self, published: ProductIndex) -> Library:
-        """This library also matching the products and brands of ``published`` (the OMOP-built index).
-
-        Built once per published index, so a request still does one dict lookup per code.
-        """
-        if not published.products and not published.brands:
-            return self
-        by_code, by_name = _with_products(self.rules_by_code, self.rules_by_name, (published,))
-        return replace(self, rules_by_code=by_code, rules_by_name=by_name)
-
-    def rule(self, rule_id: str) -> Rule | None:
-        lookup = self.lookups.get(rule_id)
-        return lookup.rule if lookup else None
 
 
 def load_library(directory: Path) -> Library:
@@ -147,7 +82,7 @@ def load_library(directory: Path) -> Library:
             problems.extend(found)
     if problems:
         raise SourceError(problems)
-    by_code, by_name = _with_products(by_code, by_name, products)
+    by_code, by_name = with_products(by_code, by_name, products)
     loaded = tuple(lookup.rule for lookup, _ in rules)
     library = Library(
         directory,
@@ -360,26 +295,3 @@ def _index_by_name(rules: list[tuple[RuleLookup, YamlDocument]]) -> dict[str, tu
         for drug in lookup.rule.drugs:
             index.setdefault(name_key(drug.name), []).append((lookup, drug))
     return {name: tuple(entries) for name, entries in index.items()}
-
-
-def _with_products(
-    by_code: RuleIndex, by_name: RuleIndex, indexes: Iterable[ProductIndex]
-) -> tuple[RuleIndex, RuleIndex]:
-    """The code and name indexes with each product code and brand name leading to its ingredients' rules.
-
-    A combination leads to the rules of every ingredient it holds; an ingredient no rule covers adds nothing.
-    """
-    product_codes, brand_names = ingredient_tables(indexes)
-
-    def extended(index: RuleIndex, table: Mapping[str, tuple[str, ...]]) -> RuleIndex:
-        result = dict(index)
-        for key, ingredients in table.items():
-            entries = {(lookup.rule.id, drug.name): (lookup, drug) for lookup, drug in result.get(key, ())}
-            for code in ingredients:
-                for lookup, drug in by_code.get(code, ()):
-                    entries.setdefault((lookup.rule.id, drug.name), (lookup, drug))
-            if entries:
-                result[key] = tuple(entries.values())
-        return result
-
-    return extended(by_code, product_codes), extended(by_name, brand_names)

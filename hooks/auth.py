@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from hooks.fhir_servers import BaseUrl, parse_list
 from hooks.jwks import JwksUnavailable, RemoteJwks, VerificationKey, parse_jwks
-from hooks.replay import ReplayQuotaFull, ReplayStore, SqliteReplayStore
+from hooks.replay import ReplayQuotaFull, ReplayStore, ReplayStoreError, SqliteReplayStore
 from hooks.settings import Settings
 
 ALGORITHMS = {"ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "RS256": ("RSA", None), "RS384": ("RSA", None)}
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 # (bench/hooks_throughput.py: ES384 0.48 -> 0.60 of no-auth throughput; RS384 0.86 -> 0.67 when threaded).
 SLOW_SIGNATURES = frozenset({"ES384"})
 _SIGNATURES = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="jwt-verify")
+# With a shared (network) replay store: signature and check, as many at once as the store has connections.
+_REPLAY_CHECKS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="jwt-verify-replay")
 
 
 class AuthError(Exception):
@@ -225,6 +227,11 @@ class JwtVerifier:
             raise AuthError("unknown_issuer", iss, kid)
         key = await issuer.key(kid, header.get("jku"), self.client)
         _check_key_fits(key, alg, iss)
+        if self.replay.network:
+            # The shared store is a round trip away: the signature and the check go to one thread
+            # together (one hand-off, not two), and the event loop serves others meanwhile.
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(_REPLAY_CHECKS, self._verified_once, token, key, alg, iss, path)
         if alg in SLOW_SIGNATURES:
             # OpenSSL checks the signature without holding the GIL: on a thread, the event loop
             # serves other requests meanwhile, on another core.
@@ -233,6 +240,11 @@ class JwtVerifier:
         else:
             claims = self._verified_claims(token, key, alg, iss, path)
         self._check_once(claims, iss, kid)
+        return claims
+
+    def _verified_once(self, token: str, key: VerificationKey, alg: str, iss: str, path: str) -> dict[str, Any]:
+        claims = self._verified_claims(token, key, alg, iss, path)
+        self._check_once(claims, iss, key.kid)
         return claims
 
     def _verified_claims(self, token: str, key: VerificationKey, alg: str, iss: str, path: str) -> dict[str, Any]:
@@ -354,8 +366,20 @@ def build_verifier(settings: Settings) -> JwtVerifier:
         settings.public_base_url,
         leeway=settings.jwt_leeway_seconds,
         max_lifetime=settings.jwt_max_lifetime_seconds,
-        replay=SqliteReplayStore(settings.jti_path, jti_quota(settings, len(issuers))),
+        replay=replay_store(settings, jti_quota(settings, len(issuers))),
     )
+
+
+def replay_store(settings: Settings, quota: int) -> ReplayStore:
+    """The shared PostgreSQL store when ``PGX_LOOP_REPLAY_STORE`` names one, else the host's SQLite file."""
+    if not settings.replay_store:
+        return SqliteReplayStore(settings.jti_path, quota)
+    from hooks.replay_postgres import PostgresReplayStore  # psycopg only where it is used
+
+    try:
+        return PostgresReplayStore(settings.replay_store, quota)
+    except ReplayStoreError as exc:
+        raise AuthConfigError(str(exc)) from None
 
 
 def jti_quota(settings: Settings, issuers: int) -> int:

@@ -16,12 +16,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hooks.auth import AuthError, JwtVerifier
 from hooks.cors import BrowserCors
 from hooks.observability import note_reason
+from hooks.replay import ReplayStoreUnavailable
 from hooks.settings import Settings
 
 log = logging.getLogger(__name__)
 
 PROTECTED_PREFIX = "/cds-services"
 UNAUTHORIZED_HEADERS = [(b"www-authenticate", b"Bearer"), (b"content-length", b"0")]
+UNAVAILABLE_HEADERS = [(b"retry-after", b"1"), (b"content-length", b"0")]
 
 
 def is_protected(path: str) -> bool:
@@ -48,6 +50,13 @@ class BearerAuthMiddleware:
             log.info("401 on %s: %s (iss=%s kid=%s)", scope["path"], exc.reason, _short(exc.iss), _short(exc.kid))
             note_reason(scope, exc.reason)
             await send({"type": "http.response.start", "status": 401, "headers": UNAUTHORIZED_HEADERS})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        except ReplayStoreUnavailable as exc:
+            # Whether the token was used before cannot be told: never served without that check.
+            log.error("503 on %s: the jti replay store did not answer (%s)", scope["path"], exc)
+            note_reason(scope, "replay_store_unavailable")
+            await send({"type": "http.response.start", "status": 503, "headers": UNAVAILABLE_HEADERS})
             await send({"type": "http.response.body", "body": b""})
             return
         scope.setdefault("state", {})["jwt_claims"] = claims

@@ -8,10 +8,10 @@ is refused as expired anyway.
 Each issuer has its own quota of unexpired jtis, so that one issuer minting tokens as fast as it
 can fills only its own share and never locks the others out. The quota is checked on every
 insert, in the same statement as the insert, so it holds exactly across the host's workers.
-Replicas on other hosts keep their own files (README, Authentication).
+Replicas on other hosts share one store in the site's PostgreSQL instead
+(``PGX_LOOP_REPLAY_STORE``, hooks/replay_postgres.py; README, Running several replicas).
 
-The verifier sees only the ``ReplayStore`` protocol; another store (a shared database for
-replicas on several hosts) only has to offer ``first_use`` and ``close``.
+The verifier sees only the ``ReplayStore`` protocol: ``first_use``, ``close`` and ``network``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,18 @@ class ReplayQuotaFull(Exception):
     """The issuer holds as many unexpired jtis as its quota allows: refuse rather than forget one."""
 
 
+class ReplayStoreError(Exception):
+    """The replay store is misconfigured or unreachable at start: the service refuses to start."""
+
+
+class ReplayStoreUnavailable(Exception):
+    """The replay store could not answer a request: refuse the call (503) rather than skip the check."""
+
+
 class ReplayStore(Protocol):
     """Where the jtis seen are remembered until they expire."""
+
+    network: bool  # True: each check is a round trip, run off the event loop
 
     def first_use(self, iss: str, jti: str, expires_at: float) -> bool:
         """Remember (iss, jti) until ``expires_at``: False if already seen; ReplayQuotaFull if ``iss`` is full."""
@@ -66,6 +76,8 @@ class SqliteReplayStore:
     read however full the store is. Expired rows are removed when their issuer reaches its quota
     (and at start), so the common case is one statement.
     """
+
+    network = False
 
     def __init__(self, path: Path, quota: int, clock: Callable[[], float] = time.time) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         default=None, ge=1, description="Most unexpired jtis of one issuer (default: the cache size / the issuers)"
     )
     jti_file: Path | None = Field(default=None, description="The jtis seen, shared by workers (var/jti.sqlite3)")
+    replay_store: str | None = Field(
+        default=None,
+        description="postgresql://USER:PASS@HOST:PORT/DB?schema=NAME: the jtis seen, shared by all replicas "
+        "(default: the host's jti_file)",
+    )
     client_timeout_seconds: float = Field(
         default=10, gt=0, le=300, description="Seconds a request's headers and body have to arrive (else closed)"
     )

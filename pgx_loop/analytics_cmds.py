@@ -25,8 +25,17 @@ db_option = click.option(
 )  # fmt: skip
 
 
-def _settings(db: Path | None) -> AnalyticsSettings:
+events_option = click.option(
+    "--events", "events", multiple=True, metavar="DIR_OR_GLOB",
+    help="An event-log directory or glob of one or more replicas (repeatable; default: PGX_LOOP_EVENT_LOG_DIRS, "
+    "else PGX_LOOP_EVENT_LOG_DIR, else var/events).",
+)  # fmt: skip
+
+
+def _settings(db: Path | None, events: tuple[str, ...] = ()) -> AnalyticsSettings:
     settings = AnalyticsSettings()
+    if events:
+        settings = settings.model_copy(update={"event_log_dirs": ",".join(events)})
     return settings.model_copy(update={"db": db}) if db else settings
 
 
@@ -155,13 +164,14 @@ def load_opt_outs_command(file: Path, db: Path | None) -> None:
               help="Study the site's OMOP CDM in place: postgresql://USER[:PASS]@HOST:PORT/DB?schema=SCHEMA, "
                    "spark://local?lake=DIR, sc://HOST:PORT?lake=DIR or sc://HOST:PORT?database=NAME "
                    "(default: PGX_LOOP_OMOP, else the tables in the DuckDB file).")  # fmt: skip
-def analyze_command(db: Path | None, omop: str | None) -> None:
+@events_option
+def analyze_command(db: Path | None, omop: str | None, events: tuple[str, ...]) -> None:
     """Run one analytics cycle; prints its result as one JSON object (logs go to stderr)."""
     from analytics.cycle import BadData, CycleBusy, NoData, run_cycle
     from analytics.sources import SourceError
 
     _log_to_stderr()
-    settings = _settings(db)
+    settings = _settings(db, events)
     if omop:
         settings = settings.model_copy(update={"omop": omop})
     library = library_or_exit(settings.rules_dir)
@@ -192,12 +202,13 @@ def analyze_command(db: Path | None, omop: str | None) -> None:
     default=None,
     help="Suppress counts from 1 to this (default: PGX_LOOP_REPORT_MIN_CELL, else 10).",
 )
-def report_command(db: Path | None, out_dir: Path | None, min_cell: int | None) -> None:
+@events_option
+def report_command(db: Path | None, out_dir: Path | None, min_cell: int | None, events: tuple[str, ...]) -> None:
     """Write an outcome report now (HTML and CSVs) and update the reports index; prints its folder."""
     from analytics.report.data import NoReportData
     from analytics.report.render import site_identifiers, write_report
 
-    settings = _settings(db)
+    settings = _settings(db, events)
     library = library_or_exit(settings.rules_dir)
     if not settings.database.is_file():
         raise click.ClickException(f"{settings.database}: no such database (pgx-loop simulate or load-omop first)")
@@ -205,7 +216,7 @@ def report_command(db: Path | None, out_dir: Path | None, min_cell: int | None) 
         folder = write_report(
             settings.database, library, out_dir or settings.reports_path,
             min_cell=settings.report_min_cell if min_cell is None else min_cell,
-            identifiers=site_identifiers(settings.key_path), events_dir=settings.paths().events,
+            identifiers=site_identifiers(settings.key_path), events_dir=settings.paths().event_dirs,
         )  # fmt: skip
     except NoReportData as exc:
         raise click.ClickException(f"{settings.database}: {exc}") from None

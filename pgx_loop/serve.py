@@ -61,7 +61,7 @@ def _check_configuration(settings: Settings) -> None:
 
     try:
         if settings.auth == "jwt":
-            build_verifier(settings)
+            build_verifier(settings).replay.close()
         else:
             parse_list(settings.fhir_server_list, "PGX_LOOP_FHIR_SERVERS")
     except (AuthConfigError, ValueError) as exc:

@@ -16,6 +16,7 @@ from analytics.store import connect
 from engine.library import Library
 from engine.strengths import read_snapshot
 from tests.learning_data import CLOPIDOGREL, SIMVASTATIN, paths_in, query, simulated, truth
+from tests.test_replica_events import card_event, write_segment
 
 ESTIMATE_KEYS = {"rule", "phenotype", "n", "events", "hr", "ci_low", "ci_high", "posterior_hr", "tier_before",
                  "tier_after", "action"}  # fmt: skip
@@ -214,3 +215,13 @@ def test_a_database_without_omop_data_is_refused_clearly(library: Library, tmp_p
     with pytest.raises(NoData, match="has no person, observation_period, drug_exposure"):
         run_cycle(library, paths)
     assert not paths.snapshot.exists()
+
+
+def test_analyze_ingests_every_replicas_event_log_named_by_a_glob(paths: Paths, tmp_path: Path):
+    for replica in ("a", "b"):
+        events = tmp_path / f"replica-{replica}" / "events"
+        events.mkdir(parents=True)
+        write_segment(events, "events-000001.jsonl", [card_event(f"{replica}-card")])  # the same name in both
+    done = cli(paths, "analyze", "--events", str(tmp_path / "replica-*" / "events"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["events_ingested"] == 2

@@ -86,3 +86,31 @@ def test_the_scheduler_runs_an_overdue_cycle_in_a_child_process(tmp_path: Path, 
 
 def test_an_interval_of_zero_turns_the_schedule_off(tmp_path: Path, site_db: Path):
     assert start_scheduler(settings_for(tmp_path, site_db, hours=0)) is None
+
+
+def test_replicas_sharing_a_postgresql_run_one_cycle_between_them(tmp_path: Path, site_db: Path, postgres, caplog):
+    from analytics.cycle_lease import cycle_lease
+
+    name = f"lease_{tmp_path.name[-20:].replace('-', '_')}".lower()
+    postgres.create_database(name)
+    settings = settings_for(tmp_path, site_db).model_copy(update={"replay_store": postgres.url(name)})
+
+    def runs() -> list[tuple]:
+        con = duckdb.connect(str(settings.database), read_only=True)
+        try:
+            return con.execute("SELECT status FROM analysis_run").fetchall()
+        finally:
+            con.close()
+
+    with caplog.at_level(logging.INFO), cycle_lease(settings.replay_store) as held:  # another replica's cycle
+        assert held
+        assert scheduled_cycle(settings) is None
+    assert "another replica is running it" in caplog.text
+    assert runs() == []
+    result = scheduled_cycle(settings)  # the lock is free: this replica runs it
+    assert result is not None and result.status == "ok"
+    caplog.clear()
+    with caplog.at_level(logging.INFO):  # a replica whose turn came just after: the shared status says done
+        assert scheduled_cycle(settings) is None
+    assert "a replica finished one at" in caplog.text
+    assert runs() == [("ok",)]

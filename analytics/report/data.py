@@ -10,6 +10,7 @@ the EHR sends, which OMOP holds as ``person.person_source_value``. Without the s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ import pandas as pd
 from analytics import strengths
 from analytics.cohort import REFERENCE, Study, build
 from analytics.estimate import Z95
+from analytics.events import read_offsets, segments
 from analytics.store import first_row, scalar, table_exists
 from engine.cards import offered_reasons
 from engine.identifiers import Identifiers
@@ -339,7 +341,9 @@ def _coverage(con: duckdb.DuckDBPyConnection) -> dict[str, Coverage]:
     return {population: Coverage(a, b, c) for population, a, b, c in rows}
 
 
-def _quality(con: duckdb.DuckDBPyConnection, library: Library, events_dir: Path | None) -> Quality:
+def _quality(
+    con: duckdb.DuckDBPyConnection, library: Library, events_dir: Path | Sequence[Path] | None
+) -> Quality:
     persons = int(scalar(con, "SELECT count(*) FROM person"))
     without = int(scalar(con, "SELECT count(*) FROM person WHERE person_id NOT IN (SELECT person_id FROM pgx_result)"))
     pairs = con.execute("SELECT gene, diplotype, count(*) FROM pgx_result GROUP BY ALL").fetchall()
@@ -369,11 +373,14 @@ def _quality(con: duckdb.DuckDBPyConnection, library: Library, events_dir: Path 
                    _unread_bytes(con, events_dir), int(stray))  # fmt: skip
 
 
-def _unread_bytes(con: duckdb.DuckDBPyConnection, events_dir: Path | None) -> int | None:
-    if events_dir is None or not events_dir.is_dir():
+def _unread_bytes(con: duckdb.DuckDBPyConnection, events_dir: Path | Sequence[Path] | None) -> int | None:
+    dirs = [events_dir] if isinstance(events_dir, Path) else list(events_dir or [])
+    dirs = [directory for directory in dirs if directory.is_dir()]
+    if not dirs:
         return None
-    read = dict(con.execute("SELECT segment, offset_bytes FROM event_ingest").fetchall())
-    return sum(max(0, path.stat().st_size - read.get(path.name, 0)) for path in events_dir.glob("events-*.jsonl"))
+    found = segments(dirs)
+    read = read_offsets(con, found)
+    return sum(max(0, path.stat().st_size - read[key]) for key, path in found)
 
 
 class NoReportData(RuntimeError):
@@ -386,7 +393,7 @@ def _has_source_values(con: duckdb.DuckDBPyConnection) -> bool:
 
 def collect(
     con: duckdb.DuckDBPyConnection, library: Library, *, identifiers: Identifiers | None = None,
-    events_dir: Path | None = None,
+    events_dir: Path | Sequence[Path] | None = None,
 ) -> ReportData:  # fmt: skip
     """Read everything a report shows. ``con`` may be read-only (only temp tables are created)."""
     missing = [table for table in ("person", "pgx_result", "analysis_run") if not table_exists(con, table)]

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -150,7 +151,7 @@ def publish(view: ReportView, out_dir: Path) -> Path:
 
 def write_report(
     database: Path, library: Library, out_dir: Path, *, min_cell: int, identifiers: Identifiers | None = None,
-    events_dir: Path | None = None,
+    events_dir: Path | Sequence[Path] | None = None,
 ) -> Path:  # fmt: skip
     """Read the database (read-only), write one report into ``out_dir``; returns its folder."""
     con = duckdb.connect(str(database), read_only=True)
@@ -174,7 +175,7 @@ def report_after_cycle(settings: AnalyticsSettings, library: Library) -> Path | 
     try:
         folder = write_report(
             settings.database, library, settings.reports_path, min_cell=settings.report_min_cell,
-            identifiers=site_identifiers(settings.key_path), events_dir=settings.paths().events,
+            identifiers=site_identifiers(settings.key_path), events_dir=settings.paths().event_dirs,
         )  # fmt: skip
     except Exception:
         log.exception("the report for this cycle could not be written; the cycle itself is unaffected")

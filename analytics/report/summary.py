@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from analytics.report.view_model import ReportView, RuleView, Table
+
 if TYPE_CHECKING:
     from analytics.report.data import TierChange
-    from analytics.report.view import ReportView, RuleView, Table
 
 
 def _cell(table: Table, row: str, column: str) -> str:
