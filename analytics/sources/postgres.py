@@ -38,14 +38,18 @@ class PostgresSource(Source):
                 options=f"-c default_transaction_read_only=on -c search_path={url.schema} -c enable_nestloop=off",
             )  # fmt: skip
         except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise SourceError(f"{self.shown}: cannot connect: {reason}") from None
+            raise SourceError(f"{self.shown}: cannot connect: {_last_line(exc)}") from None
 
     def _fetch(self, sql: str) -> pd.DataFrame:
-        with self.con.cursor() as cursor:
-            cursor.execute(sql)
-            rows = cursor.fetchall()
-            names = [column.name for column in cursor.description or ()]
+        import psycopg
+
+        try:
+            with self.con.cursor() as cursor:
+                cursor.execute(sql)
+                rows = cursor.fetchall()
+                names = [column.name for column in cursor.description or ()]
+        except psycopg.Error as exc:  # a dropped connection, a cancelled statement: named, never a traceback
+            raise SourceError(f"{self.shown}: query failed: {_last_line(exc)}") from None
         return pd.DataFrame(rows, columns=names)
 
     def columns(self) -> dict[str, dict[str, str]]:
@@ -63,3 +67,8 @@ class PostgresSource(Source):
 
     def close(self) -> None:
         self.con.close()
+
+
+def _last_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1][:300] if text else type(exc).__name__
