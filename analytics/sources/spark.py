@@ -23,7 +23,7 @@ LOCAL = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "2",
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.enabled": "false",  # results are a few hundred rows: no Arrow socket needed
     "spark.sql.session.timeZone": "UTC",
 }
 
