@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,7 +60,11 @@ def has_vocabulary(con: duckdb.DuckDBPyConnection) -> bool:
 
 def build_index(con: duckdb.DuckDBPyConnection, library: Library) -> ProductIndex:
     """The products and brands of the drugs ``library`` covers, from the vocabulary in ``con``."""
-    rows = con.execute(products_sql(covered_ingredients(library))).fetchall()
+    return index_from_rows(con.execute(products_sql(covered_ingredients(library))).fetchall())
+
+
+def index_from_rows(rows: Iterable[tuple[str, str, str, str]]) -> ProductIndex:
+    """The index from the rows of ``products_sql`` (rxcui, name, concept class, ingredient), from any engine."""
     products: dict[str, tuple[str, dict[str, None]]] = {}
     brands: dict[str, dict[str, None]] = {}
     for rxcui, name, concept_class, ingredient in rows:
