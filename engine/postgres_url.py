@@ -1,18 +1,15 @@
-"""Where the site's PostgreSQL is: the URL form the shared replay store and the cycle lease read.
+"""Where the site's PostgreSQL is: the one URL form the replay store, the cycle lease and ``--omop`` read.
 
 ``postgresql://USER[:PASS]@HOST[:PORT]/DB[?schema=NAME&sslmode=..]``: ``schema`` is ours (where
-pgx-loop keeps its tables, default ``pgx_loop``); every other parameter goes to libpq as given.
-The password is never part of what is shown or logged.
+pgx-loop keeps its tables, or where the CDM is); every other parameter goes to libpq as given.
+The password is never part of what is shown or logged. Pure parsing: the driver is the caller's.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.errors import ProgrammingError
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 DEFAULT_SCHEMA = "pgx_loop"
 SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
@@ -31,24 +28,24 @@ class PostgresTarget:
     shown: str
 
 
-def parse_url(url: str, setting: str = "PGX_LOOP_REPLAY_STORE") -> PostgresTarget:
+def parse_url(url: str, setting: str = "PGX_LOOP_REPLAY_STORE", default_schema: str = DEFAULT_SCHEMA) -> PostgresTarget:
     """The target ``url`` names; PostgresUrlError (naming ``setting``) if it is not a postgresql:// URL."""
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise PostgresUrlError(f"{setting} must be a postgresql:// URL")
     query = parse_qsl(parts.query, keep_blank_values=True)
     schemas = [value for key, value in query if key == "schema"]
-    schema = schemas[-1] if schemas else DEFAULT_SCHEMA
+    schema = schemas[-1] if schemas else default_schema
     if not SCHEMA_NAME.fullmatch(schema):
-        raise PostgresUrlError(f"{setting}: schema {schema!r} is not a plain SQL name")
+        raise PostgresUrlError(f"{setting}: schema must be a plain name (letters, digits and _)")
     rest = urlencode([(key, value) for key, value in query if key != "schema"])
     conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, ""))
     try:
-        options = conninfo_to_dict(conninfo)
-    except ProgrammingError as exc:
-        raise PostgresUrlError(f"{setting} is not a usable PostgreSQL URL: {scrubbed(exc, url)}") from None
-    user = f"{options['user']}@" if options.get("user") else ""
-    where = f"{options.get('host', 'localhost')}:{options.get('port', 5432)}/{options.get('dbname', '')}"
+        port = parts.port or 5432
+    except ValueError:
+        raise PostgresUrlError(f"{setting}: the port must be a number") from None
+    user = f"{unquote(parts.username)}@" if parts.username else ""
+    where = f"{parts.hostname or 'localhost'}:{port}/{unquote(parts.path.lstrip('/'))}"
     return PostgresTarget(conninfo, schema, f"postgresql://{user}{where} (schema {schema})")
 
 

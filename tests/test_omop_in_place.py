@@ -20,6 +20,7 @@ from analytics.cycle import run_cycle
 from analytics.omop import CDM_TABLES
 from analytics.sources import open_source
 from analytics.sources.export import export_lake, export_postgres
+from analytics.sources.url import parse_omop_url
 from engine.library import Library
 from pgx_loop.cli import main as cli
 from tests.learning_data import paths_in, query, simulated, truth
@@ -163,3 +164,12 @@ def test_the_product_index_built_in_postgresql_equals_duckdbs_on_eunomia(postgre
     finally:
         source.close()
     assert expected.products and found.products == expected.products and found.brands == expected.brands
+
+
+def test_the_omop_url_reads_the_same_postgresql_form_as_the_replay_store():
+    """libpq parameters a site needs (sslmode) pass through; the password never reaches what is shown."""
+    parsed = parse_omop_url("postgresql://analyst:s3cret@db.example:6432/cdm?schema=cdm54&sslmode=require")
+    assert parsed.schema == "cdm54"
+    assert "sslmode=require" in parsed.conninfo and "schema=" not in parsed.conninfo
+    assert "s3cret" not in parsed.shown and "db.example:6432/cdm" in parsed.shown
+    assert parse_omop_url("postgresql://analyst@db.example/cdm").schema == "public"

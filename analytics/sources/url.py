@@ -15,7 +15,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
+
+from engine.postgres_url import PostgresTarget, PostgresUrlError, parse_url
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -24,13 +26,7 @@ class OmopUrlError(ValueError):
     """The URL is not one of the forms above; the message says which part is wrong (never the password)."""
 
 
-@dataclass(frozen=True)
-class PostgresUrl:
-    """A PostgreSQL database and the schema holding the CDM tables."""
-
-    conninfo: str  # the URL without the query, as libpq reads it
-    schema: str
-    shown: str  # for messages: no password
+PostgresUrl = PostgresTarget  # a PostgreSQL database and the schema holding the CDM tables
 
 
 @dataclass(frozen=True)
@@ -64,17 +60,15 @@ def _identifier(value: str, what: str) -> str:
 
 
 def _postgres(url: str) -> PostgresUrl:
+    # The same form as the replay store's (engine/postgres_url.py): libpq parameters such as sslmode pass
+    # through; ``schema`` names where the CDM is.
     parts = urlsplit(url)
     if not parts.hostname or not parts.username or not parts.path.strip("/"):
         raise OmopUrlError("OMOP URL: PostgreSQL needs postgresql://USER[:PASS]@HOST:PORT/DB?schema=SCHEMA")
     try:
-        port = parts.port
-    except ValueError:
-        raise OmopUrlError("OMOP URL: the port must be a number") from None
-    schema = _identifier(_query(url, {"schema"}).get("schema", "public"), "schema")
-    host = f"{parts.hostname}:{port}" if port else parts.hostname
-    shown = f"postgresql://{unquote(parts.username)}@{host}{parts.path}?schema={schema}"
-    return PostgresUrl(parts._replace(query="", fragment="").geturl(), schema, shown)
+        return parse_url(url, setting="OMOP URL", default_schema="public")
+    except PostgresUrlError as exc:
+        raise OmopUrlError(str(exc)) from None
 
 
 def _spark(url: str) -> SparkUrl:
