@@ -22,27 +22,27 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from analytics import strengths
-from analytics.calibration import SystematicError, fit_systematic_error
-from analytics.cohort import Catalog, Study, build, cells, excluded_opt_outs
-from analytics.estimate import Estimate, estimate
-from analytics.events import ingest
-from analytics.genotypes import extract_measurements, refresh_phenotypes
-from analytics.omop import REQUIRED, type_problems
-from analytics.policy import Decision, Posterior, decide, update
-from analytics.products import build_index, covered_ingredients, has_vocabulary, index_from_rows, products_sql
-from analytics.products import publish as publish_products
-from analytics.sequential import Look, replay
+from analytics.data.events import ingest
+from analytics.data.genotypes import extract_measurements, refresh_phenotypes
+from analytics.data.omop import REQUIRED, type_problems
+from analytics.data.products import build_index, covered_ingredients, has_vocabulary, index_from_rows, products_sql
+from analytics.data.products import publish as publish_products
+from analytics.data.store import connect, count, first_row, table_exists
 from analytics.settings import Paths
 from analytics.sources import Source, SourceError, open_source
 from analytics.sources.study import catalog, row_counts, study_cells
-from analytics.store import connect, count, first_row, table_exists
-from engine.cycle_status import CycleOutcome, CycleStatus, write_status
-from engine.learning import Group
-from engine.library import Library
-from engine.products import ProductIndex
-from engine.rules import Rule
-from engine.strengths import Snapshot
+from analytics.study import strengths
+from analytics.study.calibration import SystematicError, fit_systematic_error
+from analytics.study.cohort import Catalog, Study, build, cells, excluded_opt_outs
+from analytics.study.estimate import Estimate, estimate
+from analytics.study.policy import Decision, Posterior, decide, update
+from analytics.study.sequential import Look, replay
+from engine.decision.learning import Group
+from engine.decision.products import ProductIndex
+from engine.decision.rules import Rule
+from engine.decision.strengths import Snapshot
+from engine.rulebook.library import Library
+from engine.runtime.cycle_status import CycleOutcome, CycleStatus, write_status
 
 log = logging.getLogger(__name__)
 SNAPSHOT_TABLES = ("person", "observation_period", "drug_exposure", "condition_occurrence", "measurement",
@@ -174,7 +174,7 @@ def _sequential_look(
     """This cycle's boundary on the local z, and the look to record (None: no estimate, no look).
 
     The surveillance year starts at a group's first look and lasts 365 days; the looks of the
-    current year are read back from the audit trail (analytics/sequential.py explains the test).
+    current year are read back from the audit trail (analytics/study/sequential.py explains the test).
     """
     if local.log_hr is None or local.se is None:
         return float("inf"), None

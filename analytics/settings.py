@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine.library import default_rules_dir
+from engine.rulebook.library import default_rules_dir
 
 
 @dataclass

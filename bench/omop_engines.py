@@ -43,7 +43,7 @@ def one(engine: str, database: Path, lake: Path, work: Path) -> dict:
     """One cycle in this process; returns its measures."""
     from analytics.cycle import run_cycle
     from analytics.settings import Paths
-    from engine.library import default_rules_dir, load_library
+    from engine.rulebook.library import default_rules_dir, load_library
 
     library = load_library(default_rules_dir())
     folder = work / f"run-{engine}"

@@ -21,26 +21,26 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from engine.card_models import CdsResponse
-from engine.identifiers import Identifiers, load_or_create_key
-from engine.library import Library, load_library
-from hooks.auth import JwtVerifier, build_verifier
-from hooks.auth_middleware import secure
-from hooks.discovery import SERVICES, Discovery, Service
-from hooks.eventlog import EventLog, EventLogError
-from hooks.feedback import FeedbackReceipt, FeedbackRecorder
-from hooks.fhir_servers import FhirServerConfigError, FhirServerPolicy, parse_list
-from hooks.headers import SecurityHeaders, relative_slash_redirects
-from hooks.limits import PARSER_DEPTH, Limits, TooComplex, TooLarge, request_bundles
-from hooks.observability import RequestObservability, note_reasons
-from hooks.operations import OperatorPort, operations_router
-from hooks.outcomes import JSON, BadRequest, documented, operation_outcome, validation_reasons
-from hooks.plain_route import PlainRoute
-from hooks.prefetch import FhirFetcher, PrefetchUnavailable
-from hooks.reload import ProductsWatcher, RulesWatcher, StrengthsWatcher
-from hooks.reports import reports_router
-from hooks.requests import FeedbackRequest, HookRequest
-from hooks.service import HookHandler
+from engine.decision.card_models import CdsResponse
+from engine.rulebook.library import Library, load_library
+from engine.runtime.identifiers import Identifiers, load_or_create_key
+from hooks.answering.eventlog import EventLog, EventLogError
+from hooks.answering.feedback import FeedbackReceipt, FeedbackRecorder
+from hooks.answering.service import HookHandler
+from hooks.fhir.prefetch import FhirFetcher, PrefetchUnavailable
+from hooks.http.headers import SecurityHeaders, relative_slash_redirects
+from hooks.http.observability import RequestObservability, note_reasons
+from hooks.http.plain_route import PlainRoute
+from hooks.operator.operations import OperatorPort, operations_router
+from hooks.operator.reload import ProductsWatcher, RulesWatcher, StrengthsWatcher
+from hooks.operator.reports import reports_router
+from hooks.protocol.discovery import SERVICES, Discovery, Service
+from hooks.protocol.fhir_servers import FhirServerConfigError, FhirServerPolicy, parse_list
+from hooks.protocol.limits import PARSER_DEPTH, Limits, TooComplex, TooLarge, request_bundles
+from hooks.protocol.outcomes import JSON, BadRequest, documented, operation_outcome, validation_reasons
+from hooks.protocol.requests import FeedbackRequest, HookRequest
+from hooks.security.auth import JwtVerifier, build_verifier
+from hooks.security.auth_middleware import secure
 from hooks.settings import Settings
 
 log = logging.getLogger(__name__)

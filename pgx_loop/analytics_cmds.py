@@ -11,9 +11,9 @@ import click
 import duckdb
 import yaml
 
-from analytics import strengths as published
+from analytics.data.store import connect, transaction
 from analytics.settings import AnalyticsSettings
-from analytics.store import connect, transaction
+from analytics.study import strengths as published
 from pgx_loop.options import library_or_exit
 
 # The simulator, the study and the models (numpy, pandas, statsmodels) are imported by the
@@ -58,8 +58,8 @@ def simulate_command(
     db: Path | None,
 ) -> None:  # fmt: skip
     """Write a synthetic OMOP cohort with known true effects into the database (and, if asked, elsewhere)."""
-    from analytics.simulate import Truth, simulate
-    from engine.identifiers import Identifiers, load_or_create_key
+    from analytics.simulation.simulate import Truth, simulate
+    from engine.runtime.identifiers import Identifiers, load_or_create_key
 
     _log_to_stderr()
     settings = _settings(db)
@@ -103,7 +103,7 @@ def _export(con: duckdb.DuckDBPyConnection, postgres: str | None, lake: Path | N
 @db_option
 def load_omop_command(source: Path, db: Path | None) -> None:
     """Import an OMOP CDM extract: a DuckDB file, or a folder of CSV/Parquet files named after the tables."""
-    from analytics.omop import OmopError, load_omop
+    from analytics.data.omop import OmopError, load_omop
 
     _log_to_stderr()
     settings = _settings(db)
@@ -127,7 +127,7 @@ def load_omop_command(source: Path, db: Path | None) -> None:
 @db_option
 def load_genotypes_command(file: Path, db: Path | None) -> None:
     """Import a lab's genotype CSV: person_id,gene,diplotype[,result_date]."""
-    from analytics.genotypes import GenotypeFileError, load_genotype_file
+    from analytics.data.genotypes import GenotypeFileError, load_genotype_file
 
     con = connect(_settings(db).database)
     try:
@@ -145,7 +145,7 @@ def load_genotypes_command(file: Path, db: Path | None) -> None:
 @db_option
 def load_opt_outs_command(file: Path, db: Path | None) -> None:
     """Replace the research opt-out list with a CSV: person_id[,since]. Never affects alerts."""
-    from analytics.opt_outs import OptOutFileError, load_opt_outs
+    from analytics.data.opt_outs import OptOutFileError, load_opt_outs
 
     con = connect(_settings(db).database)
     try:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.library import Library, load_library
+from engine.rulebook.library import Library, load_library
+from hooks.answering.eventlog import read_events
 from hooks.app import create_app
-from hooks.eventlog import read_events
 from hooks.settings import Settings
 from tests.fhir_server import FhirServer
 from tests.postgres_server import PostgresServer, PostgresUnavailable, running_postgres

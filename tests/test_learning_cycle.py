@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from analytics.cycle import BadData, CycleBusy, NoData, run_cycle
+from analytics.data.store import connect
 from analytics.settings import Paths
-from analytics.store import connect
-from engine.library import Library
-from engine.strengths import read_snapshot
+from engine.decision.strengths import read_snapshot
+from engine.rulebook.library import Library
 from pgx_loop.cli import main
 from tests.learning_data import CLOPIDOGREL, SIMVASTATIN, paths_in, query, simulated, truth
 from tests.test_replica_events import card_event, write_segment

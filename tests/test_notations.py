@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.calls import INDETERMINATE
-from engine.phenotyper import call_diplotype
+from engine.genotype.calls import INDETERMINATE
+from engine.genotype.phenotyper import call_diplotype
 from pgx_loop.cli import main
 from tests.fhirdata import genotype, hook_request, implication, medication_request
 from tests.test_cli import pgx_loop
@@ -143,8 +143,8 @@ def test_hla_status_words_in_a_genotype_and_a_phenotype_value(library):
 def test_the_gene_file_refuses_another_name_for_an_allele_it_does_not_define(tmp_path):
     import shutil
 
-    from engine.library import load_library
-    from engine.yamlsource import SourceError
+    from engine.documents.yamlsource import SourceError
+    from engine.rulebook.library import load_library
     from tests.conftest import RULES
 
     shutil.copytree(RULES, tmp_path / "rules")

@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from analytics.cycle import run_cycle
-from analytics.omop import CDM_TABLES
+from analytics.data.omop import CDM_TABLES
 from analytics.sources import open_source
 from analytics.sources.export import export_lake, export_postgres
 from analytics.sources.url import parse_omop_url
-from engine.library import Library
+from engine.rulebook.library import Library
 from pgx_loop.cli import main as cli
 from tests.learning_data import paths_in, query, simulated, truth
 
@@ -139,9 +139,9 @@ def test_a_bad_url_an_unreachable_server_and_missing_tables_are_named_without_a_
 
 def test_the_product_index_built_in_postgresql_equals_duckdbs_on_eunomia(postgres, library: Library, tmp_path: Path):
     """Eunomia's real RxNorm vocabulary: the product query rendered for PostgreSQL finds the same products."""
-    from analytics.omop import load_omop
-    from analytics.products import build_index, covered_ingredients, index_from_rows, products_sql
-    from analytics.store import LOOP_TABLES
+    from analytics.data.omop import load_omop
+    from analytics.data.products import build_index, covered_ingredients, index_from_rows, products_sql
+    from analytics.data.store import LOOP_TABLES
     from tests.test_real_omop import EUNOMIA
 
     loader = duckdb.connect(str(tmp_path / "eunomia.duckdb"))

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from fastapi.testclient import TestClient
 
 from hooks.app import create_app
-from hooks.plain_route import PlainRoute
+from hooks.http.plain_route import PlainRoute
 from hooks.settings import Settings
 
 

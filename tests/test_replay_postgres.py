@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from hooks.replay import ReplayQuotaFull, ReplayStoreError
-from hooks.replay_postgres import PostgresReplayStore
+from hooks.security.replay import ReplayQuotaFull, ReplayStoreError
+from hooks.security.replay_postgres import PostgresReplayStore
 from tests.auth_app import BASE, EHR, SERVICE, call
 from tests.jwt_keys import claims
 from tests.live_server import free_port

@@ -1,4 +1,4 @@
-"""The fast shape check (hooks.shape_check) never passes what the pydantic shapes refuse.
+"""The fast shape check (hooks.fhir.shape_check) never passes what the pydantic shapes refuse.
 
 The service skips pydantic for a prefetched value the fast check accepts, so a check that is
 looser than the shape would let an unreadable result through as "absent" (issue 10). Random
@@ -20,9 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from hooks import fhir_shapes
-from hooks.fhir_shapes import SHAPES, Bundle, DraftMedicationRequest, Medication, value_problems
-from hooks.shape_check import conforms
+from hooks.fhir import fhir_shapes
+from hooks.fhir.fhir_shapes import SHAPES, Bundle, DraftMedicationRequest, Medication, value_problems
+from hooks.fhir.shape_check import conforms
 from tests.fhirdata import genotype, hook_request, searchset
 
 ROOT = Path(__file__).resolve().parent.parent

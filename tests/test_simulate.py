@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from analytics.cycle import data_snapshot
-from engine.library import Library
+from engine.rulebook.library import Library
 from pgx_loop.cli import main
 from tests.learning_data import CLOPIDOGREL, simulated, truth
 

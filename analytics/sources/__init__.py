@@ -1,6 +1,6 @@
 """The site's OMOP CDM where it lives: PostgreSQL or Spark, queried in place (``analyze --omop URL``).
 
-The study SQL is written once, in DuckDB's dialect (analytics.cohort), and rendered for each
+The study SQL is written once, in DuckDB's dialect (analytics.study.cohort), and rendered for each
 engine by SQLGlot (base.render). Only aggregates leave the engine: the cells, the counts of the
 data snapshot, the opted-out count, the distinct diplotypes to phenotype, and the product index
 (vocabulary, no patients). psycopg and pyspark are imported only when such a source is opened.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from analytics.omop import CDM_TABLES
+from analytics.data.omop import CDM_TABLES
 from analytics.sources.base import SourceError
 from analytics.sources.url import OmopUrlError, PostgresUrl, parse_omop_url
 

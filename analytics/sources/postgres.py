@@ -7,7 +7,7 @@ import pandas as pd
 from analytics.sources.base import Source, SourceError
 from analytics.sources.url import PostgresUrl
 
-# information_schema.columns.data_type -> the DuckDB spelling analytics.cdm checks
+# information_schema.columns.data_type -> the DuckDB spelling analytics.data.cdm checks
 TYPES = {
     "smallint": "SMALLINT", "integer": "INTEGER", "bigint": "BIGINT", "numeric": "DECIMAL", "real": "FLOAT",
     "double precision": "DOUBLE", "date": "DATE", "timestamp without time zone": "TIMESTAMP",

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from analytics.omop import CDM_TABLES
+from analytics.data.omop import CDM_TABLES
 from analytics.sources.base import PUSHED_INLINE, Source, SourceError
 from analytics.sources.url import SparkUrl
 
-# DataType.simpleString() -> the DuckDB spelling analytics.cdm checks
+# DataType.simpleString() -> the DuckDB spelling analytics.data.cdm checks
 TYPES = {"tinyint": "TINYINT", "smallint": "SMALLINT", "int": "INTEGER", "bigint": "BIGINT", "float": "FLOAT",
          "double": "DOUBLE", "date": "DATE", "timestamp": "TIMESTAMP", "timestamp_ntz": "TIMESTAMP",
          "string": "VARCHAR"}  # fmt: skip

@@ -1,7 +1,7 @@
 """The learning study run inside a source engine: check its CDM, phenotype its genotypes, bring back cells.
 
 Genotypes: with OMOP elsewhere they are read where they live, from the source's ``measurement``
-(LOINC 84413-4, "GENE diplotype" in ``value_source_value``, as analytics.genotypes reads them).
+(LOINC 84413-4, "GENE diplotype" in ``value_source_value``, as analytics.data.genotypes reads them).
 Only the distinct (gene, diplotype) pairs come out, to be phenotyped with the service's gene
 definitions; the phenotype of each diplotype goes back in as an inline table. Genotypes loaded
 into the store from a lab file are not pushed into the site's engine. The research opt-out list
@@ -14,11 +14,11 @@ import logging
 
 import pandas as pd
 
-from analytics import cdm
-from analytics.cohort import Catalog, Study, cells_query, genotype_rows, opted_out_query, sorted_cells
+from analytics.data import cdm
 from analytics.sources.base import Source, SourceError
-from engine.library import Library
-from engine.phenotyper import call_diplotype
+from analytics.study.cohort import Catalog, Study, cells_query, genotype_rows, opted_out_query, sorted_cells
+from engine.genotype.phenotyper import call_diplotype
+from engine.rulebook.library import Library
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def usable_tables(source: Source) -> dict[str, dict[str, str]]:
     """The source's CDM tables the study can read; ``SourceError`` naming what stops it.
 
-    As on import (analytics.omop): a required table missing a column or of a wrong type stops the
+    As on import (analytics.data.omop): a required table missing a column or of a wrong type stops the
     cycle; an optional one (vocabulary, death) in that state is left out with a warning.
     """
     columns = source.columns()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from engine.postgres_url import PostgresTarget, PostgresUrlError, parse_url
+from engine.runtime.postgres_url import PostgresTarget, PostgresUrlError, parse_url
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -60,7 +60,7 @@ def _identifier(value: str, what: str) -> str:
 
 
 def _postgres(url: str) -> PostgresUrl:
-    # The same form as the replay store's (engine/postgres_url.py): libpq parameters such as sslmode pass
+    # The same form as the replay store's (engine/runtime/postgres_url.py): libpq parameters such as sslmode pass
     # through; ``schema`` names where the CDM is.
     parts = urlsplit(url)
     if not parts.hostname or not parts.username or not parts.path.strip("/"):
