@@ -14,32 +14,36 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
-from analytics import strengths
-from analytics.calibration import SystematicError, fit_systematic_error
-from analytics.cohort import Study, build, cells, excluded_opt_outs
-from analytics.estimate import Estimate, estimate
-from analytics.events import ingest
-from analytics.genotypes import extract_measurements, refresh_phenotypes
-from analytics.omop import REQUIRED, type_problems
-from analytics.policy import Decision, Posterior, decide, update
-from analytics.products import build_index, has_vocabulary
-from analytics.products import publish as publish_products
-from analytics.sequential import Look, replay
+from analytics.data.events import ingest
+from analytics.data.genotypes import extract_measurements, refresh_phenotypes
+from analytics.data.omop import REQUIRED, type_problems
+from analytics.data.products import build_index, covered_ingredients, has_vocabulary, index_from_rows, products_sql
+from analytics.data.products import publish as publish_products
+from analytics.data.store import connect, count, first_row, table_exists
 from analytics.settings import Paths
-from analytics.store import connect, count, first_row, table_exists
-from engine.cycle_status import CycleOutcome, CycleStatus, write_status
-from engine.learning import Group
-from engine.library import Library
-from engine.rules import Rule
-from engine.strengths import Snapshot
+from analytics.sources import Source, SourceError, open_source
+from analytics.sources.study import catalog, row_counts, study_cells
+from analytics.study import strengths
+from analytics.study.calibration import SystematicError, fit_systematic_error
+from analytics.study.cohort import Catalog, Study, build, cells, excluded_opt_outs
+from analytics.study.estimate import Estimate, estimate
+from analytics.study.policy import Decision, Posterior, decide, update
+from analytics.study.sequential import Look, replay
+from engine.decision.learning import Group
+from engine.decision.products import ProductIndex
+from engine.decision.rules import Rule
+from engine.decision.strengths import Snapshot
+from engine.rulebook.library import Library
+from engine.runtime.cycle_status import CycleOutcome, CycleStatus, write_status
 
 log = logging.getLogger(__name__)
 SNAPSHOT_TABLES = ("person", "observation_period", "drug_exposure", "condition_occurrence", "measurement",
@@ -56,6 +60,27 @@ class NoData(RuntimeError):
 
 class BadData(ValueError):
     """The OMOP tables are there but cannot be studied; the message names the columns."""
+
+
+CellsOf = Callable[[Study], tuple[pd.DataFrame, int]]  # a study's cells and opted-out count, wherever OMOP is
+
+
+def store_cells(con: duckdb.DuckDBPyConnection) -> CellsOf:
+    """Cells computed in the analytics store (OMOP copied into it: the default)."""
+
+    def cells_of(study: Study) -> tuple[pd.DataFrame, int]:
+        build(con, study)
+        return cells(con, study), excluded_opt_outs(con)
+
+    return cells_of
+
+
+def source_cells(source: Source, found: Catalog) -> CellsOf:
+    """Cells computed in the site's engine (``--omop``): only they come back."""
+    return lambda study: study_cells(source, study, found)
+
+
+Inputs = tuple[dict, ProductIndex | None, CellsOf]  # a cycle's data snapshot, product index and cells
 
 
 @contextmanager
@@ -80,6 +105,7 @@ class CycleResult:
     opted_out_excluded: int = 0
     snapshot_version: int = 0
     products: int | None = None  # products indexed from the OMOP vocabulary; None: no vocabulary
+    rows_from_source: int | None = None  # rows that left the site's engine (``--omop``); None: OMOP in the store
     estimates: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -91,6 +117,7 @@ class CycleResult:
             "opted_out_excluded": self.opted_out_excluded,
             "snapshot_version": self.snapshot_version,
             "products": self.products,
+            "rows_from_source": self.rows_from_source,
             "seconds": round(self.seconds, 3),
             "estimates": self.estimates,
         }
@@ -125,14 +152,13 @@ def _safe_streak(con: duckdb.DuckDBPyConnection, rule: str, group: str) -> int:
 YEAR_DAYS = 365.25
 
 
-def _systematic_errors(con: duckdb.DuckDBPyConnection, study: Study) -> dict[str, SystematicError]:
+def _systematic_errors(cells_of: CellsOf, study: Study) -> dict[str, SystematicError]:
     """Per group, the systematic error its negative controls show, when enough of them are estimable."""
     learning = study.learning
     found: dict[str, tuple[list[float], list[float]]] = {}
     for outcome in learning.negative_controls:
         control = Study(study.rule, learning.model_copy(update={"outcome": outcome}))
-        build(con, control)
-        for item in estimate(control, cells(con, control), ("within-drug",)):
+        for item in estimate(control, cells_of(control)[0], ("within-drug",)):
             if item.log_hr is not None and item.se is not None:
                 found.setdefault(item.group, ([], []))[0].append(item.log_hr)
                 found[item.group][1].append(item.se)
@@ -149,7 +175,7 @@ def _sequential_look(
     """This cycle's boundary on the local z, and the look to record (None: no estimate, no look).
 
     The surveillance year starts at a group's first look and lasts 365 days; the looks of the
-    current year are read back from the audit trail (analytics/sequential.py explains the test).
+    current year are read back from the audit trail (analytics/study/sequential.py explains the test).
     """
     if local.score_z is None or local.null_information is None:
         return float("inf"), None
@@ -213,19 +239,19 @@ def _record_estimates(
 
 
 def _study_rule(
-    con: duckdb.DuckDBPyConnection, rule: Rule, run_id: str, snapshot: Snapshot, data: dict, result: CycleResult
-) -> Snapshot:
+    con: duckdb.DuckDBPyConnection, cells_of: CellsOf, rule: Rule, run_id: str, snapshot: Snapshot, data: dict,
+    result: CycleResult,
+) -> Snapshot:  # fmt: skip
     """Estimate one rule and decide each group's tier: estimates, proposals and audit are recorded;
     returns ``snapshot`` with the changes ``auto`` mode applies."""
     learning = rule.learning
     assert learning is not None
     now = datetime.now(UTC)
     study = Study(rule, learning)
-    build(con, study)
-    result.opted_out_excluded += excluded_opt_outs(con)
-    cell_table = cells(con, study)
+    cell_table, opted_out = cells_of(study)
+    result.opted_out_excluded += opted_out
     estimates = {(e.group, e.contrast): e for e in estimate(study, cell_table)}
-    errors = _systematic_errors(con, study)
+    errors = _systematic_errors(cells_of, study)
     for group in learning.groups:
         mode = "propose" if learning.mode == "auto" and strengths.rolled_back(con, rule, group) else learning.mode
         local = estimates[(group.label, "within-drug")]
@@ -323,7 +349,7 @@ def _outcome(exc: BaseException) -> tuple[CycleOutcome, str]:
         return "skipped", str(exc)
     if isinstance(exc, NoData):
         return "no-data", str(exc)
-    if isinstance(exc, BadData):
+    if isinstance(exc, BadData | SourceError):
         return "failed", str(exc)
     return "failed", f"{type(exc).__name__}; its message is in analysis_run, the traceback in the analytics log"
 
@@ -331,12 +357,13 @@ def _outcome(exc: BaseException) -> tuple[CycleOutcome, str]:
 def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -> CycleResult:
     with exclusive(paths.lock):
         result = CycleResult(run_id, "running")
+        source: Source | None = None
         con = connect(paths.database)
         try:
             # Holding the lock, any run still marked running was cut off (killed, power lost).
             con.execute("UPDATE analysis_run SET status = 'interrupted' WHERE status = 'running'")
             missing = [table for table in REQUIRED if not table_exists(con, table)]
-            if missing:
+            if missing and paths.omop is None:
                 raise NoData(
                     f"{paths.database} has no {', '.join(missing)} table yet: load data first "
                     "(pgx-loop load-omop, or pgx-loop simulate for synthetic data)"
@@ -349,18 +376,15 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
             con.execute("BEGIN")
             try:
                 result.events_ingested = ingest(con, paths.event_dirs)
-                problems = type_problems(con)
-                if problems:
-                    raise BadData(f"{paths.database}: " + "; ".join(problems))
-                extract_measurements(con, set(library.genes))
-                refresh_phenotypes(con, library)
-                data = data_snapshot(con)
-                # Read inside the transaction, published after commit with the strengths.
-                products = build_index(con, library) if has_vocabulary(con) else None
+                source = open_source(paths.omop) if paths.omop else None
+                if source is None:
+                    data, products, cells_of = _in_store(con, paths, library)
+                else:
+                    data, products, cells_of = _in_source(con, source, library)
                 published = working = strengths.latest(con)
                 for rule in library.rules:
                     if rule.learning is not None:
-                        working = _study_rule(con, rule, run_id, working, data, result)
+                        working = _study_rule(con, cells_of, rule, run_id, working, data, result)
                 if working.strengths != published.strengths:
                     result.snapshot_version = strengths.publish(con, list(working.strengths), run_id).version
                 else:
@@ -371,6 +395,8 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
                     [json.dumps(data), result.events_ingested, result.opted_out_excluded, run_id],
                 )
                 con.execute("COMMIT")
+                if source is not None:
+                    result.rows_from_source = source.rows_out
             except BaseException as exc:
                 con.execute("ROLLBACK")
                 con.execute(
@@ -391,6 +417,33 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
             return result
         finally:
             con.close()
+            if source is not None:
+                source.close()
+
+
+def _in_store(con: duckdb.DuckDBPyConnection, paths: Paths, library: Library) -> Inputs:
+    """The data snapshot, product index and cells when OMOP is in the analytics store."""
+    problems = type_problems(con)
+    if problems:
+        raise BadData(f"{paths.database}: " + "; ".join(problems))
+    extract_measurements(con, set(library.genes))
+    refresh_phenotypes(con, library)
+    data = data_snapshot(con)
+    # Read inside the transaction, published after commit with the strengths.
+    products = build_index(con, library) if has_vocabulary(con) else None
+    return data, products, store_cells(con)
+
+
+def _in_source(con: duckdb.DuckDBPyConnection, source: Source, library: Library) -> Inputs:
+    """The same when OMOP stays in the site's engine: counts, vocabulary rows and cells are all that come out."""
+    opt_outs = [int(row[0]) for row in con.execute("SELECT person_id FROM research_opt_out").fetchall()]
+    found = catalog(source, library, opt_outs)
+    data = {"source": source.shown, **row_counts(source, found.tables)}
+    products = None
+    if {"concept", "concept_ancestor"} <= found.tables:
+        rows = source.query(products_sql(covered_ingredients(library)))
+        products = index_from_rows(rows.itertuples(index=False))
+    return data, products, source_cells(source, found)
 
 
 def status(database: Path) -> dict:

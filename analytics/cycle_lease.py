@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from engine.postgres_url import parse_url, scrubbed
+from engine.runtime.postgres_url import parse_url, scrubbed
 
 
 class LeaseUnavailable(Exception):

@@ -24,10 +24,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from analytics.settings import AnalyticsSettings
-from engine import logs
-from engine.cycle_status import read_status
-from engine.library import load_library
-from engine.yamlsource import SourceError
+from engine.documents.yamlsource import SourceError
+from engine.rulebook.library import load_library
+from engine.runtime import logs
+from engine.runtime.cycle_status import read_status
 
 if TYPE_CHECKING:
     from analytics.cycle import CycleResult

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine.library import default_rules_dir
+from engine.rulebook.library import default_rules_dir
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Paths:
     status_file: Path | None = None
     products_file: Path | None = None
     event_sources: tuple[str, ...] = ()
+    omop: str | None = None  # the site's OMOP CDM elsewhere (analytics.sources); None: the tables in ``database``
 
     @property
     def event_dirs(self) -> list[Path]:
@@ -83,6 +84,11 @@ class AnalyticsSettings(BaseSettings):
     products_file: Path | None = Field(
         default=None, description="RxNorm products built from the OMOP vocabulary (default: next to the strengths)"
     )
+    omop: str | None = Field(
+        default=None,
+        description="The site's OMOP CDM, queried in place (postgresql://..., spark://local?lake=DIR, sc://...); "
+        "unset: the tables in the analytics DuckDB file",
+    )
     analytics_interval_hours: float = Field(
         default=24.0, ge=0, description="Hours between scheduled analytics cycles in `serve` (0: never)"
     )
@@ -112,4 +118,5 @@ class AnalyticsSettings(BaseSettings):
             self.analytics_status_file,
             self.products_file,
             tuple(source.strip() for source in self.event_log_dirs.split(",") if source.strip()),
+            self.omop or None,
         )

@@ -25,12 +25,12 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.cards import CardContext  # noqa: E402
-from engine.identifiers import Identifiers  # noqa: E402
-from engine.library import load_library  # noqa: E402
-from engine.orders import Order  # noqa: E402
-from engine.phenotyper import _call_cached  # noqa: E402
-from hooks.fhir_pgx import ResultReader  # noqa: E402
+from engine.decision.cards import CardContext  # noqa: E402
+from engine.decision.orders import Order  # noqa: E402
+from engine.genotype.phenotyper import _call_cached  # noqa: E402
+from engine.rulebook.library import load_library  # noqa: E402
+from engine.runtime.identifiers import Identifiers  # noqa: E402
+from hooks.fhir.fhir_pgx import ResultReader  # noqa: E402
 
 
 def per_call(fn, seconds: float = 2.0) -> float:

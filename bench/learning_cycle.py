@@ -29,9 +29,9 @@ def _peak_mb() -> float:
 
 
 def simulate_step(database: Path, persons: int, seed: int) -> dict:
-    from analytics.simulate import simulate
-    from analytics.store import connect
-    from engine.library import load_library
+    from analytics.data.store import connect
+    from analytics.simulation.simulate import simulate
+    from engine.rulebook.library import load_library
 
     library = load_library(ROOT / "rules")
     started = time.perf_counter()
@@ -44,7 +44,7 @@ def simulate_step(database: Path, persons: int, seed: int) -> dict:
 def cycle_step(directory: Path) -> dict:
     from analytics.cycle import run_cycle
     from analytics.settings import Paths
-    from engine.library import load_library
+    from engine.rulebook.library import load_library
 
     library = load_library(ROOT / "rules")
     started = time.perf_counter()
@@ -59,10 +59,10 @@ def estimation_step(database: Path, individual: bool) -> dict:
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
 
-    from analytics.cohort import Study, build, cells, individual_rows, person_bands
-    from analytics.estimate import _formula, estimate
-    from analytics.genotypes import refresh_phenotypes
-    from engine.library import load_library
+    from analytics.data.genotypes import refresh_phenotypes
+    from analytics.study.cohort import Study, build, cells, individual_rows, person_bands
+    from analytics.study.estimate import _formula, estimate
+    from engine.rulebook.library import load_library
 
     library = load_library(ROOT / "rules")
     con = duckdb.connect(str(database), read_only=False)

@@ -2,7 +2,7 @@
 
 For every scenario of the grid (true HR of the risk groups x baseline 1-year risk x ancestry mix x
 size) and seed, the simulator's data are looked at as a site would over the study's last year:
-monthly extracts, one cycle each, the real estimator, posterior and policy (analytics/validity.py).
+monthly extracts, one cycle each, the real estimator, posterior and policy (analytics/simulation/validity.py).
 Printed per scenario and genotype group: mean events, mean bias of the log HR, empirical SE
 (across seeds) against the model's mean SE, 95% CI coverage, the share of seeds in which some
 cycle of the year escalated (a false escalation when the true HR is <= 1, power otherwise), the
@@ -10,15 +10,15 @@ same under the earlier fixed per-look rule (local 99% CI above 1), and the share
 against the truth. Then the cells that miss the estimator's targets (|bias| < 0.05 where there
 are >= 100 events, coverage 93-97%) and, per group and true HR over all scenarios, the share of
 simulated site-years escalating (target <= 5% at HR <= 1; the sequential boundary is Lan-DeMets
-alpha spending: Lan KKG, DeMets DL, Biometrika 1983;70:659-663; analytics/sequential.py).
+alpha spending: Lan KKG, DeMets DL, Biometrika 1983;70:659-663; analytics/study/sequential.py).
 
     python bench/learning_validity.py --raw .validity-raw.jsonl --write analytics/report/validity.json
     python bench/learning_validity.py --hr 1.0 --persons 100000 --seeds 100
     python bench/learning_validity.py ... --looks 1         # estimates only: one look, no year of cycles
 
 One draw per seed, ancestry mix and size serves every true HR and baseline risk (common random
-numbers: analytics.simulated_cells.with_truth rescales the outcome times, tested equal to drawing
-anew), and the cells come straight from the draws (analytics/simulated_cells.py, tested equal to
+numbers: analytics.simulation.simulated_cells.with_truth rescales the outcome times, tested equal to drawing
+anew), and the cells come straight from the draws (analytics/simulation/simulated_cells.py, tested equal to
 the SQL cohort's cells seed for seed). The full grid (72 scenarios x 20 seeds) is 80 draws of
 about 30-40 s of CPU each. ``--raw`` appends every seed's outcomes as it finishes and skips those
 already there, so a run can stop and resume; seeds run outermost, so a stopped run has the same
@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_threads, "1")
 
-from analytics.validity import (  # noqa: E402
+from analytics.simulation.validity import (  # noqa: E402
     ANCESTRY_MIXES,
     LOOKS,
     Outcome,
@@ -54,7 +54,7 @@ from analytics.validity import (  # noqa: E402
     sequential_summary,
     summarise,
 )
-from engine.library import Library, load_library  # noqa: E402
+from engine.rulebook.library import Library, load_library  # noqa: E402
 
 RULE = "cyp2c19-clopidogrel"
 

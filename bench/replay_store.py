@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hooks.auth import Issuer, JwtVerifier
-from hooks.jwks import parse_jwks
-from hooks.replay import ReplayStore, SqliteReplayStore
-from hooks.replay_postgres import PostgresReplayStore
+from hooks.security.auth import Issuer, JwtVerifier
+from hooks.security.jwks import parse_jwks
+from hooks.security.replay import ReplayStore, SqliteReplayStore
+from hooks.security.replay_postgres import PostgresReplayStore
 from tests.jwt_keys import claims, jwks, new_key
 from tests.postgres_server import running_postgres
 

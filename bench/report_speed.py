@@ -27,10 +27,10 @@ KEY = b"bench-report-key-0123456789abcdef"
 
 def simulate_with_events_step(database: Path, persons: int, seed: int) -> dict:
     """bench/learning_cycle.py's simulation, plus the cards and feedback the service would have logged."""
-    from analytics.simulate import simulate
-    from analytics.store import connect
-    from engine.identifiers import Identifiers
-    from engine.library import load_library
+    from analytics.data.store import connect
+    from analytics.simulation.simulate import simulate
+    from engine.rulebook.library import load_library
+    from engine.runtime.identifiers import Identifiers
 
     library = load_library(ROOT / "rules")
     started = time.perf_counter()
@@ -42,8 +42,8 @@ def simulate_with_events_step(database: Path, persons: int, seed: int) -> dict:
 
 def report_step(directory: Path) -> dict:
     from analytics.report.render import write_report
-    from engine.identifiers import Identifiers
-    from engine.library import load_library
+    from engine.rulebook.library import load_library
+    from engine.runtime.identifiers import Identifiers
 
     library = load_library(ROOT / "rules")
     started = time.perf_counter()

@@ -21,25 +21,26 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from engine.card_models import CdsResponse
-from engine.identifiers import Identifiers, load_or_create_key
-from engine.library import Library, load_library
-from hooks.auth import JwtVerifier, build_verifier
-from hooks.auth_middleware import secure
-from hooks.discovery import SERVICES, Discovery, Service
-from hooks.eventlog import EventLog, EventLogError
-from hooks.feedback import FeedbackReceipt, FeedbackRecorder
-from hooks.fhir_servers import FhirServerConfigError, FhirServerPolicy, parse_list
-from hooks.headers import SecurityHeaders, relative_slash_redirects
-from hooks.limits import PARSER_DEPTH, Limits, TooComplex, TooLarge, request_bundles
-from hooks.observability import RequestObservability, note_reasons
-from hooks.operations import OperatorPort, operations_router
-from hooks.outcomes import JSON, BadRequest, documented, operation_outcome, validation_reasons
-from hooks.prefetch import FhirFetcher, PrefetchUnavailable
-from hooks.reload import ProductsWatcher, RulesWatcher, StrengthsWatcher
-from hooks.reports import reports_router
-from hooks.requests import FeedbackRequest, HookRequest
-from hooks.service import HookHandler
+from engine.decision.card_models import CdsResponse
+from engine.rulebook.library import Library, load_library
+from engine.runtime.identifiers import Identifiers, load_or_create_key
+from hooks.answering.eventlog import EventLog, EventLogError
+from hooks.answering.feedback import FeedbackReceipt, FeedbackRecorder
+from hooks.answering.service import HookHandler
+from hooks.fhir.prefetch import FhirFetcher, PrefetchUnavailable
+from hooks.http.headers import SecurityHeaders, relative_slash_redirects
+from hooks.http.observability import RequestObservability, note_reasons
+from hooks.http.plain_route import PlainRoute
+from hooks.operator.operations import OperatorPort, operations_router
+from hooks.operator.reload import ProductsWatcher, RulesWatcher, StrengthsWatcher
+from hooks.operator.reports import reports_router
+from hooks.protocol.discovery import SERVICES, Discovery, Service
+from hooks.protocol.fhir_servers import FhirServerConfigError, FhirServerPolicy, parse_list
+from hooks.protocol.limits import PARSER_DEPTH, Limits, TooComplex, TooLarge, request_bundles
+from hooks.protocol.outcomes import JSON, BadRequest, documented, operation_outcome, validation_reasons
+from hooks.protocol.requests import FeedbackRequest, HookRequest
+from hooks.security.auth import JwtVerifier, build_verifier
+from hooks.security.auth_middleware import secure
 from hooks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -274,18 +275,22 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     async def discovery() -> Response:
         return Response(DISCOVERY, media_type=JSON)
 
-    @app.post(
-        "/cds-services/{service_id}",
-        summary="Call a CDS service",
-        openapi_extra=_json_body(HookRequest),
-        responses={200: {"model": CdsResponse}, **documented(400, 404, 412, 413, 415, 503)},
-    )
     async def call_service(service_id: str, request: Request) -> Response:
         service = _service(service_id)
         body = await _parse(request, HookRequest)
         claims = getattr(request.state, "jwt_claims", None)
         content = await request.app.state.hooks.handle(service, body, claims["iss"] if claims else None)
         return Response(content, media_type=JSON)
+
+    app.router.add_api_route(
+        "/cds-services/{service_id}",
+        call_service,
+        methods=["POST"],
+        summary="Call a CDS service",
+        openapi_extra=_json_body(HookRequest),
+        responses={200: {"model": CdsResponse}, **documented(400, 404, 412, 413, 415, 503)},
+        route_class_override=PlainRoute,  # the hot path: no per-call parameter resolution
+    )
 
     @app.post(
         "/cds-services/{service_id}/feedback",

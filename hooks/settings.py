@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from engine.library import default_rules_dir
+from engine.rulebook.library import default_rules_dir
 
 
 class Settings(BaseSettings):
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     )
     fhir_max_pages: int = Field(default=10, ge=1, le=100, description="Pages of a searchset followed at most")
 
-    # Authentication of CDS clients (hooks/auth.py) and CORS for browser-based clients.
+    # Authentication of CDS clients (hooks/security/auth.py) and CORS for browser-based clients.
     auth: Literal["jwt", "off"] = Field(default="jwt", description="Require an EHR-signed JWT on /cds-services calls")
     trusted_issuers: Path | None = Field(
         default=None, description="YAML or JSON list of trusted JWT issuers: {iss, jwks | jwks_file | jku}"

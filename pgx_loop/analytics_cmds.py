@@ -11,9 +11,9 @@ import click
 import duckdb
 import yaml
 
-from analytics import strengths as published
+from analytics.data.store import connect, transaction
 from analytics.settings import AnalyticsSettings
-from analytics.store import connect, transaction
+from analytics.study import strengths as published
 from pgx_loop.options import library_or_exit
 
 # The simulator, the study and the models (numpy, pandas, statsmodels) are imported by the
@@ -47,11 +47,19 @@ def _log_to_stderr() -> None:
 @click.option("--persons", type=click.IntRange(min=1), required=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--truth", "truth_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--export-postgres", metavar="URL", default=None,
+              help="Also copy the OMOP tables into PostgreSQL: postgresql://USER[:PASS]@HOST:PORT/DB?schema=SCHEMA "
+                   "(tables replaced).")  # fmt: skip
+@click.option("--export-lake", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write the OMOP tables as a Parquet lake, DIR/<table>.parquet (for spark://local?lake=DIR).")
 @db_option
-def simulate_command(persons: int, seed: int, truth_file: Path | None, db: Path | None) -> None:
-    """Write a synthetic OMOP cohort with known true effects into the database."""
-    from analytics.simulate import Truth, simulate
-    from engine.identifiers import Identifiers, load_or_create_key
+def simulate_command(
+    persons: int, seed: int, truth_file: Path | None, export_postgres: str | None, export_lake: Path | None,
+    db: Path | None,
+) -> None:  # fmt: skip
+    """Write a synthetic OMOP cohort with known true effects into the database (and, if asked, elsewhere)."""
+    from analytics.simulation.simulate import Truth, simulate
+    from engine.runtime.identifiers import Identifiers, load_or_create_key
 
     _log_to_stderr()
     settings = _settings(db)
@@ -66,9 +74,28 @@ def simulate_command(persons: int, seed: int, truth_file: Path | None, db: Path 
     con = connect(settings.database)
     try:
         counts = simulate(con, library, persons=persons, seed=seed, truth=truth, identifiers=identifiers)
+        exported = _export(con, export_postgres, export_lake)
     finally:
         con.close()
-    click.echo(json.dumps({"database": str(settings.database), "rows": counts}, indent=2))
+    click.echo(json.dumps({"database": str(settings.database), "rows": counts, **exported}, indent=2))
+
+
+def _export(con: duckdb.DuckDBPyConnection, postgres: str | None, lake: Path | None) -> dict:
+    """Copies of the simulated OMOP tables for the in-place study (analytics.sources.export)."""
+    from analytics.sources import SourceError
+    from analytics.sources.export import export_lake, export_postgres
+
+    exported: dict = {}
+    try:
+        if postgres:
+            export_postgres(con, postgres)
+            exported["postgres"] = "exported"
+        if lake:
+            export_lake(con, lake)
+            exported["lake"] = str(lake)
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from None
+    return exported
 
 
 @click.command(name="load-omop")
@@ -76,7 +103,7 @@ def simulate_command(persons: int, seed: int, truth_file: Path | None, db: Path 
 @db_option
 def load_omop_command(source: Path, db: Path | None) -> None:
     """Import an OMOP CDM extract: a DuckDB file, or a folder of CSV/Parquet files named after the tables."""
-    from analytics.omop import OmopError, load_omop
+    from analytics.data.omop import OmopError, load_omop
 
     _log_to_stderr()
     settings = _settings(db)
@@ -100,7 +127,7 @@ def load_omop_command(source: Path, db: Path | None) -> None:
 @db_option
 def load_genotypes_command(file: Path, db: Path | None) -> None:
     """Import a lab's genotype CSV: person_id,gene,diplotype[,result_date]."""
-    from analytics.genotypes import GenotypeFileError, load_genotype_file
+    from analytics.data.genotypes import GenotypeFileError, load_genotype_file
 
     con = connect(_settings(db).database)
     try:
@@ -118,7 +145,7 @@ def load_genotypes_command(file: Path, db: Path | None) -> None:
 @db_option
 def load_opt_outs_command(file: Path, db: Path | None) -> None:
     """Replace the research opt-out list with a CSV: person_id[,since]. Never affects alerts."""
-    from analytics.opt_outs import OptOutFileError, load_opt_outs
+    from analytics.data.opt_outs import OptOutFileError, load_opt_outs
 
     con = connect(_settings(db).database)
     try:
@@ -133,17 +160,24 @@ def load_opt_outs_command(file: Path, db: Path | None) -> None:
 
 @click.command(name="analyze")
 @db_option
+@click.option("--omop", metavar="URL", default=None,
+              help="Study the site's OMOP CDM in place: postgresql://USER[:PASS]@HOST:PORT/DB?schema=SCHEMA, "
+                   "spark://local?lake=DIR, sc://HOST:PORT?lake=DIR or sc://HOST:PORT?database=NAME "
+                   "(default: PGX_LOOP_OMOP, else the tables in the DuckDB file).")  # fmt: skip
 @events_option
-def analyze_command(db: Path | None, events: tuple[str, ...]) -> None:
+def analyze_command(db: Path | None, omop: str | None, events: tuple[str, ...]) -> None:
     """Run one analytics cycle; prints its result as one JSON object (logs go to stderr)."""
     from analytics.cycle import BadData, CycleBusy, NoData, run_cycle
+    from analytics.sources import SourceError
 
     _log_to_stderr()
     settings = _settings(db, events)
+    if omop:
+        settings = settings.model_copy(update={"omop": omop})
     library = library_or_exit(settings.rules_dir)
     try:
         result = run_cycle(library, settings.paths())
-    except (BadData, CycleBusy, NoData) as exc:
+    except (BadData, CycleBusy, NoData, SourceError) as exc:
         raise click.ClickException(str(exc)) from None
     except duckdb.Error as exc:  # the cycle rolled back and recorded the failure in analysis_run
         raise click.ClickException(f"{settings.database}: the cycle failed: {str(exc).splitlines()[0]}") from None

@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from engine.library import Library, load_library
-from engine.strengths import EMPTY, Snapshot, read_snapshot
-from engine.yamlsource import SourceError
+from engine.decision.strengths import EMPTY, Snapshot, read_snapshot
+from engine.documents.yamlsource import SourceError
+from engine.rulebook.library import Library, load_library
 from hooks.settings import Settings
 
 rules_option = click.option(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from engine.calls import INDETERMINATE, PhenotypeCall
-from engine.library import Library
-from engine.phenotyper import call_diplotype
+from engine.genotype.calls import INDETERMINATE, PhenotypeCall
+from engine.genotype.phenotyper import call_diplotype
+from engine.rulebook.library import Library
 from pgx_loop.options import library_or_exit, rules_option
 
 

@@ -28,8 +28,8 @@ def build(db: Path | None, out: Path | None) -> None:
     The analytics cycle does the same after each run; this builds it at once, e.g. after
     loading a new vocabulary. The file is replaced atomically; the service picks it up.
     """
-    from analytics.products import VOCABULARY, build_index, has_vocabulary, publish
-    from analytics.store import connect
+    from analytics.data.products import VOCABULARY, build_index, has_vocabulary, publish
+    from analytics.data.store import connect
 
     settings = _settings(db)
     library = library_or_exit(settings.rules_dir)

@@ -9,18 +9,18 @@ from pathlib import Path
 import click
 from pydantic import TypeAdapter
 
-from engine.cpic_update import ExportError, compare, read_export, summary_lines
-from engine.explain import Explanation, explain, find_drug_codes
-from engine.genes import GeneFile
-from engine.library import Library
-from engine.matching import StrengthTable
-from engine.orders import Order
-from engine.populations import SYSTEMS, PatientFacts
-from engine.results import ReportedResult
-from engine.rule_warnings import rule_warnings
-from engine.rules import Rule
-from engine.strengths import Snapshot
-from engine.yamlsource import load_yaml
+from engine.decision.matching import StrengthTable
+from engine.decision.orders import Order
+from engine.decision.populations import SYSTEMS, PatientFacts
+from engine.decision.rules import Rule
+from engine.decision.strengths import Snapshot
+from engine.documents.yamlsource import load_yaml
+from engine.genotype.genes import GeneFile
+from engine.genotype.results import ReportedResult
+from engine.rulebook.cpic_update import ExportError, compare, read_export, summary_lines
+from engine.rulebook.explain import Explanation, explain, find_drug_codes
+from engine.rulebook.library import Library
+from engine.rulebook.rule_warnings import rule_warnings
 from pgx_loop.options import library_or_exit, rules_option, served_strengths, strengths_option
 
 
@@ -140,11 +140,11 @@ def _strengths_line(path: Path, snapshot: Snapshot) -> str:
 
 
 def _explain_request(library: Library, path: Path, strengths: StrengthTable) -> list[Explanation]:
-    from hooks.fhir_pgx import ResultReader
-    from hooks.orders import orders_to_check
-    from hooks.patient_facts import patient_facts
-    from hooks.requests import HookRequest
-    from hooks.service import CONTEXTS
+    from hooks.answering.orders import orders_to_check
+    from hooks.answering.service import CONTEXTS
+    from hooks.fhir.fhir_pgx import ResultReader
+    from hooks.fhir.patient_facts import patient_facts
+    from hooks.protocol.requests import HookRequest
 
     request = HookRequest.model_validate_json(path.read_bytes())
     context = CONTEXTS[request.hook].model_validate(request.context)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from analytics.settings import AnalyticsSettings
-from engine.library import Library
+from engine.rulebook.library import Library
 from hooks.settings import Settings
 from pgx_loop.options import library_or_exit, rules_option
 
@@ -56,8 +56,8 @@ def serve(host: str, port: int, admin_port: int | None, workers: int, rules_dir:
 
 def _check_configuration(settings: Settings) -> None:
     """The trusted issuers (auth on) or the FHIR server list (auth off), as ``create_app`` checks them."""
-    from hooks.auth import AuthConfigError, build_verifier
-    from hooks.fhir_servers import parse_list
+    from hooks.protocol.fhir_servers import parse_list
+    from hooks.security.auth import AuthConfigError, build_verifier
 
     try:
         if settings.auth == "jwt":
@@ -75,11 +75,11 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1, library: 
     from uvicorn.supervisors import Multiprocess
 
     from analytics.scheduler import start_scheduler
-    from engine.logs import configure, log_config
+    from engine.runtime.logs import configure, log_config
     from hooks.app import create_app
-    from hooks.auth import AuthConfigError
-    from hooks.client_deadline import PROTOCOL as CLIENT_DEADLINE_PROTOCOL
-    from hooks.fhir_servers import FhirServerConfigError
+    from hooks.http.client_deadline import PROTOCOL as CLIENT_DEADLINE_PROTOCOL
+    from hooks.protocol.fhir_servers import FhirServerConfigError
+    from hooks.security.auth import AuthConfigError
 
     configure()  # JSON logs from here on (the scheduler logs before uvicorn sets up its own)
     try:
@@ -131,9 +131,9 @@ def _share_metrics(settings: Settings) -> None:
 def _demo_database(settings: AnalyticsSettings) -> None:
     """Build the synthetic demo database unless one with OMOP data is already there."""
     from analytics.cycle import status
-    from analytics.simulate import Truth, simulate
-    from analytics.store import connect
-    from engine.identifiers import Identifiers, load_or_create_key
+    from analytics.data.store import connect
+    from analytics.simulation.simulate import Truth, simulate
+    from engine.runtime.identifiers import Identifiers, load_or_create_key
 
     if status(settings.database).get("person"):
         click.echo(f"Using the existing database {settings.database}.")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from engine.library import Library
+from engine.rulebook.library import Library
 from hooks.app import create_app
 from hooks.settings import Settings
 from tests.conftest import RULES

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -8,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.library import Library, load_library
+from engine.rulebook.library import Library, load_library
+from hooks.answering.eventlog import read_events
 from hooks.app import create_app
-from hooks.eventlog import read_events
 from hooks.settings import Settings
 from tests.fhir_server import FhirServer
 from tests.postgres_server import PostgresServer, PostgresUnavailable, running_postgres
@@ -59,3 +60,19 @@ def fhir_server() -> Iterator[FhirServer]:
 def logged_events(settings: Settings) -> list[dict[str, Any]]:
     """Every event in every segment of the service's event log."""
     return [event for path in sorted(settings.events_path.glob("events-*.jsonl")) for event in read_events(path)]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One Spark session in local mode for the whole run (pyspark from PyPI, Debian's OpenJDK 17)."""
+    if shutil.which("java") is None:
+        pytest.skip("Spark not available: no Java runtime (make servers installs OpenJDK 17)")
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        pytest.skip("Spark not available: pyspark is not installed (make install)")
+    from analytics.sources.spark import local_session
+
+    session = local_session()
+    yield session
+    session.stop()

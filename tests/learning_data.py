@@ -7,11 +7,11 @@ from pathlib import Path
 
 import duckdb
 
+from analytics.data.store import LOOP_TABLES, connect
 from analytics.settings import Paths
-from analytics.simulate import Truth, simulate
-from analytics.store import LOOP_TABLES, connect
-from engine.identifiers import Identifiers
-from engine.library import Library
+from analytics.simulation.simulate import Truth, simulate
+from engine.rulebook.library import Library
+from engine.runtime.identifiers import Identifiers
 
 CLOPIDOGREL = "cyp2c19-clopidogrel"
 SIMVASTATIN = "slco1b1-simvastatin"

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
 from hooks.app import create_app
-from hooks.auth import AuthConfigError, load_issuers
+from hooks.security.auth import AuthConfigError, load_issuers
 from hooks.settings import Settings
 from pgx_loop.cli import main as cli
 from tests.auth_app import (
@@ -164,7 +164,7 @@ REASONS = {
 
 @pytest.mark.parametrize("case", BAD_TOKENS)
 def test_bad_tokens_get_401_with_an_empty_body(auth_client, keys, case, caplog):
-    with caplog.at_level("INFO", logger="hooks.auth_middleware"):
+    with caplog.at_level("INFO", logger="hooks.security.auth_middleware"):
         assert_unauthorized(call(auth_client, SERVICE, BAD_TOKENS[case](keys)))
     assert f": {REASONS[case]} (" in caplog.text
 
@@ -185,7 +185,7 @@ def test_a_replayed_jti_is_refused(auth_client, keys):
 
 def test_a_refused_token_is_not_logged_but_its_reason_is(auth_client, keys, caplog):
     token = keys["ES384"].sign(claims(EHR, BASE + FEEDBACK))
-    with caplog.at_level("INFO", logger="hooks.auth_middleware"):
+    with caplog.at_level("INFO", logger="hooks.security.auth_middleware"):
         assert_unauthorized(call(auth_client, SERVICE, token))
     assert "wrong_audience" in caplog.text and EHR in caplog.text
     assert token not in caplog.text and token.split(".")[1] not in caplog.text
@@ -345,7 +345,7 @@ BAD_TIMES: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("case", BAD_TIMES)
 def test_time_claims_that_are_not_numbers_get_401_not_500(auth_client, keys, case, caplog):
     token = keys["ES384"].sign(claims(EHR, BASE + SERVICE, **BAD_TIMES[case]))
-    with caplog.at_level("INFO", logger="hooks.auth_middleware"):
+    with caplog.at_level("INFO", logger="hooks.security.auth_middleware"):
         assert_unauthorized(call(auth_client, SERVICE, token))
     # NaN and Infinity are not JSON at all (Python's encoder writes them anyway): malformed.
     reason = "malformed" if case in ("exp NaN", "exp Infinity") else "bad_time_claim"
@@ -378,7 +378,7 @@ def test_an_unlisted_jku_with_an_unknown_kid_is_refused_without_a_connection(mak
     with ConnectionRecorder() as listener:
         stranger = new_key("ES384", "not-configured")
         token = stranger.sign(claims(FILED, BASE + SERVICE), jku=f"{listener.url}/jwks.json")
-        with caplog.at_level("INFO", logger="hooks.auth_middleware"):
+        with caplog.at_level("INFO", logger="hooks.security.auth_middleware"):
             assert_unauthorized(call(auth_client, SERVICE, token))
         # A configured kid does not make a forged signature under it pass either.
         forged = new_key("ES384", keys["ES384"].kid).sign(claims(FILED, BASE + SERVICE), jku=f"{listener.url}/j")
@@ -403,9 +403,9 @@ def test_an_issuer_with_both_jwks_and_jwks_file_is_refused_naming_file_and_entry
 
 
 def test_the_loaded_issuers_are_logged_with_their_key_ids_only(make_client, keys, caplog):
-    with caplog.at_level("INFO", logger="hooks.auth"):
+    with caplog.at_level("INFO", logger="hooks.security.auth"):
         make_client()
-    lines = [record.getMessage() for record in caplog.records if record.name == "hooks.auth"]
+    lines = [record.getMessage() for record in caplog.records if record.name == "hooks.security.auth"]
     [ehr] = [line for line in lines if EHR in line]
     assert all(key.kid in ehr for key in keys.values())
     [sandbox] = [line for line in lines if SANDBOX in line]

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import yaml
 
-from analytics.calibration import fit_systematic_error
-from analytics.cohort import Study
 from analytics.cycle import run_cycle
-from analytics.estimate import Z95, estimate
-from analytics.simulate import Truth
-from analytics.simulated_cells import draws, study_cells
-from engine.library import Library, default_rules_dir, load_library
+from analytics.simulation.simulate import Truth
+from analytics.simulation.simulated_cells import draws, study_cells
+from analytics.study.calibration import fit_systematic_error
+from analytics.study.cohort import Study
+from analytics.study.estimate import Z95, estimate
+from engine.rulebook.library import Library, default_rules_dir, load_library
 from tests.learning_data import CLOPIDOGREL, paths_in, query, simulated
 
 

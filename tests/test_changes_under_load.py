@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from engine.strengths import Snapshot, Strength
-from hooks.eventlog import read_events
+from engine.decision.strengths import Snapshot, Strength
+from hooks.answering.eventlog import read_events
 from tests.conftest import RULES
 from tests.fhirdata import genotype, hook_request, medication_request
 from tests.live_server import LiveServer

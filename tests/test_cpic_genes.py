@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.phenotyper import call_diplotype
-from engine.results import ReportedResult
-from hooks.patient_facts import patient_facts
+from engine.genotype.phenotyper import call_diplotype
+from engine.genotype.results import ReportedResult
+from hooks.fhir.patient_facts import patient_facts
 from tests.fhirdata import genotype, hook_request, medication_request
 
 TABLE = Path(__file__).parent / "data" / "cpic_new_gene_diplotypes.csv"

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from analytics.events import ingest
-from analytics.store import connect
-from hooks.eventlog import read_events
+from analytics.data.events import ingest
+from analytics.data.store import connect
+from hooks.answering.eventlog import read_events
 from tests.fhirdata import genotype, hook_request
 from tests.live_server import LiveServer
 

@@ -11,11 +11,11 @@ import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
-from analytics.cohort import REFERENCE, Study, build, cells, individual_rows, person_bands
 from analytics.cycle import run_cycle
-from analytics.estimate import _formula, design, estimate
-from analytics.genotypes import refresh_phenotypes
-from engine.library import Library
+from analytics.data.genotypes import refresh_phenotypes
+from analytics.study.cohort import REFERENCE, Study, build, cells, individual_rows, person_bands
+from analytics.study.estimate import _formula, design, estimate
+from engine.rulebook.library import Library
 from tests.learning_data import CLOPIDOGREL, NULL, NULL_STATIN, SIMVASTATIN, paths_in, simulated, truth
 
 

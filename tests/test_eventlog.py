@@ -11,8 +11,8 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
+from hooks.answering.eventlog import EventLog, EventLogError, read_events
 from hooks.app import create_app
-from hooks.eventlog import EventLog, EventLogError, read_events
 from tests.conftest import logged_events
 from tests.fhirdata import genotype, hook_request
 

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hooks.app import create_app
-from hooks.prefetch import UNREADABLE
+from hooks.fhir.prefetch import UNREADABLE
 from tests.fhirdata import genotype, hook_request
 
 SELECT = "/cds-services/pgx-order-select"

@@ -18,8 +18,8 @@ import yaml
 from fastapi.testclient import TestClient
 
 from hooks.app import create_app
-from hooks.fhir_servers import FhirServerConfigError
-from hooks.prefetch import UNREADABLE
+from hooks.fhir.prefetch import UNREADABLE
+from hooks.protocol.fhir_servers import FhirServerConfigError
 from hooks.settings import Settings
 from tests.conftest import RULES
 from tests.fhir_server import FhirServer
@@ -202,7 +202,7 @@ def test_with_auth_on_http_needs_an_http_entry(tmp_path, library, issuer_keys, i
 
 
 def test_an_issuer_entry_with_an_unusable_url_refuses_to_start(tmp_path, library, issuer_keys):
-    from hooks.auth import AuthConfigError
+    from hooks.security.auth import AuthConfigError
 
     with pytest.raises(AuthConfigError, match="fhir_servers"):
         with_issuers(tmp_path, library, issuer_keys, ["https://user:pw@ehr.example.org/fhir"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.phenotyper import call_diplotype
-from engine.results import ReportedResult
+from engine.genotype.phenotyper import call_diplotype
+from engine.genotype.results import ReportedResult
 
 
 def call(library, gene, text):

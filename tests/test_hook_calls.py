@@ -7,7 +7,7 @@ import copy
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.card_models import CdsResponse
+from engine.decision.card_models import CdsResponse
 from hooks.app import create_app
 from tests.cds_conformance import conformance_problems
 from tests.conftest import logged_events

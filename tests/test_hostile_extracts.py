@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from engine.library import Library
+from engine.rulebook.library import Library
 from tests.learning_data import simulated, truth
 
 CDM = ("person", "observation_period", "death", "measurement", "drug_exposure", "condition_occurrence")
@@ -115,8 +115,8 @@ def test_a_duckdb_extract_whose_person_is_a_view_is_refused(site: Path, loaded: 
 
 def test_after_reading_the_sources_the_connection_can_touch_no_file(site: Path, tmp_path: Path):
     """Defence in depth: even SQL the loader did not mean to run could not read or write a file."""
-    from analytics.omop import load_omop
-    from analytics.store import connect
+    from analytics.data.omop import load_omop
+    from analytics.data.store import connect
 
     secret = tmp_path / "pgx-loop.key"
     secret.write_text("key")

@@ -99,8 +99,9 @@ def test_no_module_imports_itself_through_others() -> None:
 @pytest.mark.parametrize(
     ("layer", "forbidden"),
     [
-        ("engine", ("fastapi", "starlette", "uvicorn", "duckdb", "hooks", "analytics", "pgx_loop")),
-        ("hooks", ("duckdb", "analytics", "pgx_loop")),
+        ("engine", ("fastapi", "starlette", "uvicorn", "duckdb", "psycopg", "pyspark", "hooks", "analytics",
+                    "pgx_loop")),
+        ("hooks", ("duckdb", "pyspark", "analytics", "pgx_loop")),
         ("analytics", ("fastapi", "hooks", "pgx_loop")),
     ],
 )

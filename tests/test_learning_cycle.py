@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
 from analytics.cycle import BadData, CycleBusy, NoData, run_cycle
+from analytics.data.store import connect
 from analytics.settings import Paths
-from analytics.store import connect
-from engine.library import Library
-from engine.strengths import read_snapshot
+from engine.decision.strengths import read_snapshot
+from engine.rulebook.library import Library
+from pgx_loop.cli import main
 from tests.learning_data import CLOPIDOGREL, SIMVASTATIN, paths_in, query, simulated, truth
 from tests.test_replica_events import card_event, write_segment
 
@@ -37,16 +39,25 @@ def paths(source_db: Path, tmp_path: Path) -> Paths:
     return paths_in(tmp_path, source_db)
 
 
-def cli(paths: Paths, *args: str) -> subprocess.CompletedProcess:
-    """``pgx-loop ARGS --db`` on ``paths``, as a separate process."""
-    env = {
-        **os.environ,
+def _env(paths: Paths) -> dict[str, str]:
+    return {
         "PGX_LOOP_DB": str(paths.database),
         "PGX_LOOP_EVENT_LOG_DIR": str(paths.events),
         "PGX_LOOP_STRENGTHS_FILE": str(paths.snapshot),
         "PGX_LOOP_VAR_DIR": str(paths.database.parent / "var"),
     }
+
+
+def cli(paths: Paths, *args: str) -> subprocess.CompletedProcess:
+    """``pgx-loop ARGS --db`` on ``paths``, as a separate process (what it prints, and nothing else)."""
+    env = {**os.environ, **_env(paths)}
     return subprocess.run([sys.executable, "-m", "pgx_loop.cli", *args], capture_output=True, text=True, env=env)
+
+
+def strength_cli(paths: Paths, *args: str) -> Result:
+    """``pgx-loop strength ARGS`` on ``paths`` in this process: these commands set up no logging, so nothing
+    outlives the call, and a pharmacist's sequence of them costs no interpreter start-ups."""
+    return CliRunner().invoke(main, ["strength", *args], env=_env(paths))
 
 
 def test_analyze_prints_one_json_object_with_every_estimate(paths: Paths):
@@ -113,21 +124,21 @@ def test_propose_mode_waits_for_approval_then_rollback_restores_and_pauses_auto(
         (SIMVASTATIN, "Decreased Function", "critical")
     ]
     assert proposed[0]["tier_after"] == "warning"  # nothing applied yet
-    shown = cli(paths, "strength", "show")
+    shown = strength_cli(paths, "show")
     assert "#1 slco1b1-simvastatin Decreased Function: warning -> critical" in shown.stdout
 
-    approved = cli(paths, "strength", "approve", "1", "--by", "pharmacist A")
-    assert approved.returncode == 0, approved.stderr
+    approved = strength_cli(paths, "approve", "1", "--by", "pharmacist A")
+    assert approved.exit_code == 0, approved.output
     assert "published snapshot version 2" in approved.stdout
     assert (SIMVASTATIN, "Decreased Function", "critical") in {
         (s.rule, s.phenotype, s.tier) for s in read_snapshot(paths.snapshot).strengths
     }
-    again = cli(paths, "strength", "approve", "1", "--by", "pharmacist A")
-    assert again.returncode != 0 and "proposal 1 is approved, not pending" in again.stderr
+    again = strength_cli(paths, "approve", "1", "--by", "pharmacist A")
+    assert again.exit_code != 0 and "proposal 1 is approved, not pending" in again.stderr
 
-    rolled = cli(paths, "strength", "rollback", "--to", "0", "--by", "pharmacist B")
-    assert rolled.returncode == 0, rolled.stderr
-    history = cli(paths, "strength", "history").stdout
+    rolled = strength_cli(paths, "rollback", "--to", "0", "--by", "pharmacist B")
+    assert rolled.exit_code == 0, rolled.output
+    history = strength_cli(paths, "history").stdout
     assert "[rollback by pharmacist B -> snapshot v3]" in history
     assert "[approved by pharmacist A -> snapshot v2]" in history
     assert read_snapshot(paths.snapshot).strengths == ()
@@ -178,7 +189,7 @@ def test_a_cycle_cut_off_mid_run_is_marked_interrupted_by_the_next(library: Libr
 def test_two_cycles_never_run_at_once(library: Library, paths: Paths):
     hold = (
         "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
-        "print('held', flush=True); time.sleep(30)"
+        "print('held', flush=True); time.sleep(600)"  # until killed below: a slow machine must not see it let go
     )
     holder = subprocess.Popen([sys.executable, "-c", hold, str(paths.lock)], stdout=subprocess.PIPE, text=True)
     try:

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hooks.app import create_app
-from hooks.limits import Limits, TooComplex
+from hooks.protocol.limits import Limits, TooComplex
 from tests.fhirdata import genotype, hook_request, medication_request
 
 SELECT = "/cds-services/pgx-order-select"

@@ -10,10 +10,10 @@ import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
-from analytics.events import ingest
-from analytics.store import LOOP_TABLES, transaction
-from engine.library import Library
-from engine.strengths import Snapshot, Strength
+from analytics.data.events import ingest
+from analytics.data.store import LOOP_TABLES, transaction
+from engine.decision.strengths import Snapshot, Strength
+from engine.rulebook.library import Library
 from hooks.app import create_app
 from hooks.settings import Settings
 from tests.conftest import RULES

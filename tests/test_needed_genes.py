@@ -7,11 +7,11 @@ from random import Random
 
 import pytest
 
-from engine.cards import CardContext
-from engine.identifiers import Identifiers
-from engine.library import Library
-from engine.orders import Order
-from hooks.fhir_pgx import ResultReader
+from engine.decision.cards import CardContext
+from engine.decision.orders import Order
+from engine.rulebook.library import Library
+from engine.runtime.identifiers import Identifiers
+from hooks.fhir.fhir_pgx import ResultReader
 from tests.fhirdata import PATIENT, example, genotype, implication
 
 CONTEXT = CardContext(PATIENT, "Practitioner/prescriber-1", Identifiers(b"k" * 32).stable_uuid)

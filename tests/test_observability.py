@@ -18,9 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from analytics.cycle import NoData, run_cycle
 from analytics.settings import Paths
-from engine.cycle_status import read_status
-from engine.library import Library
-from engine.logs import JsonFormatter
+from engine.rulebook.library import Library
+from engine.runtime.cycle_status import read_status
+from engine.runtime.logs import JsonFormatter
 from hooks.app import create_app
 from hooks.settings import Settings
 from tests.conftest import RULES, logged_events
@@ -210,7 +210,7 @@ def test_log_lines_carry_the_request_id(client, json_log):
     assert response.status_code == 200 and response.headers["x-request-id"] == "ehr-trace.0042"
     [line] = [line for line in json_log() if "subject is not the request's patient" in line["message"]]
     assert line["request_id"] == "ehr-trace.0042" and line["level"] == "WARNING"
-    assert line["logger"] == "hooks.fhir_pgx" and line["time"].endswith("+00:00")
+    assert line["logger"] == "hooks.fhir.fhir_pgx" and line["time"].endswith("+00:00")
 
     for unusable in ("has spaces in it", "x" * 200, 'quote"brace{'):
         response = client.post(SELECT, json=body, headers={"X-Request-ID": unusable})

@@ -11,11 +11,11 @@ import duckdb
 import pytest
 
 from analytics.cycle import run_cycle
-from analytics.genotypes import GenotypeFileError, extract_measurements, load_genotype_file, refresh_phenotypes
-from analytics.omop import OmopError, load_omop
+from analytics.data.genotypes import GenotypeFileError, extract_measurements, load_genotype_file, refresh_phenotypes
+from analytics.data.omop import OmopError, load_omop
+from analytics.data.store import connect, transaction
 from analytics.settings import Paths
-from analytics.store import connect, transaction
-from engine.library import Library
+from engine.rulebook.library import Library
 from tests.learning_data import simulated, truth
 
 CDM = ("person", "observation_period", "death", "measurement", "drug_exposure", "condition_occurrence", "concept",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.library import Library
-from engine.phenotyper import call_diplotype
+from engine.genotype.phenotyper import call_diplotype
+from engine.rulebook.library import Library
 
 # The reference tables live beside the project (../shared/pgx-oracle); a clone elsewhere can
 # point at them with PGX_LOOP_ORACLE.

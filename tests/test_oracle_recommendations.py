@@ -1,7 +1,7 @@
 """Every rule gives CPIC's own recommendation, word for word, for every CPIC lookup key.
 
 Runs against ../shared/pgx-oracle/recommendations_all_cpic.csv when that folder exists, with the
-comparison `pgx-loop rules check --against` makes (engine.cpic_update); warfarin's flowchart has
+comparison `pgx-loop rules check --against` makes (engine.rulebook.cpic_update); warfarin's flowchart has
 no lookup keys and is checked elsewhere.
 """
 
@@ -11,8 +11,8 @@ from collections import defaultdict
 
 import pytest
 
-from engine.cpic_update import CpicExport, CpicRow, compare, read_export
-from engine.library import Library, load_library
+from engine.rulebook.cpic_update import CpicExport, CpicRow, compare, read_export
+from engine.rulebook.library import Library, load_library
 from tests.conftest import RULES
 from tests.test_oracle import ORACLE
 

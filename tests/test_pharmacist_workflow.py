@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.library import load_library
-from engine.yamlsource import SourceError
+from engine.documents.yamlsource import SourceError
+from engine.rulebook.library import load_library
 from tests.conftest import REPOSITORY, RULES
 
 CLOPIDOGREL = RULES / "cyp2c19-clopidogrel.yaml"

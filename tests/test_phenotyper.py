@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from engine.library import Library
-from engine.phenotyper import call_diplotype
+from engine.genotype.phenotyper import call_diplotype
+from engine.rulebook.library import Library
 
 
 @pytest.fixture(scope="module")

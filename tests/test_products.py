@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from analytics.cycle import run_cycle
-from analytics.products import build_index, products_sql
-from engine.library import load_library
-from engine.products import read_product_index
-from engine.yamlsource import SourceError
+from analytics.data.products import build_index, products_sql
+from engine.decision.products import read_product_index
+from engine.documents.yamlsource import SourceError
+from engine.rulebook.library import load_library
 from hooks.app import create_app
 from hooks.settings import Settings
 from pgx_loop.cli import main
@@ -69,8 +69,8 @@ def test_the_curated_table_leads_products_brands_and_combinations_to_their_ingre
 
 
 def test_every_curated_product_leads_to_the_rules_of_all_its_ingredients(library):
-    from engine.products import parse_curated
-    from engine.yamlsource import load_yaml
+    from engine.decision.products import parse_curated
+    from engine.documents.yamlsource import load_yaml
 
     index, problems = parse_curated(load_yaml(RULES / "products" / "rxnorm.yaml"), library.rules_by_code)
     assert problems == [] and len(index.products) >= 30
@@ -207,7 +207,7 @@ def test_the_service_hot_reloads_the_published_index_and_matches_its_products(vo
             index = build_index(con, load_library(rules))
         finally:
             con.close()
-        from analytics.products import publish
+        from analytics.data.products import publish
 
         assert publish(index, settings.products_path)
         deadline = time.monotonic() + 10

@@ -15,14 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.calls import INDETERMINATE
-from engine.library import Library
-from engine.orders import Order
-from engine.phenotyper import call_diplotype
-from engine.results import GeneResult
-from engine.rules import TIER_RANK, TIERS
-from engine.strengths import Strength
-from hooks.limits import Limits, TooComplex
+from engine.decision.orders import Order
+from engine.decision.rules import TIER_RANK, TIERS
+from engine.decision.strengths import Strength
+from engine.genotype.calls import INDETERMINATE
+from engine.genotype.phenotyper import call_diplotype
+from engine.genotype.results import GeneResult
+from engine.rulebook.library import Library
+from hooks.protocol.limits import Limits, TooComplex
 from tests.test_oracle import oracle_rows
 
 STAR_GENES = ("CYP2C19", "CYP2C9", "CYP2D6", "CYP3A5", "NUDT15", "TPMT")

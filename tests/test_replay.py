@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hooks.replay import ReplayQuotaFull, SqliteReplayStore
+from hooks.security.replay import ReplayQuotaFull, SqliteReplayStore
 from tests.auth_app import BASE, EHR, FILED, SERVICE, assert_unauthorized, call
 from tests.jwt_keys import claims
 
@@ -109,7 +109,7 @@ def test_over_http_an_issuer_at_its_quota_gets_401_and_others_are_served(make_cl
     auth_client = make_client(jti_per_issuer=3)
     for _ in range(3):
         assert call(auth_client, SERVICE, keys["ES384"].sign(claims(EHR, BASE + SERVICE))).status_code == 200
-    with caplog.at_level("INFO", logger="hooks.auth_middleware"):
+    with caplog.at_level("INFO", logger="hooks.security.auth_middleware"):
         assert_unauthorized(call(auth_client, SERVICE, keys["ES384"].sign(claims(EHR, BASE + SERVICE))))
     assert ": replay_quota_full (" in caplog.text
     for _ in range(3):  # another issuer (same key, different iss) still has all of its own quota

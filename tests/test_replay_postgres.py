@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from hooks.replay import ReplayQuotaFull, ReplayStoreError
-from hooks.replay_postgres import PostgresReplayStore
+from hooks.security.replay import ReplayQuotaFull, ReplayStoreError
+from hooks.security.replay_postgres import PostgresReplayStore
 from tests.auth_app import BASE, EHR, SERVICE, call
 from tests.jwt_keys import claims
 from tests.live_server import free_port
@@ -183,7 +183,8 @@ def test_a_wrong_password_is_named_as_such_without_echoing_it(postgres):
     ("url", "problem"),
     [
         ("mysql://u:p@h/db", "must be a postgresql:// URL"),
-        ("postgresql://u:p@h/db?schema=a;drop", "not a plain SQL name"),
+        ("postgresql://u:p@h/db?schema=a;drop", "must be a plain name"),
+        ("postgresql://u:p@h:notaport/db", "port must be a number"),
     ],
 )
 def test_misconfigured_urls_are_refused_with_a_reason(url, problem):

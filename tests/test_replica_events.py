@@ -8,10 +8,10 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from analytics.events import ingest
+from analytics.data.events import ingest
+from analytics.data.store import connect
 from analytics.settings import AnalyticsSettings
-from analytics.store import connect
-from hooks.eventlog import EventLog
+from hooks.answering.eventlog import EventLog
 
 
 def card_event(card: str) -> dict:

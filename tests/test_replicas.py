@@ -20,9 +20,9 @@ import httpx
 import pytest
 import yaml
 
-from analytics.events import ingest
+from analytics.data.events import ingest
+from analytics.data.store import connect
 from analytics.settings import AnalyticsSettings
-from analytics.store import connect
 from tests.auth_app import BASE, EHR, FEEDBACK, SERVICE
 from tests.fhirdata import example
 from tests.jwt_keys import SigningKey, claims, jwks, new_key

@@ -14,14 +14,14 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from analytics import strengths
 from analytics.cycle import run_cycle
+from analytics.data.store import connect
 from analytics.report.render import entries, site_identifiers, write_report
 from analytics.report.view import VALIDITY, methods_tables
 from analytics.scheduler import scheduled_cycle
 from analytics.settings import AnalyticsSettings, Paths
-from analytics.store import connect
-from engine.library import Library
+from analytics.study import strengths
+from engine.rulebook.library import Library
 from pgx_loop.cli import main
 from tests.learning_data import CLOPIDOGREL, paths_in, query, simulated, truth
 

@@ -13,8 +13,8 @@ import pytest
 
 from analytics.cycle import run_cycle
 from analytics.report.render import write_report
-from engine.identifiers import Identifiers
-from engine.library import Library
+from engine.rulebook.library import Library
+from engine.runtime.identifiers import Identifiers
 from tests.cdp import Browser, chromium
 from tests.learning_data import paths_in, simulated, truth
 from tests.live_server import LiveServer

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.library import Library
+from engine.rulebook.library import Library
 from hooks.app import create_app
 from hooks.settings import Settings
 

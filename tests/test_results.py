@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.results import ReportedResult
+from engine.genotype.results import ReportedResult
 
 
 def interpret(library, *reports):

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from engine.orders import Order
-from engine.results import ReportedResult
-from engine.rules import RuleExample
+from engine.decision.orders import Order
+from engine.decision.rules import RuleExample
+from engine.genotype.results import ReportedResult
 from hooks.app import create_app
 from hooks.settings import Settings
 from tests.conftest import RULES, logged_events

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.library import load_library
-from engine.yamlsource import SourceError
+from engine.documents.yamlsource import SourceError
+from engine.rulebook.library import load_library
 from tests.conftest import RULES
 
 RULE = "cyp2c19-clopidogrel.yaml"

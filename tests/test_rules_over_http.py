@@ -12,7 +12,7 @@ from datetime import date
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.library import load_library
+from engine.rulebook.library import load_library
 from hooks.app import create_app
 from hooks.settings import Settings
 from tests.cds_conformance import conformance_problems

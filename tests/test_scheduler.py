@@ -13,8 +13,8 @@ import pytest
 
 from analytics.scheduler import next_due, scheduled_cycle, start_scheduler
 from analytics.settings import AnalyticsSettings
-from engine.cycle_status import read_status
-from engine.library import Library
+from engine.rulebook.library import Library
+from engine.runtime.cycle_status import read_status
 from tests.conftest import RULES
 from tests.learning_data import simulated, truth
 

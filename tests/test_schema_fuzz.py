@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from hooks.app import create_app
-from hooks.discovery import SERVICES
+from hooks.protocol.discovery import SERVICES
 from hooks.settings import Settings
 from tests.jwt_keys import jwks, new_key
 from tests.live_server import LiveServer

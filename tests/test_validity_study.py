@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.cohort import Study, build, cells
-from analytics.genotypes import extract_measurements, refresh_phenotypes
-from analytics.policy import decide, update
-from analytics.sequential import Boundaries, replay
-from analytics.simulate import Truth, simulate
-from analytics.simulated_cells import draws, study_cells, with_truth
-from analytics.validity import Scenario, replicates, summarise
-from engine.library import Library
+from analytics.data.genotypes import extract_measurements, refresh_phenotypes
+from analytics.simulation.simulate import Truth, simulate
+from analytics.simulation.simulated_cells import draws, study_cells, with_truth
+from analytics.simulation.validity import Scenario, replicates, summarise
+from analytics.study.cohort import Study, build, cells
+from analytics.study.policy import decide, update
+from analytics.study.sequential import Boundaries, replay
+from engine.rulebook.library import Library
 from tests.learning_data import CLOPIDOGREL
 
 
@@ -133,7 +133,7 @@ def test_the_score_test_is_raos_with_the_information_taken_under_the_null():
     covariate the same z as statsmodels' score test of the null fit."""
     import statsmodels.api as sm
 
-    from analytics.estimate import score_test
+    from analytics.study.estimate import score_test
 
     exog = pd.DataFrame({"const": [1.0, 1.0], "g": [0.0, 1.0]})
     fit = sm.GLM(np.array([30.0, 12.0]), exog, family=sm.families.Poisson(), exposure=np.array([1000.0, 200.0])).fit()

@@ -1,7 +1,7 @@
 """What a report shows, read from the analytics database into plain rows (no suppression yet).
 
 Everything is read on one read-only connection; the per-rule cohort is rebuilt with the cycle's
-own SQL (analytics.cohort.build), so the report counts exactly the patients the estimates rest on.
+own SQL (analytics.study.cohort.build), so the report counts exactly the patients the estimates rest on.
 Cards are linked to persons by the pseudonym the service logged: the keyed hash of the patient id
 the EHR sends, which OMOP holds as ``person.person_source_value``. Without the site key that link
 (and with it alerts by group and "order changed") is not available, and the report says so.
@@ -18,15 +18,15 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from analytics import strengths
-from analytics.cohort import REFERENCE, Study, build
-from analytics.estimate import Z95
-from analytics.events import read_offsets, segments
-from analytics.store import first_row, scalar, table_exists
-from engine.cards import offered_reasons
-from engine.identifiers import Identifiers
-from engine.library import Library
-from engine.phenotyper import call_diplotype
+from analytics.data.events import read_offsets, segments
+from analytics.data.store import first_row, scalar, table_exists
+from analytics.study import strengths
+from analytics.study.cohort import REFERENCE, Study, build
+from analytics.study.estimate import Z95
+from engine.decision.cards import offered_reasons
+from engine.genotype.phenotyper import call_diplotype
+from engine.rulebook.library import Library
+from engine.runtime.identifiers import Identifiers
 
 CHANGE_WINDOW_DAYS = 7
 RACE = {8527: "White", 8516: "Black or African American", 8515: "Asian", 8557: "Native Hawaiian or Pacific Islander",

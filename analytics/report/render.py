@@ -23,9 +23,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from analytics.report.data import collect
 from analytics.report.view import ReportView, Table, build_view
 from analytics.settings import AnalyticsSettings
-from engine.identifiers import Identifiers
-from engine.library import Library
-from engine.published import replace_atomically
+from engine.rulebook.library import Library
+from engine.runtime.identifiers import Identifiers
+from engine.runtime.published import replace_atomically
 
 log = logging.getLogger(__name__)
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{6}Z(-\d+)?$")

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analytics.cohort import REFERENCE
 from analytics.report import plots
 from analytics.report.data import ARMS, FEEDBACK, EstimateRow, ReportData, RuleData
 from analytics.report.summary import summarise
 from analytics.report.suppression import Suppressed, small, suppress
 from analytics.report.view_model import HIDDEN, CountTable, ReportView, RuleView, Table
+from analytics.study.cohort import REFERENCE
 
 TOTAL = "Total"
 VALIDITY = Path(__file__).with_name("validity.json")  # written by bench/learning_validity.py --write

@@ -1,0 +1,61 @@
+"""What every OMOP source engine offers the study: its tables and columns, and a query that counts what leaves."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import pandas as pd
+
+PUSHED_INLINE = 5_000  # ids pushed into a query as an inline table; more go in a session-local view (Spark)
+
+
+class SourceError(RuntimeError):
+    """The OMOP source cannot be used: a bad URL, an unreachable server, missing tables or columns.
+
+    The message names the source (never its password) and what is wrong, never a data value.
+    """
+
+
+def render(sql: str, dialect: str) -> str:
+    """The study SQL (written in DuckDB's dialect) in ``dialect``, by SQLGlot; DuckDB's runs as written."""
+    if dialect == "duckdb":
+        return sql
+    import sqlglot  # only the analytics process needs it, and only for a source elsewhere
+
+    return sqlglot.transpile(sql, read="duckdb", write=dialect)[0]
+
+
+class Source(ABC):
+    """An OMOP CDM in an engine. ``rows_out`` counts every row fetched out of it."""
+
+    dialect: str
+    shown: str  # the URL for messages, without a password
+
+    def __init__(self) -> None:
+        self.rows_out = 0
+
+    @abstractmethod
+    def _fetch(self, sql: str) -> pd.DataFrame:
+        """Run ``sql`` (already in the engine's dialect) and return its rows."""
+
+    @abstractmethod
+    def columns(self) -> dict[str, dict[str, str]]:
+        """CDM table (lower case) -> column (lower case) -> type, spelled as DuckDB spells it."""
+
+    def query(self, sql: str) -> pd.DataFrame:
+        """Run a DuckDB-dialect query in the engine; its result is all that leaves the engine."""
+        frame = self._fetch(render(sql, self.dialect))
+        frame.columns = [str(column).lower() for column in frame.columns]
+        self.rows_out += len(frame)
+        return frame
+
+    def pushed_ids(self, name: str, ids: list[int]) -> str:
+        """A relation ``name``(person_id) of ``ids`` for the study's queries (a few thousand at most inline)."""
+        if not ids:
+            return f"(SELECT CAST(NULL AS BIGINT) AS person_id WHERE 1 = 0) AS {name}"
+        body = ", ".join(f"({int(i)})" for i in ids)
+        return f"(VALUES {body}) AS {name}(person_id)"
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection; the engine's data is untouched."""

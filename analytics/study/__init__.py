@@ -1,0 +1,1 @@
+"""From data to a tier: cohort, Poisson estimate, calibration, sequential looks, policy, strengths."""

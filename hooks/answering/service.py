@@ -1,0 +1,210 @@
+"""Answering a hook call: request -> orders and results -> engine -> cards -> event log.
+
+Card identity: a card's uuid is derived from (patient, order, rule and its version, phenotype,
+tier). The same order seen at order-select and again at order-sign therefore yields the very
+same card, uuid included, and CDS clients replace rather than repeat it; the event log keeps
+both showings (different hook instances), which analytics counts once per card uuid.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import orjson
+from pydantic import ValidationError
+
+from engine.decision.cards import CardContext
+from engine.decision.matching import Match
+from engine.decision.products import EMPTY as NO_PRODUCTS
+from engine.decision.products import ProductIndex
+from engine.decision.strengths import EMPTY, Snapshot
+from engine.rulebook.library import Library
+from engine.runtime.identifiers import Identifiers, random_uuid
+from hooks.answering.eventlog import EventLog
+from hooks.answering.orders import OrderError, orders_to_check
+from hooks.fhir.fhir_pgx import ResultReader
+from hooks.fhir.fhir_shapes import value_problems
+from hooks.fhir.patient_facts import patient_facts
+from hooks.fhir.prefetch import FhirFetcher, PrefetchInvalid, pgx_resources
+from hooks.metrics import CARDS, STRENGTHS_VERSION
+from hooks.protocol.discovery import Service
+from hooks.protocol.fhir_servers import FhirServerPolicy
+from hooks.protocol.outcomes import BadRequest, validation_reasons
+from hooks.protocol.requests import HookRequest, OrderSelectContext, OrderSignContext
+
+log = logging.getLogger(__name__)
+CONTEXTS = {"order-select": OrderSelectContext, "order-sign": OrderSignContext}
+CONTEXT_PREFETCH = {"patient": ("Patient",), "conditions": ("Bundle", "Condition")}
+EMPTY_RESPONSE = b'{"cards":[]}'
+
+
+class HookHandler:
+    """Evaluates hook requests against the current library."""
+
+    def __init__(
+        self,
+        library: Library,
+        identifiers: Identifiers,
+        events: EventLog,
+        fetcher: FhirFetcher,
+        fhir_servers: FhirServerPolicy,
+    ):
+        self._products = NO_PRODUCTS
+        self._swap = threading.RLock()  # the two watchers swap from different threads
+        self.use(library)
+        self.use_strengths(EMPTY)
+        self._ids = identifiers
+        self._events = events
+        self._fetcher = fetcher
+        self._fhir_servers = fhir_servers
+
+    def use(self, library: Library) -> None:
+        """Serve ``library`` from the next request on (one assignment: a request sees one library)."""
+        with self._swap:
+            self._base = library
+            served = library.with_products(self._products)
+            self._current = (served, ResultReader(served.genes, served.rules_by_code))
+
+    def use_products(self, index: ProductIndex) -> None:
+        """Also match the products and brands of ``index`` (built from the OMOP vocabulary) from the next request on."""
+        with self._swap:
+            self._products = index
+            self.use(self._base)
+
+    def use_strengths(self, snapshot: Snapshot) -> None:
+        """Apply ``snapshot``'s tiers from the next request on (clamped to each rule's bounds by the engine)."""
+        self._strengths = (snapshot.version, snapshot.table())
+        STRENGTHS_VERSION.set(snapshot.version)
+
+    @property
+    def library(self) -> Library:
+        return self._current[0]
+
+    async def handle(self, service: Service, request: HookRequest, issuer: str | None = None) -> bytes:
+        """The JSON body of the response to one hook call (``issuer``: the verified JWT's ``iss``, if any)."""
+        if request.hook != service.hook:
+            raise BadRequest(f"hook: this service answers {service.hook!r}, not the hook named")
+        context = _parse_context(service.hook, request.context)
+        _check_context_prefetch(request, context.patientId)
+        library, reader = self._current
+        strengths_version, strengths = self._strengths
+        try:
+            orders = orders_to_check(context)
+        except OrderError as exc:
+            raise BadRequest(*exc.reasons) from None
+        genes = library.genes_for(orders)
+        if not genes:
+            return EMPTY_RESPONSE  # no rule concerns these drugs: no need for results at all
+        server = self._usable_server(request, issuer)
+        token = request.fhirAuthorization.access_token if request.fhirAuthorization and server else None
+        try:
+            resources = await pgx_resources(request.prefetch, context.patientId, self._fetcher, server, token)
+        except PrefetchInvalid as exc:
+            log.warning("refused unreadable PGx prefetch: %s", exc)
+            raise BadRequest(*exc.reasons) from None
+        facts = patient_facts(request.prefetch, orders)
+        # Only the genes of the rules these orders meet: the other results cannot change a card.
+        results = library.interpret(reader.read(resources, context.patientId, genes), facts.sex)
+        matches = [match for match in library.match(orders, results, facts, strengths) if match.shows_card]
+        if not matches:
+            return EMPTY_RESPONSE
+        card_context = CardContext(context.patientId, context.userId, self._ids.stable_uuid)
+        cards = [library.card(match, card_context) for match in matches]
+        # Shadow rules are evaluated and logged like any other, but their cards are not returned.
+        events = self._card_events(service, request, context.patientId, matches, cards, library, strengths_version)
+        await self._events.append(events)
+        shown = [card for match, card in zip(matches, cards, strict=True) if match.rule.status == "active"]
+        for match in matches:
+            if match.rule.status == "active":
+                CARDS.labels(match.rule.id, match.tier).inc()
+        return orjson.dumps({"cards": shown}) if shown else EMPTY_RESPONSE
+
+    def _usable_server(self, request: HookRequest, issuer: str | None) -> str | None:
+        """The request's fhirServer if configuration allows contacting it; otherwise as if none was given."""
+        if request.fhirServer is None:
+            return None
+        if self._fhir_servers.allows(request.fhirServer, issuer):
+            return request.fhirServer
+        # Never contacted. The host only (no path, no token): what an operator needs to extend the list.
+        log.warning(
+            "fhirServer host %r is not on the FHIR server list of issuer %r; treated as absent",
+            httpx.URL(request.fhirServer).raw_host.decode("ascii")[:100],
+            issuer,
+        )
+        return None
+
+    def _card_events(
+        self,
+        service: Service,
+        request: HookRequest,
+        patient_id: str,
+        matches: list[Match],
+        cards: list[dict[str, Any]],
+        library: Library,
+        strengths_version: int,
+    ) -> list[dict[str, Any]]:
+        """One event per card (shown or shadow): what analytics needs, patient and order pseudonymised.
+
+        One timestamp and one pseudonym per patient and per order for the whole request.
+        """
+        orders = {reference: self._ids.pseudonym(reference) for reference in {m.order.reference for m in matches}}
+        shared = {
+            "type": "card",
+            "time": datetime.now(UTC).isoformat(),
+            "service": service.id,
+            "hook": service.hook,
+            "hook_instance": request.hookInstance,
+            "patient": self._ids.pseudonym(patient_id),
+            "library_version": library.version,
+            "strengths_version": strengths_version,
+        }
+        return [
+            {
+                "event_id": random_uuid(),
+                **shared,
+                "order": orders[match.order.reference],
+                "card": card["uuid"],
+                "rule": match.rule.id,
+                "rule_version": match.rule.version,
+                "gene": "+".join(match.rule.gene_list),
+                "phenotype": match.key,
+                "kind": match.kind,
+                "population": match.population.id,
+                "drug": match.drug.name,
+                "tier": match.tier,
+                "tier_source": match.tier_source,
+                "shadow": match.rule.status == "shadow",
+            }
+            for match, card in zip(matches, cards, strict=True)
+        ]
+
+
+def _parse_context(hook: str, context: dict[str, Any]) -> OrderSignContext:
+    try:
+        return CONTEXTS[hook].model_validate(context)
+    except ValidationError as exc:
+        raise BadRequest(*validation_reasons(exc, "context")) from None
+
+
+def _check_context_prefetch(request: HookRequest, patient_id: str) -> None:
+    """The optional Patient and Conditions must be readable too: they choose the CPIC population."""
+    prefetch = request.prefetch or {}
+    problems = []
+    for key, kinds in CONTEXT_PREFETCH.items():
+        value = prefetch.get(key)
+        if value is None:
+            continue
+        found = value_problems(value, f"prefetch.{key}")
+        if not found and value["resourceType"] not in kinds:
+            found = [f"prefetch.{key}: must be a {' or '.join(kinds)}, or null"]
+        problems += found
+    if problems:
+        log.warning("refused unreadable prefetch: %s", "; ".join(problems))
+        raise BadRequest(*problems)
+    patient = prefetch.get("patient")
+    if patient is not None and patient.get("id") != patient_id:
+        raise BadRequest("prefetch.patient is not the patient in context.patientId")

@@ -1,0 +1,317 @@
+"""FHIR Observations -> reported PGx results, read as tolerantly as real servers require.
+
+Recognised (see ../shared/reference/fhir-pgx.md):
+- Genotype: ``code`` LOINC 84413-4; gene in component 48018-6 (HGNC id or symbol), diplotype in
+  ``valueCodeableConcept`` (text, display or code, e.g. "CYP2C19 *1/*2") or ``valueString``.
+- Therapeutic implication: ``code`` tbd-codes-cs#therapeutic-implication, phenotype in the
+  component ``therapeutic-implication``, ``predicted-therapeutic-implication`` or LOINC 53040-2.
+- STU1 medication-metabolism: ``code`` LOINC 53040-2 with the phenotype as the value.
+An implication's gene comes from a gene-studied component, else from the genotype it is derived
+from, else from the drug it assesses when exactly one of our genes has a rule for that drug.
+
+Only final results about the request's patient are used; everything else is skipped and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Container, Iterable, Mapping
+from typing import Any
+
+from engine.decision.lookup import RuleLookup
+from engine.decision.orders import RXNORM_SYSTEM
+from engine.decision.rules import Drug
+from engine.genotype.genes import GeneDefinition
+from engine.genotype.results import ReportedResult
+
+log = logging.getLogger(__name__)
+
+LOINC = "http://loinc.org"
+GENOMICS_TBD = "http://hl7.org/fhir/uv/genomics-reporting/CodeSystem/tbd-codes-cs"
+GENOTYPE = (LOINC, "84413-4")
+GENE_STUDIED = frozenset({(LOINC, "48018-6")})
+MEDICATION_ASSESSED = frozenset({(LOINC, "51963-7")})
+METABOLISM_EFFECT = (LOINC, "53040-2")
+METABOLISM_EFFECTS = frozenset({METABOLISM_EFFECT})
+# Observation.code -> what kind of PGx result the Observation is.
+KINDS = {
+    GENOTYPE: "genotype",
+    (GENOMICS_TBD, "therapeutic-implication"): "implication",
+    METABOLISM_EFFECT: "implication",
+}
+PHENOTYPE_COMPONENTS = frozenset(
+    {
+        (GENOMICS_TBD, "therapeutic-implication"),
+        (GENOMICS_TBD, "predicted-therapeutic-implication"),
+        METABOLISM_EFFECT,
+    }
+)
+USABLE_STATUS = {"final", "amended", "corrected"}
+
+# LOINC answers for metabolizer status (LL3856-3) -> CPIC terms.
+LOINC_PHENOTYPES = {
+    "LA10315-2": "Ultrarapid Metabolizer",
+    "LA25390-8": "Rapid Metabolizer",
+    "LA25391-6": "Normal Metabolizer",
+    "LA10317-8": "Intermediate Metabolizer",
+    "LA9657-3": "Poor Metabolizer",
+}
+
+
+# These helpers run for every Observation of every call: plain loops, no intermediate lists.
+def _codings(concept: Any) -> list[Any] | tuple[()]:
+    if type(concept) is dict:
+        codings = concept.get("coding")
+        if type(codings) is list:
+            return codings
+    return ()
+
+
+def _has_code(concept: Any, wanted: frozenset[tuple[str, str]]) -> bool:
+    for coding in _codings(concept):
+        if type(coding) is dict and (coding.get("system"), coding.get("code")) in wanted:
+            return True
+    return False
+
+
+def _texts(concept: Any) -> list[str]:
+    """Candidate strings of a CodeableConcept, most human first: text, displays, codes."""
+    if type(concept) is not dict:
+        return []
+    codings = [coding for coding in _codings(concept) if type(coding) is dict]
+    texts = [concept.get("text")]
+    texts += [coding.get("display") for coding in codings] + [coding.get("code") for coding in codings]
+    return [text.strip() for text in texts if isinstance(text, str) and text.strip()]
+
+
+def resources_of(value: Any, resource_type: str) -> list[dict[str, Any]]:
+    """The resources of one type in a prefetch value: a Bundle is unpacked, anything else skipped."""
+    if not isinstance(value, dict):
+        return []
+    if value.get("resourceType") == "Bundle":
+        found = []
+        for entry in value.get("entry") or []:
+            inner = entry.get("resource") if isinstance(entry, dict) else None
+            if isinstance(inner, dict) and inner.get("resourceType") == resource_type:
+                found.append(inner)
+        return found
+    return [value] if value.get("resourceType") == resource_type else []
+
+
+def observations(resources: Iterable[Any]) -> list[dict[str, Any]]:
+    """The Observations among prefetch values."""
+    return [obs for resource in resources for obs in resources_of(resource, "Observation")]
+
+
+class ResultReader:
+    """Reads PGx Observations for one library's genes and drugs (its lookup tables built once)."""
+
+    def __init__(
+        self, genes: Mapping[str, GeneDefinition], rules_by_code: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
+    ):
+        self._genes = genes
+        self._by_hgnc = {gene.hgnc: symbol for symbol, gene in genes.items()}
+        self._by_symbol = {symbol.casefold(): symbol for symbol in genes}
+        # An HLA typing may carry only its locus letter ("B*57:01/B*07:02"): B is HLA-B.
+        self._by_symbol.update({symbol[4:].casefold(): symbol for symbol in genes if symbol.startswith("HLA-")})
+        # Exact spellings first: most servers send "HGNC:2621" or "CYP2C19" as they are.
+        self._exact = {**{symbol: symbol for symbol in genes}, **self._by_hgnc}
+        self._rules_by_code = rules_by_code
+
+    def read(
+        self, resources: Iterable[Any], patient_id: str, genes: Container[str] | None = None
+    ) -> list[ReportedResult]:
+        """Every usable PGx result for ``patient_id`` among the given prefetch/fetch values.
+
+        ``genes``: read only results for these genes (None: all). Observations about other genes
+        are recognised by their gene and left unparsed; no rule asked for them, so they cannot
+        change a card.
+        """
+        wanted = genes if genes is not None else self._genes
+        genotypes, implications = [], []
+        for obs in observations(resources):
+            kind = _kind(obs)
+            if kind is not None:
+                (genotypes if kind == "genotype" else implications).append(obs)
+        reports = []
+        genotype_genes = {}  # "Observation/id" -> gene, for implications derived from a genotype
+        others = {}  # the same for genotypes naming a gene not wanted: checked only if an implication asks
+        for obs in genotypes:
+            reference = f"Observation/{obs['id']}" if obs.get("id") else None
+            named, gene = self._gene_studied(obs)
+            if gene is not None and gene not in wanted:
+                if reference:
+                    others[reference] = obs, gene
+                    genotype_genes.pop(reference, None)
+                continue
+            gene, report = self._genotype(obs, named, gene, patient_id)
+            if gene is not None and reference:
+                genotype_genes[reference] = gene
+                others.pop(reference, None)
+            if report is not None:
+                reports.append(report)
+
+        def derived_gene(reference: str) -> str | None:
+            """The gene of the genotype an implication is derived from, as if every genotype had been read."""
+            if reference in genotype_genes:
+                return genotype_genes[reference]
+            obs, gene = others.get(reference, (None, None))
+            return gene if obs is not None and _has_value(obs) and self._usable(obs, patient_id) else None
+
+        for obs in implications:
+            report = self._implication(obs, derived_gene, wanted, patient_id)
+            if report is not None:
+                reports.append(report)
+        return reports
+
+    @staticmethod
+    def _usable(obs: dict[str, Any], patient_id: str) -> bool:
+        if obs.get("status") not in USABLE_STATUS:
+            # Not the value itself: it comes from the request and could hold anything.
+            log.info("skipped an Observation whose status is not %s", "/".join(sorted(USABLE_STATUS)))
+            return False
+        subject = (obs.get("subject") or {}).get("reference") if isinstance(obs.get("subject"), dict) else None
+        if not isinstance(subject, str) or not (
+            subject == f"Patient/{patient_id}" or subject.endswith(f"/Patient/{patient_id}")
+        ):
+            # Never use a result that is not explicitly this patient's.
+            log.warning("skipped an Observation whose subject is not the request's patient")
+            return False
+        return True
+
+    def _gene_symbol(self, text: Any) -> str | None:
+        """One of our genes, from an HGNC id ("HGNC:2621") or a symbol ("CYP2C19")."""
+        if type(text) is not str:
+            return None
+        exact = self._exact.get(text)
+        if exact is not None:
+            return exact
+        text = text.strip()
+        return self._by_hgnc.get(text) or self._by_symbol.get(text.casefold())
+
+    def _gene_studied(self, obs: dict[str, Any]) -> tuple[bool, str | None]:
+        """Whether the Observation names its gene, and which of our genes that is (if any)."""
+        components = obs.get("component")
+        for component in components if type(components) is list else ():
+            if type(component) is dict and _has_code(component.get("code"), GENE_STUDIED):
+                value = component.get("valueCodeableConcept")
+                for coding in _codings(value):
+                    if type(coding) is dict:
+                        code = coding.get("code")
+                        symbol = self._exact.get(code) if type(code) is str else None  # the usual case, inline
+                        symbol = symbol or self._gene_symbol(code) or self._gene_symbol(coding.get("display"))
+                        if symbol:
+                            return True, symbol
+                return True, self._gene_symbol(value.get("text")) if type(value) is dict else None
+        return False, None
+
+    def _genotype(
+        self, obs: dict[str, Any], named: bool, gene: str | None, patient_id: str
+    ) -> tuple[str | None, ReportedResult | None]:
+        """(gene, result) of a genotype Observation whose gene-studied component gave (named, gene)."""
+        if named and gene is None:
+            return None, None  # a gene we have no definitions for
+        values = _texts(obs.get("valueCodeableConcept"))
+        if isinstance(obs.get("valueString"), str) and obs["valueString"].strip():
+            values.insert(0, obs["valueString"].strip())
+        for value in values:
+            symbol = gene or self._gene_symbol(_leading_word(value))
+            if symbol:  # the gene definition decides what the value means (it may be "-1639 GA")
+                if not self._usable(obs, patient_id):
+                    return None, None
+                return symbol, ReportedResult(symbol, diplotype=value, effective=_effective(obs))
+        if values:
+            log.info("skipped a genotype Observation with no recognised gene and diplotype")
+        return None, None
+
+    def _implication(
+        self,
+        obs: dict[str, Any],
+        derived_gene: Callable[[str], str | None],
+        wanted: Container[str],
+        patient_id: str,
+    ) -> ReportedResult | None:
+        _, gene = self._gene_studied(obs)
+        for reference in obs.get("derivedFrom") or []:
+            if gene is None and isinstance(reference, dict):
+                gene = derived_gene(str(reference.get("reference")))
+        if gene is None:
+            gene = self._gene_from_assessed_drug(obs)
+        if gene is None:
+            log.info("skipped a therapeutic implication whose gene could not be determined")
+            return None
+        if gene not in wanted or not self._usable(obs, patient_id):
+            return None
+        phenotype = None
+        if _has_code(obs.get("code"), METABOLISM_EFFECTS):
+            phenotype = _phenotype_text(obs.get("valueCodeableConcept"))
+        for component in obs.get("component") or []:
+            if (
+                phenotype is None
+                and isinstance(component, dict)
+                and _has_code(component.get("code"), PHENOTYPE_COMPONENTS)
+            ):
+                phenotype = _phenotype_text(component.get("valueCodeableConcept"))
+        if phenotype is None:
+            return None
+        return ReportedResult(gene, phenotype=phenotype, effective=_effective(obs))
+
+    def _gene_from_assessed_drug(self, obs: dict[str, Any]) -> str | None:
+        genes = set()
+        for component in obs.get("component") or []:
+            if isinstance(component, dict) and _has_code(component.get("code"), MEDICATION_ASSESSED):
+                for coding in _codings(component.get("valueCodeableConcept")):
+                    if coding.get("system") == RXNORM_SYSTEM:
+                        entries = self._rules_by_code.get(str(coding.get("code")), ())
+                        genes.update(lookup.rule.gene for lookup, _ in entries if lookup.rule.single_gene)
+        return genes.pop() if len(genes) == 1 else None
+
+
+def _has_value(obs: dict[str, Any]) -> bool:
+    """Whether a genotype Observation carries any value text (what ``_texts`` would find), cheaply."""
+    text = obs.get("valueString")
+    if type(text) is str and text.strip():
+        return True
+    concept = obs.get("valueCodeableConcept")
+    if type(concept) is not dict:
+        return False
+    text = concept.get("text")
+    if type(text) is str and text.strip():
+        return True
+    for coding in _codings(concept):
+        if type(coding) is dict:
+            for key in ("display", "code"):
+                text = coding.get(key)
+                if type(text) is str and text.strip():
+                    return True
+    return False
+
+
+def _kind(obs: dict[str, Any]) -> str | None:
+    concept = obs.get("code")
+    codings = concept.get("coding") if type(concept) is dict else None
+    for coding in codings if type(codings) is list else ():
+        if type(coding) is dict:
+            kind = KINDS.get((coding.get("system"), coding.get("code")))
+            if kind:
+                return kind
+    return None
+
+
+def _leading_word(value: str) -> str:
+    """The gene symbol a diplotype string may start with: "CYP2C19" in "CYP2C19 *1/*2" or "CYP2C19*2/*2"."""
+    words = value.split("*", 1)[0].split()
+    return words[0] if words else ""
+
+
+def _phenotype_text(concept: Any) -> str | None:
+    for coding in _codings(concept):
+        if coding.get("system") == LOINC and coding.get("code") in LOINC_PHENOTYPES:
+            return LOINC_PHENOTYPES[coding["code"]]
+    texts = [text for text in _texts(concept) if not text.startswith("LA")]
+    return texts[0] if texts else None
+
+
+def _effective(obs: dict[str, Any]) -> str | None:
+    value = obs.get("effectiveDateTime") or (obs.get("effectivePeriod") or {}).get("start") or obs.get("issued")
+    return value[:10] if isinstance(value, str) and value else None

@@ -1,0 +1,192 @@
+"""The R4 shapes of the FHIR fields the service reads or copies, checked before anything is read.
+
+A field of the wrong type must never be read as "absent": a draft order whose medication is a
+string, or a genotype whose value is a number, would otherwise look like "checked, nothing to
+say" and lose a critical alert. Only the fields the service uses are declared; the others pass
+unchecked and are never copied (``model_dump`` of a shape holds only declared fields).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from hooks.fhir.shape_check import conforms
+from hooks.protocol.outcomes import validation_reasons
+
+ShapeT = TypeVar("ShapeT", bound=BaseModel)
+FhirDate = Annotated[str, StringConstraints(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")]
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class Coding(_Shape):
+    system: str | None = None
+    code: str | None = None
+    display: str | None = None
+
+
+class CodeableConcept(_Shape):
+    coding: list[Coding] | None = None
+    text: str | None = None
+
+
+class Reference(_Shape):
+    reference: str | None = None
+    display: str | None = None
+
+
+class Period(_Shape):
+    start: str | None = None
+
+
+# --- draft orders (what rule matching reads, and what a suggestion carries over) ---------------
+
+# R4 required bindings: https://hl7.org/fhir/R4/valueset-medicationrequest-intent.html, request-priority.
+Intent = Literal[
+    "proposal", "plan", "order", "original-order", "reflex-order", "filler-order", "instance-order", "option"
+]
+Priority = Literal["routine", "urgent", "asap", "stat"]
+
+
+class ContainedResource(_Shape):
+    resourceType: str | None = None
+    id: str | None = None
+    code: CodeableConcept | None = None
+
+
+CARRIED_OVER = {"intent", "encounter", "reasonCode", "reasonReference", "category", "priority"}
+
+
+class DraftMedicationRequest(_Shape):
+    """A draft MedicationRequest, as far as the service reads it (R4: medication[x] is required)."""
+
+    medicationCodeableConcept: CodeableConcept | None = None
+    medicationReference: Reference | None = None
+    contained: list[ContainedResource] | None = None
+    subject: Reference | None = None
+    intent: Intent | None = None
+    priority: Priority | None = None
+    encounter: Reference | None = None
+    category: list[CodeableConcept] | None = None
+    reasonCode: list[CodeableConcept] | None = None
+    reasonReference: list[Reference] | None = None
+
+    def carried_over(self) -> dict[str, Any]:
+        """The fields a suggested replacement keeps from the draft: intent, visit, indication, category, priority."""
+        return self.model_dump(include=CARRIED_OVER, exclude_none=True)
+
+
+class Medication(_Shape):
+    code: CodeableConcept | None = None
+
+
+# --- prefetched or fetched results and context ------------------------------------------------
+
+
+class Component(_Shape):
+    code: CodeableConcept | None = None
+    valueCodeableConcept: CodeableConcept | None = None
+
+
+class Observation(_Shape):
+    id: str | None = None
+    status: str | None = None
+    code: CodeableConcept | None = None
+    subject: Reference | None = None
+    valueCodeableConcept: CodeableConcept | None = None
+    valueString: str | None = None
+    component: list[Component] | None = None
+    derivedFrom: list[Reference] | None = None
+    effectiveDateTime: str | None = None
+    effectivePeriod: Period | None = None
+    issued: str | None = None
+
+
+class Condition(_Shape):
+    clinicalStatus: CodeableConcept | None = None
+    verificationStatus: CodeableConcept | None = None
+    code: CodeableConcept | None = None
+
+
+class Patient(_Shape):
+    id: str | None = None
+    birthDate: FhirDate | None = None
+
+
+class BundleLink(_Shape):
+    relation: str
+    url: str
+
+
+class BundleEntry(_Shape):
+    resource: dict[str, Any] | None = None
+
+
+class Bundle(_Shape):
+    entry: list[BundleEntry] | None = None
+    link: list[BundleLink] | None = None
+
+
+SHAPES: dict[str, type[_Shape]] = {"Observation": Observation, "Condition": Condition, "Patient": Patient}
+
+
+def shape_problems(shape: type[BaseModel], value: Any, where: str) -> list[str]:
+    """Each field of ``value`` (at ``where`` in the request) that does not have its R4 shape; never the values."""
+    return read_shape(shape, value, where)[1]
+
+
+def read_shape(shape: type[ShapeT], value: Any, where: str) -> tuple[ShapeT | None, list[str]]:
+    """``value`` read as ``shape``, or None and each field that does not have its R4 shape (never the values)."""
+    try:
+        return shape.model_validate(value), []
+    except ValidationError as exc:
+        return None, validation_reasons(exc, where)
+
+
+def value_problems(value: Any, where: str) -> list[str]:
+    """Shape problems of a prefetch value or fetched page: a Bundle's entries, or one resource."""
+    if _conforms(value):
+        return []  # the usual case, known without building the shapes (hooks.fhir.shape_check)
+    if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+        return [f"{where}: not a FHIR resource"]
+    if value["resourceType"] != "Bundle":
+        shape = SHAPES.get(value["resourceType"])
+        return shape_problems(shape, value, where) if shape else []
+    problems = shape_problems(Bundle, value, where)
+    if problems:
+        return problems
+    for index, entry in enumerate(value.get("entry") or []):
+        resource = entry.get("resource")
+        if resource is None:
+            continue
+        if not isinstance(resource.get("resourceType"), str):
+            problems.append(f"{where}.entry.{index}.resource.resourceType: missing or not a string")
+        elif shape := SHAPES.get(resource["resourceType"]):
+            problems += shape_problems(shape, resource, f"{where}.entry.{index}.resource")
+    return problems
+
+
+def _conforms(value: Any) -> bool:
+    """Whether ``value`` certainly has no problems by ``value_problems`` (False: look closer)."""
+    if type(value) is not dict or type(value.get("resourceType")) is not str:
+        return False
+    if value["resourceType"] != "Bundle":
+        shape = SHAPES.get(value["resourceType"])
+        return shape is None or conforms(shape)(value)
+    if not conforms(Bundle)(value):
+        return False
+    for entry in value.get("entry") or ():
+        resource = entry.get("resource")
+        if resource is None:
+            continue
+        kind = resource.get("resourceType")
+        if type(kind) is not str:
+            return False
+        shape = SHAPES.get(kind)
+        if shape is not None and not conforms(shape)(resource):
+            return False
+    return True

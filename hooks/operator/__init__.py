@@ -1,0 +1,1 @@
+"""For operators and analysts: health and metrics endpoints, hot reload, the served reports."""
