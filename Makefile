@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP) browser servers
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
