@@ -52,9 +52,13 @@ def segment_key(directory: Path, segment: Path) -> str:
 def segments(directories: Path | Sequence[Path]) -> list[tuple[str, Path]]:
     """(key, path) of every segment in ``directories`` (one or several replicas' event-log directories)."""
     found = []
-    for directory in [directories] if isinstance(directories, Path) else directories:
+    listed = [directories] if isinstance(directories, Path) else list(directories)
+    for directory in listed:
         if not directory.is_dir():
-            log.warning("event-log directory %s not found: its events are not ingested this time", directory)
+            # One replica's directory missing among several is worth a warning; the only directory
+            # missing is a service that has not logged yet (the first cycle of a new site).
+            level = logging.WARNING if len(listed) > 1 else logging.INFO
+            log.log(level, "event-log directory %s not found: its events are not ingested this time", directory)
             continue
         found += [(segment_key(directory, path), path) for path in sorted(directory.glob("events-*.jsonl"))]
     return found
