@@ -392,10 +392,11 @@ def collect(
 ) -> ReportData:  # fmt: skip
     """Read everything a report shows. ``con`` may be read-only (only temp tables are created)."""
     missing = [table for table in ("pgx_result", "analysis_run") if not table_exists(con, table)]
-    runs = _runs(con) if not missing else []
-    in_place = not table_exists(con, "person")
-    if missing or (in_place and not runs):
-        missing = missing or ["person"]
+    runs = _runs(con) if "analysis_run" not in missing else []
+    in_place = not table_exists(con, "person")  # the OMOP tables are elsewhere: the cycles counted what is shown
+    if in_place and not runs:
+        missing.insert(0, "person")
+    if missing:
         raise NoReportData(f"no {', '.join(missing)} table: load data and run a cycle first (pgx-loop analyze)")
     run = runs[-1] if runs else None
     linked = identifiers is not None and table_exists(con, "drug_exposure") and _has_source_values(con)
