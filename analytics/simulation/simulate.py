@@ -223,18 +223,22 @@ def _dates(days: np.ndarray) -> np.ndarray:
     return DAY0 + days.astype("timedelta64[D]")
 
 
-def _diplotypes(rng: np.random.Generator, gene: str, ancestry: np.ndarray) -> np.ndarray:
-    """Two alleles per person under Hardy-Weinberg, by ancestry; returns 'a/b' strings."""
+def _diplotypes(rng: np.random.Generator, gene: str, ancestry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two alleles per person under Hardy-Weinberg, by ancestry: the 'a/b' labels and each person's label index."""
     alleles = list(ALLELE_FREQUENCIES[gene])
     table = np.array([ALLELE_FREQUENCIES[gene][a] for a in alleles])  # alleles x ancestries
     names = ["*1", *alleles]
     cumulative = np.vstack([1 - table.sum(axis=0), table]).cumsum(axis=0).T  # ancestries x alleles
-    picks = [
-        np.minimum((rng.random(len(ancestry))[:, None] > cumulative[ancestry]).sum(axis=1), len(names) - 1)
-        for _ in range(2)
-    ]
+    by_ancestry = [np.flatnonzero(ancestry == a) for a in range(len(cumulative))]
+    picks = []
+    for _ in range(2):
+        uniform, pick = rng.random(len(ancestry)), np.empty(len(ancestry), np.int64)
+        for a, persons in enumerate(by_ancestry):
+            # how many cumulative shares lie below the uniform: the allele (a bisection, not an n x alleles matrix)
+            pick[persons] = np.searchsorted(cumulative[a], uniform[persons], side="left")
+        picks.append(np.minimum(pick, len(names) - 1))
     labels = np.array([f"{a}/{b}" for a in names for b in names])
-    return labels[picks[0] * len(names) + picks[1]]
+    return labels, picks[0] * len(names) + picks[1]
 
 
 @dataclass
@@ -275,7 +279,7 @@ class NewUsers:
     comparator: np.ndarray  # which comparator, for those not on the drug
     product: np.ndarray  # which of the drug's concepts, for those on it
     supply: np.ndarray
-    end: np.ndarray  # end of follow-up (float: death may fall inside a day)
+    end: np.ndarray  # end of follow-up in continuous days, exclusive: the end of the last day at risk, or death
     event_day: np.ndarray
     happened: np.ndarray
     outcome_concept: np.ndarray
@@ -299,9 +303,9 @@ def draw_population(rng: np.random.Generator, library: Library, genes: list[str]
     result_day = rng.integers(0, STUDY_DAYS, size=persons)
     diplotypes, phenotypes = {}, {}
     for gene in genes:
-        diplotypes[gene] = _diplotypes(rng, gene, ancestry)
-        distinct, where = np.unique(diplotypes[gene], return_inverse=True)
-        phenotypes[gene] = np.array([call_diplotype(library.genes[gene], d).phenotype for d in distinct])[where]
+        labels, which = _diplotypes(rng, gene, ancestry)
+        diplotypes[gene] = labels[which]
+        phenotypes[gene] = np.array([call_diplotype(library.genes[gene], d).phenotype for d in labels])[which]
     confounder = truth.confounder(rng, ancestry)
     return Population(person_id, ancestry, female, birth_year, obs_start, obs_end, death_day, opted_out, tested,
                       result_day, diplotypes, phenotypes, confounder)  # fmt: skip
@@ -360,8 +364,10 @@ def draw_new_users(rng: np.random.Generator, rule: Rule, truth: Truth, populatio
     confounding = truth.confounder_log_hr * p.confounder[users]
     hazard = rate * np.exp(linear_outcome - linear_outcome.mean() + confounding) * np.where(on_drug, ratio, 0.85)
     event_day = index + 1 + rng.exponential(1 / hazard)
-    end = np.minimum(np.minimum(p.obs_end[users], p.death_day[users]), index + learning.time_at_risk_days)
-    happened = event_day <= end
+    # At risk over whole days, as the study counts them: from the start of the day after the index
+    # through the end of the last day (end of observation or of the window), or until death.
+    end = np.minimum(np.minimum(p.obs_end[users] + 1, p.death_day[users]), index + learning.time_at_risk_days + 1)
+    happened = event_day < end
     outcome_concept = rng.integers(0, 2 * len(learning.outcome.conditions), size=len(users))
     draw = NewUsers(rule, users, index, age, conditions, lags, on_drug, alerted, comparator, product, supply, end,
                     event_day, happened, outcome_concept)  # fmt: skip
@@ -370,7 +376,7 @@ def draw_new_users(rng: np.random.Generator, rule: Rule, truth: Truth, populatio
         # same measured covariates and the same unmeasured confounder as the study outcome.
         control_hazard = rate * np.exp(linear_outcome - linear_outcome.mean() + confounding)
         day = index + 1 + rng.exponential(1 / control_hazard)
-        draw.negative_controls[name] = np.where(day <= end, day, np.inf)
+        draw.negative_controls[name] = np.where(day < end, day, np.inf)
     return draw
 
 
