@@ -189,8 +189,8 @@ class Summary:
     escalated: float  # share of seeds with an escalation in the year (sequential policy)
     escalated_fixed: float  # ... under the fixed per-look rule
     wrong_moves: float  # share of seeds with a tier move against the truth
-    escalations: int = 0  # seeds with an escalation in the year
-    escalated_ci95: tuple[float, float] = (0.0, 1.0)  # Wilson 95% interval of ``escalated`` over the seeds
+    escalations: int  # seeds with an escalation in the year
+    escalated_ci95: tuple[float, float]  # Wilson 95% interval of ``escalated`` over the seeds
 
     def as_json(self) -> dict:
         def rounded(v):
