@@ -161,10 +161,8 @@ def estimate(study: Study, cells: pd.DataFrame, contrasts: tuple[str, ...] = CON
     for contrast, data, interaction in (("within-drug", on_drug, False), ("interaction", cells, True)):
         if contrast not in contrasts:
             continue
-        if (
-            data.events.to_numpy()[data.grp.to_numpy(dtype=object) == REFERENCE].sum() == 0
-            or (interaction and cells.target.nunique() < 2)
-        ):
+        reference_events = data.events.to_numpy()[data.grp.to_numpy(dtype=object) == REFERENCE].sum()
+        if reference_events == 0 or (interaction and cells.target.nunique() < 2):
             fits[contrast] = None
             continue
         try:
