@@ -381,6 +381,18 @@ def test_the_methods_section_shows_the_committed_studys_year_of_looks_and_its_sc
         assert row[2] == figures["seeds"] >= 20
     assert {r[2] for r in looks.rows} == {"false alarm", "power"}
     assert len(scenarios.rows) == len(study["rows"])
+    # every scenario's escalations read with their Wilson interval, e.g. "6/20 (15%-52%)"; the bias with its MC SE
+    shown = {(row[0], row[1], row[2], row[3], row[4]): row for row in scenarios.rows}
+    for r in study["rows"]:
+        row = shown[(f"{r['hr']:g}", f"{100 * r['baseline']:g}%", r["ancestry"], f"{r['persons']:,}", r["group"])]
+        low, high = r["escalated_ci95"]
+        assert low <= r["escalations"] / r["seeds"] <= high
+        assert row[-1] == f"{r['escalations']}/{r['seeds']} ({low:.0%}-{high:.0%})"
+        assert r["bias"] is None or row[7] == f"{r['bias']:+.3f} ± {r['bias_mcse']:.3f}"
+    for by_hr in groups.values():
+        for figures in by_hr.values():
+            hits, seeds = map(int, figures["highest_cell_escalations"].split("/"))
+            assert hits / seeds == pytest.approx(figures["highest_cell"], abs=1e-4)
     assert {(r["hr"], r["ancestry"], r["persons"]) for r in study["rows"]} >= {
         (hr, ancestry, persons) for hr in (0.7, 1.0, 1.2, 1.5, 2.0, 3.0) for ancestry in ("default", "east-asian")
         for persons in (100_000, 400_000)

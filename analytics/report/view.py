@@ -374,26 +374,33 @@ def _looks_table(study: dict) -> Table | None:
     for group, by_hr in study.get("sequential", {}).get("groups", {}).items():
         for hr, r in sorted(by_hr.items(), key=lambda item: float(item[0])):
             low, high = r["ci95"]
+            top_low, top_high = r.get("highest_cell_ci95", (None, None))
+            top = f"{r['highest_cell']:.0%}"
+            if top_low is not None:  # studies written before the per-cell intervals have only the share
+                top = (f"{r['highest_cell_escalations']} = {top} ({top_low:.0%}-{top_high:.0%}; "
+                       f"{r['highest_cell_scenario']})")  # fmt: skip
             rows.append([group, hr, "false alarm" if float(hr) <= 1 else "power", str(r["seeds"]),
-                         f"{r['escalated']:.1%} ({low:.1%}-{high:.1%})", f"{r['highest_cell']:.0%}",
-                         f"{r['fixed_rule']:.1%}"])  # fmt: skip
-            data.append([group, float(hr), r["seeds"], r["escalated"], low, high, r["highest_cell"], r["fixed_rule"]])
+                         f"{r['escalated']:.1%} ({low:.1%}-{high:.1%})", top, f"{r['fixed_rule']:.1%}"])  # fmt: skip
+            data.append([group, float(hr), r["seeds"], r["escalated"], low, high, r["highest_cell"], r["fixed_rule"],
+                         top_low, top_high])  # fmt: skip
     if not rows:
         return None
     return Table(
         "methods-looks", "A year of nightly looks: how often a group escalates (all simulated sites, every scenario)",
         ["Genotype group", "True HR", "Meaning", "Simulated site-years", "Escalated within the year (95% CI)",
-         "Highest scenario", "With a fixed threshold instead"], rows,
+         "Highest scenario (its seeds, 95% CI)", "With a fixed threshold instead"], rows,
         note="Each simulated site is looked at monthly over a year (twelve cycles on growing data), the real policy "
         "deciding. At a true HR of 1 or below an escalation is a false alarm: the sequential boundary (Lan-DeMets "
         "alpha spending, Lan & DeMets, Biometrika 1983;70:659-663, on the score test of HR = 1 with its "
         "information from the events expected under HR = 1, Jennison & Turnbull 2000) holds it at or below 5% "
         "per group per year. "
-        "Above 1 it is the power: the share of sites where the loop acted within the year. The last column is "
+        "Above 1 it is the power: the share of sites where the loop acted within the year. The intervals are "
+        "Wilson 95% intervals (over the independent simulated sites for the pooled share; over one scenario's "
+        "seeds for the highest scenario, so 6 of 20 reads 30%, 15-52%). The last column is "
         "the earlier rule (local 99% CI above 1 at any look), for comparison.",
         data=data,
         data_columns=["group", "true_hr", "site_years", "escalated_per_year", "ci_low", "ci_high",
-                      "highest_scenario", "fixed_rule"],
+                      "highest_scenario", "fixed_rule", "highest_scenario_ci_low", "highest_scenario_ci_high"],
     )  # fmt: skip
 
 
@@ -402,10 +409,17 @@ def _scenarios_table(study: dict) -> Table | None:
     for r in sorted(study.get("rows", []), key=lambda r: (r["looks"], r["persons"], r["baseline"], r["ancestry"],
                                                            r["hr"], r["group"])):  # fmt: skip
         yearly = r["looks"] > 1
+        low, high = r.get("escalated_ci95", (None, None))
+        escalated = f"{r['escalated']:.0%}"
+        if low is not None:
+            escalated = f"{r['escalations']}/{r['seeds']} ({low:.0%}-{high:.0%})"
+        bias = _fmt(r["bias"], "+.3f")
+        if r.get("bias_mcse") is not None:
+            bias += f" ± {r['bias_mcse']:.3f}"
         rows.append([f"{r['hr']:g}", f"{100 * r['baseline']:g}%", r["ancestry"], f"{r['persons']:,}", r["group"],
-                     str(r["seeds"]), f"{r['mean_events']:.0f}", _fmt(r["bias"], "+.3f"),
+                     str(r["seeds"]), f"{r['mean_events']:.0f}", bias,
                      _fmt(r["empirical_se"], ".3f"), _fmt(r["model_se"], ".3f"), _fmt(r["coverage"], ".0%"),
-                     f"{r['escalated']:.0%}" if yearly else "not run"])  # fmt: skip
+                     escalated if yearly else "not run"])  # fmt: skip
         keys = (
             "hr",
             "baseline",
@@ -419,21 +433,27 @@ def _scenarios_table(study: dict) -> Table | None:
             "model_se",
             "coverage",
         )
-        data.append([r[k] for k in keys] + [r["escalated"] if yearly else ""])
+        data.append([r[k] for k in keys] + [r["escalated"] if yearly else "", r.get("bias_mcse"),
+                                            low if yearly else None, high if yearly else None])  # fmt: skip
     if not rows:
         return None
     return Table(
         "methods-validity", f"How the estimator and the policy behave on simulated data ({study.get('rule', '')})",
         ["True HR", "Baseline 1-year risk", "Ancestry mix", "Persons", "Genotype group", "Seeds", "Mean events",
-         "Bias of log HR", "SE across seeds", "Model SE", "95% CI coverage", "Escalated within a year"], rows,
+         "Bias of log HR (± Monte Carlo SE)", "SE across seeds", "Model SE", "95% CI coverage",
+         "Escalated within a year (95% CI)"], rows,
         note="Bias: mean estimated minus true log hazard ratio (target within ±0.05 where there are 100 events or "
-        "more). Coverage: share of 95% confidence intervals holding the true HR (target 93-97%). Escalated within "
-        "a year: share of simulated sites where some monthly cycle of the year escalated the group; at a true HR of "
-        "1 (or below) that is a false alarm, and the sequential boundary holds it at or below 5%; above 1 it is "
+        "more), with its Monte Carlo SE (SE across seeds / √seeds): with 20 seeds a bias of ±0.04 can be the "
+        "seeds' own, and the scenarios of one ancestry mix and size share their seeds (the same simulated persons "
+        "under every true HR and baseline risk), so they err together. Coverage: share of 95% confidence intervals "
+        "holding the true HR (target 93-97%). Escalated within a year: the simulated sites where some monthly "
+        "cycle of the year escalated the group, of all seeds, with a Wilson 95% interval; at a true HR of 1 (or "
+        "below) that is a false alarm, and the sequential boundary holds it at or below 5%; above 1 it is "
         "the power. Run: python bench/learning_validity.py (see its --help).",
         data=data,
         data_columns=["true_hr", "baseline_risk", "ancestry", "persons", "group", "seeds", "mean_events", "bias",
-                      "empirical_se", "model_se", "coverage", "escalated_per_year"],
+                      "empirical_se", "model_se", "coverage", "escalated_per_year", "bias_mcse",
+                      "escalated_ci_low", "escalated_ci_high"],
     )  # fmt: skip
 
 

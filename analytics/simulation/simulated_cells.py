@@ -72,7 +72,7 @@ def with_truth(rule: Rule, population: Population, new_users: list[NewUsers], dr
         after = np.array([truth.hazard_ratio(rule, ph) for ph in distinct])[where]
         factor = (_rate(drawn, rule) / _rate(truth, rule)) * np.where(draw.on_drug, before / after, 1.0)
         event_day = draw.index + 1 + (draw.event_day - draw.index - 1) * factor
-        out.append(dataclasses.replace(draw, event_day=event_day, happened=event_day <= draw.end))
+        out.append(dataclasses.replace(draw, event_day=event_day, happened=event_day < draw.end))
     return out
 
 
@@ -160,19 +160,20 @@ class StudyDraws:
         event_date = np.floor(np.where(happened, event_day, 0)).astype(np.int64)
         had_event = happened & (event_date > draw.index) & (event_date <= end)
         fu, had_event, key = (np.where(had_event, event_date, end) - draw.index)[keep], had_event[keep], self.key[keep]
-        size = len(self.levels)
-        pieces = []
-        for start, stop in self.bands:
+        size, bands = len(self.levels), len(self.bands)
+        n, events, days = (np.zeros((size, bands), np.int64) for _ in range(3))
+        for b, (start, stop) in enumerate(self.bands):
             at_risk = fu > start
             k = key[at_risk]
-            n = np.bincount(k, minlength=size)
-            events = np.bincount(k, weights=had_event[at_risk] & (fu[at_risk] <= stop), minlength=size)
-            days = np.bincount(k, weights=np.minimum(fu[at_risk], stop) - start, minlength=size)
-            piece = self.levels.assign(band=start, n=n, events=events.astype(np.int64),
-                                       person_days=days.astype(np.int64))  # fmt: skip
-            pieces.append(piece[n > 0])
-        cells = pd.concat(pieces)
-        return cells.sort_values([*self.keys, "band"], ignore_index=True)
+            n[:, b] = np.bincount(k, minlength=size)
+            events[:, b] = np.bincount(k, weights=had_event[at_risk] & (fu[at_risk] <= stop), minlength=size)
+            days[:, b] = np.bincount(k, weights=np.minimum(fu[at_risk], stop) - start, minlength=size)
+        # keys sorted, then band: the order of the SQL's cells (levels are sorted by the keys)
+        level, band = np.nonzero(n > 0)
+        cells = self.levels.take(level).reset_index(drop=True)
+        starts = np.array([start for start, _ in self.bands], np.int64)
+        return cells.assign(band=starts[band], n=n[level, band], events=events[level, band],
+                            person_days=days[level, band])  # fmt: skip
 
 
 def study_cells(study: Study, population: Population, new_users: list[NewUsers], *, outcome: str | None = None,

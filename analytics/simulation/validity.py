@@ -33,6 +33,7 @@ ANCESTRY_MIXES = {
     # CYP2C19 no-function alleles are commonest in East Asian ancestry (learning-loop.md §1).
     "east-asian": {"EAS": 0.70, "EUR": 0.12, "SAS": 0.08, "AMR": 0.05, "AFR": 0.05},
 }
+SEED_STRIDE = 1_000_000  # each ancestry mix draws its sites from its own block of simulator seeds (``draw_seed``)
 LOOKS = 12  # monthly extracts over the last year
 START, FLOOR, CEILING = "warning", "info", "critical"
 FIXED_LOCAL_Z = NormalDist().inv_cdf(0.995)  # the earlier rule: the local 99% CI above 1 at any look
@@ -71,6 +72,17 @@ class Outcome:
     first_escalation: int | None  # the look (1-12) of the first escalation
 
 
+def draw_seed(seed: int, ancestry: str) -> int:
+    """The simulator seed (``pgx-loop simulate --seed``) of the study's seed ``seed`` in an ancestry mix.
+
+    The ancestry draw only relabels the same uniforms, so under one seed every mix would hold the
+    same persons with the same unit waiting times, and the mixes' errors would move together (on
+    seeds 1-20 the 400k default and East Asian sites gave the same -0.04 bias at every true HR).
+    Each mix takes its own block of seeds; the default mix keeps the seed itself.
+    """
+    return seed + SEED_STRIDE * list(ANCESTRY_MIXES).index(ancestry)
+
+
 def replicate(library: Library, rule: Rule, scenario: Scenario, seed: int, looks: int = LOOKS) -> list[Outcome]:
     """One seed of ``scenario``: its monthly cycles."""
     return replicates(library, rule, [scenario], seed, looks)[scenario]
@@ -84,12 +96,15 @@ def replicates(library: Library, rule: Rule, scenarios: list[Scenario], seed: in
     each scenario's baseline rate and hazard ratios rescale the waiting times
     (analytics.simulation.simulated_cells.with_truth), exactly the draws the seed gives under that truth.
     Each scenario's seeds stay independent of each other; only scenarios sharing a seed are
-    correlated, which the per-scenario figures do not see.
+    correlated, which the per-scenario figures do not see, but a comparison across them does: a
+    bias of one sign at every true HR and baseline of a mix is those seeds' Monte Carlo error
+    (``Summary.bias_mcse``), shared, not a property of the estimator.
     """
     mixes = {(s.ancestry, s.persons) for s in scenarios}
     assert len(mixes) == 1, "one draw serves one ancestry mix and size"
     drawn = scenarios[0].truth(rule)
-    population, new_users = draws(library, persons=scenarios[0].persons, seed=seed, truth=drawn)
+    population, new_users = draws(library, persons=scenarios[0].persons, seed=draw_seed(seed, scenarios[0].ancestry),
+                                  truth=drawn)  # fmt: skip
     prepared = StudyDraws(Study(rule, rule.learning), population, new_users)
     out = {}
     for scenario in scenarios:
@@ -165,6 +180,7 @@ class Summary:
     fitted: int
     mean_events: float
     bias: float | None  # mean of log HR - log true HR
+    bias_mcse: float | None  # its Monte Carlo SE: empirical SE / sqrt(fitted)
     empirical_se: float | None  # SD of log HR across seeds
     model_se: float | None  # mean of the model's SE
     coverage: float | None  # share of 95% CIs covering the true HR
@@ -173,9 +189,14 @@ class Summary:
     escalated: float  # share of seeds with an escalation in the year (sequential policy)
     escalated_fixed: float  # ... under the fixed per-look rule
     wrong_moves: float  # share of seeds with a tier move against the truth
+    escalations: int  # seeds with an escalation in the year
+    escalated_ci95: tuple[float, float]  # Wilson 95% interval of ``escalated`` over the seeds
 
     def as_json(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        def rounded(v):
+            return round(v, 4) if isinstance(v, float) else [rounded(x) for x in v] if isinstance(v, tuple) else v
+
+        return {k: rounded(v) for k, v in asdict(self).items()}
 
 
 def summarise(scenario: Scenario, group: str, outcomes: list[Outcome]) -> Summary:
@@ -187,26 +208,35 @@ def summarise(scenario: Scenario, group: str, outcomes: list[Outcome]) -> Summar
     inter_estimates = np.array([o.interaction_log_hr for o in inter])
     inter_ses = np.array([o.interaction_se for o in inter])
     n = len(outcomes)
+    escalations = sum(o.escalated for o in outcomes)
     return Summary(
         scenario.hr, scenario.baseline, scenario.ancestry, scenario.persons, group, n, len(fitted),
         float(np.mean([o.events for o in outcomes])),
         float(estimates.mean() - truth) if len(fitted) else None,
+        float(estimates.std(ddof=1) / math.sqrt(len(fitted))) if len(fitted) > 1 else None,
         float(estimates.std(ddof=1)) if len(fitted) > 1 else None,
         float(ses.mean()) if len(fitted) else None,
         float(np.mean(np.abs(estimates - truth) <= Z95 * ses)) if len(fitted) else None,
         float(inter_estimates.mean() - truth) if len(inter) else None,
         float(np.mean(np.abs(inter_estimates - truth) <= Z95 * inter_ses)) if len(inter) else None,
-        sum(o.escalated for o in outcomes) / n, sum(o.escalated_fixed for o in outcomes) / n,
-        sum(o.wrong_moves > 0 for o in outcomes) / n,
+        escalations / n, sum(o.escalated_fixed for o in outcomes) / n,
+        sum(o.wrong_moves > 0 for o in outcomes) / n, escalations, wilson(escalations, n),
     )  # fmt: skip
+
+
+def wilson(hits: float, n: int) -> tuple[float, float]:
+    """The Wilson score 95% interval of a proportion (Wilson EB, JASA 1927;22:209-212): honest at 0/20 or 6/20."""
+    low, high = proportion_confint(hits, n, alpha=0.05, method="wilson")
+    return float(low), float(high)
 
 
 def sequential_summary(summaries: list[Summary]) -> dict:
     """A year of looks, per genotype group: false escalation (true HR <= 1) and power (HR > 1), over all cells.
 
     The scenarios of one seed, ancestry mix and size share a draw (common random numbers), so the
-    95% interval (Wilson) counts the independent draws, not the site-years: wider than the
-    pooled seeds would give, on the safe side.
+    95% interval (Wilson) counts the independent draws (seeds x mixes and sizes, ``draw_seed``),
+    not the site-years: wider than the pooled seeds would give, on the safe side. The scenario
+    escalating most often is named with its own count and interval over its seeds.
     """
     out: dict = {"groups": {}}
     for group in sorted({s.group for s in summaries}):
@@ -219,12 +249,16 @@ def sequential_summary(summaries: list[Summary]) -> dict:
             fixed = round(sum(s.escalated_fixed * s.seeds for s in cells))
             draws = sum(max(s.seeds for s in cells if (s.ancestry, s.persons) == mix)
                         for mix in {(s.ancestry, s.persons) for s in cells})  # fmt: skip
-            low, high = proportion_confint(hits / n * draws, draws, method="wilson")
+            low, high = wilson(hits / n * draws, draws)
+            top = max(cells, key=lambda s: (s.escalated, -s.seeds))
             entry[f"{hr:g}"] = {
                 "kind": "false escalation per year" if hr <= 1 else "power within a year",
                 "seeds": n, "cells": len(cells), "independent_draws": draws, "escalated": round(hits / n, 4),
                 "ci95": [round(float(low), 4), round(float(high), 4)],
-                "highest_cell": round(max(s.escalated for s in cells), 4),
+                "highest_cell": round(top.escalated, 4),
+                "highest_cell_scenario": f"{100 * top.baseline:g}%, {top.ancestry}, {top.persons:,}",
+                "highest_cell_escalations": f"{top.escalations}/{top.seeds}",
+                "highest_cell_ci95": [round(x, 4) for x in top.escalated_ci95],
                 "fixed_rule": round(fixed / n, 4),
                 "wrong_moves": round(sum(s.wrong_moves * s.seeds for s in cells) / n, 4),
             }  # fmt: skip

@@ -66,18 +66,21 @@ def _formula(study: Study, interaction: bool) -> str:
 
 def _counts(cells: pd.DataFrame) -> dict[str, tuple[int, int, float]]:
     """Per group: persons (in its first time band), events and person-years."""
-    by_group = cells.groupby("grp")
-    first_band = cells.band == by_group.band.transform("min")
-    n = cells.n.where(first_band, 0).groupby(cells.grp).sum()
-    totals = by_group[["events", "person_days"]].sum()
-    return {
-        group: (int(n[group]), int(row.events), float(row.person_days / 365.25)) for group, row in totals.iterrows()
-    }
+    # numpy, not a pandas groupby: the validity study calls this thousands of times on a few hundred cells
+    groups, where = np.unique(cells.grp.to_numpy(dtype=object), return_inverse=True)
+    band = cells.band.to_numpy()
+    first_band = np.full(len(groups), np.iinfo(np.int64).max)
+    np.minimum.at(first_band, where, band)
+    n = np.bincount(where, weights=cells.n.to_numpy() * (band == first_band[where]), minlength=len(groups))
+    events = np.bincount(where, weights=cells.events.to_numpy(), minlength=len(groups))
+    days = np.bincount(where, weights=cells.person_days.to_numpy(), minlength=len(groups))
+    return {group: (int(n[k]), int(events[k]), float(days[k] / 365.25)) for k, group in enumerate(groups)}
 
 
 def _dummies(values: pd.Series, name: str) -> dict[str, np.ndarray]:
     """Treatment coding of a categorical as patsy writes it: the first sorted level is the reference."""
-    return {f"{name}[T.{level}]": (values == level).to_numpy(float) for level in sorted(values.unique())[1:]}
+    plain = values.to_numpy(dtype=object)
+    return {f"{name}[T.{level}]": (plain == level).astype(float) for level in sorted(set(plain))[1:]}
 
 
 def design(study: Study, data: pd.DataFrame, interaction: bool) -> pd.DataFrame:
@@ -88,8 +91,9 @@ def design(study: Study, data: pd.DataFrame, interaction: bool) -> pd.DataFrame:
     give the same fit.
     """
     group_term = f"C(grp, Treatment('{REFERENCE}'))"
-    groups = {f"{group_term}[T.{level}]": (data.grp == level).to_numpy(float)
-              for level in sorted(set(data.grp) - {REFERENCE})}  # fmt: skip
+    grp = data.grp.to_numpy(dtype=object)
+    groups = {f"{group_term}[T.{level}]": (grp == level).astype(float)
+              for level in sorted(set(grp) - {REFERENCE})}  # fmt: skip
     columns: dict[str, np.ndarray] = {"Intercept": np.ones(len(data)), **groups}
     target = data.target.to_numpy(float)
     if interaction:
@@ -157,12 +161,8 @@ def estimate(study: Study, cells: pd.DataFrame, contrasts: tuple[str, ...] = CON
     for contrast, data, interaction in (("within-drug", on_drug, False), ("interaction", cells, True)):
         if contrast not in contrasts:
             continue
-        usable = data.groupby("grp").events.sum()
-        if (
-            REFERENCE not in usable.index
-            or usable.get(REFERENCE, 0) == 0
-            or (interaction and cells.target.nunique() < 2)
-        ):
+        reference_events = data.events.to_numpy()[data.grp.to_numpy(dtype=object) == REFERENCE].sum()
+        if reference_events == 0 or (interaction and cells.target.nunique() < 2):
             fits[contrast] = None
             continue
         try:
@@ -171,6 +171,8 @@ def estimate(study: Study, cells: pd.DataFrame, contrasts: tuple[str, ...] = CON
             fits[contrast] = None
     counts = _counts(on_drug)
     reference_n, reference_events, _ = counts.get(REFERENCE, (0, 0, 0.0))
+    # statsmodels builds a new Series at every .params / .bse: read them once per fit
+    coefficients = {contrast: (fit.params, fit.bse) for contrast, fit in fits.items() if fit is not None}
     for group in study.learning.groups:
         n, events, years = counts.get(group.label, (0, 0, 0.0))
         for contrast in contrasts:
@@ -179,8 +181,9 @@ def estimate(study: Study, cells: pd.DataFrame, contrasts: tuple[str, ...] = CON
             if contrast == "interaction":
                 term += ":target"
             log_hr = se = score_z = information = None
-            if fit is not None and term in fit.params.index and events > 0:
-                log_hr, se = float(fit.params[term]), float(fit.bse[term])
+            if fit is not None and term in coefficients[contrast][0].index and events > 0:
+                params, bse = coefficients[contrast]
+                log_hr, se = float(params[term]), float(bse[term])
                 if not (math.isfinite(log_hr) and math.isfinite(se)) or se > 10:  # separation: no estimate
                     log_hr = se = None
                 else:
