@@ -3,7 +3,7 @@
 In one process, alternating in each round, on fresh tokens of the same key (each its own jti):
 
 - ``raw``: the signature alone, as ``cryptography`` checks it (base64 + DER + ECDSA verify);
-- ``pyjwt``: PyJWT's ``decode`` of the token (parsing, signature, claim checks);
+- ``pyjwt``: PyJWT's ``decode`` of the token (parsing, signature, claim checks), for comparison;
 - ``replay``: one ``first_use`` of the jti replay store (SQLite WAL, one commit);
 - ``verifier``: ``JwtVerifier.verify`` as the service runs it (thread hand-off, replay store);
 - with ``--app``, the whole service through ASGI (16 calls at once, no sockets): auth off, ES384
@@ -36,10 +36,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.jwt_keys mints the tokens
+import jwt
 from jwt.algorithms import ECAlgorithm
 
 from hooks.app import create_app
-from hooks.security.auth import REQUIRED_CLAIMS, Issuer, JwtVerifier, _decoder
+from hooks.security.auth import REQUIRED_CLAIMS, Issuer, JwtVerifier
 from hooks.security.jwks import parse_jwks
 from hooks.security.replay import SqliteReplayStore
 from hooks.settings import Settings
@@ -124,8 +125,10 @@ async def parts(key: SigningKey, calls: int, rounds: int, var: Path) -> dict[str
     audience = BASE + PATH
     raw = raw_check(key)
 
+    decoder = jwt.PyJWT()
+
     def pyjwt(token: str) -> None:
-        _decoder.decode(token, public.key, algorithms=[key.alg], audience=audience, issuer=ISSUER,
+        decoder.decode(token, public.key, algorithms=[key.alg], audience=audience, issuer=ISSUER,
                         options={"require": REQUIRED_CLAIMS})  # fmt: skip
 
     def replay(token: str) -> None:
