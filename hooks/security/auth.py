@@ -303,7 +303,7 @@ class Token(NamedTuple):
 
 
 def _unverified(token: str) -> Token:
-    """The token's parts, parsed once and strictly: base64url without padding, JSON objects.
+    """The token's parts, parsed once and strictly: canonical base64url, header and payload JSON objects.
 
     Header and payload are read first only to choose the issuer and key; the claims checked after
     the signature are this same parse.
