@@ -9,6 +9,10 @@ other, so machine noise spreads evenly; ratios are taken within a round and thei
 spread reported. With JWT, every request carries a fresh token (its own jti, aud = the called
 URL, inline JWKS; ES384 unless --alg says otherwise), minted before the timed run.
 
+With JWT, the bench also times the signature alone (``cryptography``'s verify of the same kind of
+token, in this process, after each round's JWT run), so that the CPU authentication adds per
+request can be read in signatures: what is above 1 is not the signature.
+
 Besides requests per second, each server's CPU time per request is measured from /proc (user +
 system time of the server process and its workers over the run), and broken down into the
 processes' main threads (the event loop) and their other threads (the event-log writer), each in
@@ -40,6 +44,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # tests.jwt_keys mints the tokens
+from jwt_verify import raw_check
 from loadgen import LoadResult, run_load
 
 from tests.jwt_keys import SigningKey, claims, jwks, new_key
@@ -167,6 +172,15 @@ def bearer_headers(key: SigningKey, port: int, count: int) -> Iterator[bytes]:
     return iter([b"Authorization: Bearer " + key.sign(claims(ISSUER, aud)).encode() for _ in range(count)])
 
 
+def signature_cpu_us(key: SigningKey, aud: str, count: int = 100) -> float:
+    """CPU time of one raw signature check in this process (fresh tokens, minted outside the timing)."""
+    tokens, check = [key.sign(claims(ISSUER, aud)) for _ in range(count)], raw_check(key)
+    started = time.process_time()
+    for token in tokens:
+        check(token)
+    return (time.process_time() - started) / count * 1e6
+
+
 def merge(runs: list[Run]) -> LoadResult:
     results = [run.load for run in runs]
     return LoadResult(
@@ -226,6 +240,7 @@ def main() -> None:
         processes = {name: start(apps[name], port, envs[name], args.workers) for name, port in ports.items()}
         try:
             runs: dict[str, list[Run]] = {name: [] for name in ports}
+            signatures: list[float] = []  # us of CPU per raw signature, once per round
             for _ in range(args.rounds):
                 for name, port in ports.items():
                     expect = b'"cards":[]' if name == "baseline" else b"critical"
@@ -247,6 +262,8 @@ def main() -> None:
                         )
                     )
                     runs[name].append(Run(load, cpu_seconds(pid) - cpu_before))
+                    if name == "pgx+jwt":
+                        signatures.append(signature_cpu_us(key, f"http://127.0.0.1:{port}{PATH}"))
             batches = batch_sizes(ports["pgx-loop"])
         finally:
             for process in processes.values():
@@ -280,6 +297,13 @@ def main() -> None:
         jwt_cpu = [p.cpu_per_request_us / j.cpu_per_request_us for j, p in zip(jwt, pgx, strict=True)]
         print(f"  {args.alg} JWT/no-auth throughput per round: {spread(jwt_ratios)}")
         print(f"  {args.alg} JWT/no-auth CPU per request (no-auth/JWT) per round: {spread(jwt_cpu)}")
+        extra = [j.cpu_per_request_us - p.cpu_per_request_us for j, p in zip(jwt, pgx, strict=True)]
+        in_signatures = [e / s for e, s in zip(extra, signatures, strict=True)]
+        print(
+            f"  CPU JWT adds per request: median {statistics.median(extra):.0f} us; one raw {args.alg} signature "
+            f"in this process: median {statistics.median(signatures):.0f} us; added/signature per round: "
+            f"{spread(in_signatures)}"
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import jwt
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
+from jwt.algorithms import ECAlgorithm
 
 from hooks.app import create_app
 from hooks.security.auth import AuthConfigError, load_issuers
@@ -92,6 +93,26 @@ def tampered_payload(token: str) -> str:
     return f"{head}.{forged}.{signature}"
 
 
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def non_canonical_payload(key: SigningKey) -> str:
+    """A well-signed token whose payload segment is re-spelt with stray trailing bits (same bytes, other text)."""
+    for filler in ("", "x", "xx", "xxx"):
+        head, payload, signature = key.sign(claims(EHR, BASE + SERVICE, filler=filler)).split(".")
+        if len(payload) % 4:
+            last = B64URL.index(payload[-1]) | 1  # a bit the decoder drops
+            if B64URL[last] != payload[-1]:
+                return f"{head}.{payload[:-1]}{B64URL[last]}.{signature}"
+    raise AssertionError("no payload length with spare bits")
+
+
+def standard_base64_signature(token: str) -> str:
+    """The signature in standard base64 ('+', '/'), which is not base64url."""
+    head, payload, signature = token.split(".")
+    return f"{head}.{payload}.{signature.replace('-', '+').replace('_', '/')}"
+
+
 def rsa_public_pem(key: SigningKey) -> bytes:
     return key.private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -131,6 +152,18 @@ BAD_TOKENS: dict[str, Callable[[dict[str, SigningKey]], str]] = {
     "tampered signature": lambda k: tampered_signature(k["RS384"].sign(claims(EHR, BASE + SERVICE))),
     "tampered payload": lambda k: tampered_payload(k["ES384"].sign(claims(EHR, BASE + SERVICE))),
     "garbage": lambda k: "not-a-jwt",
+    "nbf in the future": lambda k: k["ES384"].sign(claims(EHR, BASE + SERVICE, nbf=int(time.time()) + 600)),
+    "aud a list without this URL": lambda k: k["ES384"].sign(claims(EHR, [BASE + FEEDBACK, "https://other"])),
+    "aud a number": lambda k: k["ES384"].sign(claims(EHR, 42)),
+    "aud a list holding this URL and a number": lambda k: k["ES384"].sign(claims(EHR, [BASE + SERVICE, 42])),
+    "sub not a string": lambda k: k["ES384"].sign(claims(EHR, BASE + SERVICE, sub=42)),
+    "crit extension": lambda k: k["ES384"].sign(claims(EHR, BASE + SERVICE), crit=["exp"]),
+    "unencoded payload (b64 false)": lambda k: k["ES384"].sign(claims(EHR, BASE + SERVICE), b64=False),
+    "payload re-spelt in base64url": lambda k: non_canonical_payload(k["ES384"]),
+    "signature in standard base64": lambda k: standard_base64_signature(
+        next(t for t in (k["ES384"].sign(claims(EHR, BASE + SERVICE)) for _ in range(50)) if "-" in t or "_" in t)
+    ),
+    "padding where none can be": lambda k: k["ES384"].sign(claims(EHR, BASE + SERVICE)) + "====",
     "longer than 16 KiB": lambda k: k["ES384"].sign(claims(EHR, BASE + SERVICE, padding="x" * 20_000)),
 }
 
@@ -158,6 +191,16 @@ REASONS = {
     "tampered signature": "bad_signature",
     "tampered payload": "bad_signature",
     "garbage": "malformed",
+    "nbf in the future": "not_yet_valid",
+    "aud a list without this URL": "wrong_audience",
+    "aud a number": "wrong_audience",
+    "aud a list holding this URL and a number": "wrong_audience",
+    "sub not a string": "invalid_token",
+    "crit extension": "unsupported_header",
+    "unencoded payload (b64 false)": "malformed",  # its payload is detached: no claims to read
+    "payload re-spelt in base64url": "malformed",
+    "signature in standard base64": "malformed",
+    "padding where none can be": "malformed",
     "longer than 16 KiB": "too_long",
 }
 
@@ -167,6 +210,18 @@ def test_bad_tokens_get_401_with_an_empty_body(auth_client, keys, case, caplog):
     with caplog.at_level("INFO", logger="hooks.security.auth_middleware"):
         assert_unauthorized(call(auth_client, SERVICE, BAD_TOKENS[case](keys)))
     assert f": {REASONS[case]} (" in caplog.text
+
+
+def test_a_correctly_padded_token_is_accepted_as_pyjwt_accepts_it(auth_client, keys):
+    for filler in ("", "x", "xx", "xxx"):  # a payload whose base64url needs padding
+        head, payload, signature = keys["ES384"].sign(claims(EHR, BASE + SERVICE, filler=filler)).split(".")
+        if len(payload) % 4:
+            break
+    signing_input = f"{head}.{payload}{'=' * (-len(payload) % 4)}"  # signed as sent, padding and all
+    signature = ECAlgorithm(ECAlgorithm.SHA384).sign(signing_input.encode(), keys["ES384"].private)
+    padded = f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+    assert call(auth_client, SERVICE, padded).status_code == 200
+    assert_unauthorized(call(auth_client, SERVICE, padded.replace("=.", ".")))  # the signature covers the padding
 
 
 @pytest.mark.parametrize(
