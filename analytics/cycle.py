@@ -34,9 +34,10 @@ from analytics.sources import Source, SourceError, open_source
 from analytics.sources.study import catalog, row_counts, study_cells
 from analytics.study import strengths
 from analytics.study.calibration import SystematicError, fit_systematic_error
-from analytics.study.cohort import Catalog, Study, build, cells, excluded_opt_outs
+from analytics.study.cohort import Catalog, Study, build, cells, store_catalog
 from analytics.study.estimate import Estimate, estimate
 from analytics.study.policy import Decision, Posterior, decide, update
+from analytics.study.report_counts import Run, cohort_counts, coverage_query, store_cohort, store_coverage
 from analytics.study.sequential import Look, replay
 from engine.decision.learning import Group
 from engine.decision.products import ProductIndex
@@ -62,15 +63,15 @@ class BadData(ValueError):
     """The OMOP tables are there but cannot be studied; the message names the columns."""
 
 
-CellsOf = Callable[[Study], tuple[pd.DataFrame, int]]  # a study's cells and opted-out count, wherever OMOP is
+CellsOf = Callable[[Study], pd.DataFrame]  # a study's cells, wherever OMOP is
 
 
 def store_cells(con: duckdb.DuckDBPyConnection) -> CellsOf:
     """Cells computed in the analytics store (OMOP copied into it: the default)."""
 
-    def cells_of(study: Study) -> tuple[pd.DataFrame, int]:
+    def cells_of(study: Study) -> pd.DataFrame:
         build(con, study)
-        return cells(con, study), excluded_opt_outs(con)
+        return cells(con, study)
 
     return cells_of
 
@@ -80,7 +81,16 @@ def source_cells(source: Source, found: Catalog) -> CellsOf:
     return lambda study: study_cells(source, study, found)
 
 
-Inputs = tuple[dict, ProductIndex | None, CellsOf]  # a cycle's data snapshot, product index and cells
+@dataclass(frozen=True)
+class Inputs:
+    """What a cycle reads of the OMOP data, wherever it is: the data snapshot, the product index, the cells,
+    and the engine's query runner and catalog for the report's counts."""
+
+    data: dict
+    products: ProductIndex | None
+    cells_of: CellsOf
+    run: Run
+    catalog: Catalog
 
 
 @contextmanager
@@ -158,7 +168,7 @@ def _systematic_errors(cells_of: CellsOf, study: Study) -> dict[str, SystematicE
     found: dict[str, tuple[list[float], list[float]]] = {}
     for outcome in learning.negative_controls:
         control = Study(study.rule, learning.model_copy(update={"outcome": outcome}))
-        for item in estimate(control, cells_of(control)[0], ("within-drug",)):
+        for item in estimate(control, cells_of(control), ("within-drug",)):
             if item.log_hr is not None and item.se is not None:
                 found.setdefault(item.group, ([], []))[0].append(item.log_hr)
                 found[item.group][1].append(item.se)
@@ -239,17 +249,19 @@ def _record_estimates(
 
 
 def _study_rule(
-    con: duckdb.DuckDBPyConnection, cells_of: CellsOf, rule: Rule, run_id: str, snapshot: Snapshot, data: dict,
-    result: CycleResult,
-) -> Snapshot:  # fmt: skip
-    """Estimate one rule and decide each group's tier: estimates, proposals and audit are recorded;
-    returns ``snapshot`` with the changes ``auto`` mode applies."""
+    con: duckdb.DuckDBPyConnection, inputs: Inputs, rule: Rule, run_id: str, snapshot: Snapshot, result: CycleResult
+) -> Snapshot:
+    """Estimate one rule and decide each group's tier: estimates, cohort counts, proposals and audit are
+    recorded; returns ``snapshot`` with the changes ``auto`` mode applies."""
     learning = rule.learning
     assert learning is not None
     now = datetime.now(UTC)
     study = Study(rule, learning)
-    cell_table, opted_out = cells_of(study)
+    cells_of, data = inputs.cells_of, inputs.data
+    cell_table = cells_of(study)
+    counts, opted_out = cohort_counts(inputs.run, study, inputs.catalog)
     result.opted_out_excluded += opted_out
+    store_cohort(con, run_id, rule.id, counts, opted_out)
     estimates = {(e.group, e.contrast): e for e in estimate(study, cell_table)}
     errors = _systematic_errors(cells_of, study)
     for group in learning.groups:
@@ -377,14 +389,13 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
             try:
                 result.events_ingested = ingest(con, paths.event_dirs)
                 source = open_source(paths.omop) if paths.omop else None
-                if source is None:
-                    data, products, cells_of = _in_store(con, paths, library)
-                else:
-                    data, products, cells_of = _in_source(con, source, library)
+                inputs = _in_store(con, paths, library) if source is None else _in_source(con, source, library)
+                data, products = inputs.data, inputs.products
+                store_coverage(con, run_id, inputs.run(coverage_query(inputs.catalog)))
                 published = working = strengths.latest(con)
                 for rule in library.rules:
                     if rule.learning is not None:
-                        working = _study_rule(con, cells_of, rule, run_id, working, data, result)
+                        working = _study_rule(con, inputs, rule, run_id, working, result)
                 if working.strengths != published.strengths:
                     result.snapshot_version = strengths.publish(con, list(working.strengths), run_id).version
                 else:
@@ -431,7 +442,7 @@ def _in_store(con: duckdb.DuckDBPyConnection, paths: Paths, library: Library) ->
     data = data_snapshot(con)
     # Read inside the transaction, published after commit with the strengths.
     products = build_index(con, library) if has_vocabulary(con) else None
-    return data, products, store_cells(con)
+    return Inputs(data, products, store_cells(con), lambda sql: con.execute(sql).df(), store_catalog(con))
 
 
 def _in_source(con: duckdb.DuckDBPyConnection, source: Source, library: Library) -> Inputs:
@@ -443,7 +454,7 @@ def _in_source(con: duckdb.DuckDBPyConnection, source: Source, library: Library)
     if {"concept", "concept_ancestor"} <= found.tables:
         rows = source.query(products_sql(covered_ingredients(library)))
         products = index_from_rows(rows.itertuples(index=False))
-    return data, products, source_cells(source, found)
+    return Inputs(data, products, source_cells(source, found), source.query, found)
 
 
 def status(database: Path) -> dict:
