@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -129,14 +130,7 @@ def load_genotypes_command(file: Path, db: Path | None) -> None:
     """Import a lab's genotype CSV: person_id,gene,diplotype[,result_date]."""
     from analytics.data.genotypes import GenotypeFileError, load_genotype_file
 
-    con = connect(_settings(db).database)
-    try:
-        with transaction(con):
-            rows = load_genotype_file(con, file)
-    except GenotypeFileError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        con.close()
+    rows = _load_file(db, file, load_genotype_file, GenotypeFileError)
     click.echo(json.dumps({"file": str(file), "results": rows}))
 
 
@@ -147,15 +141,22 @@ def load_opt_outs_command(file: Path, db: Path | None) -> None:
     """Replace the research opt-out list with a CSV: person_id[,since]. Never affects alerts."""
     from analytics.data.opt_outs import OptOutFileError, load_opt_outs
 
+    persons = _load_file(db, file, load_opt_outs, OptOutFileError)
+    click.echo(json.dumps({"file": str(file), "opted_out": persons}))
+
+
+def _load_file(
+    db: Path | None, file: Path, load: Callable[[duckdb.DuckDBPyConnection, Path], int], refused: type[Exception]
+) -> int:
+    """``load(con, file)`` in one transaction of the store; ``refused`` (the file's fault) is a one-line error."""
     con = connect(_settings(db).database)
     try:
         with transaction(con):
-            persons = load_opt_outs(con, file)
-    except OptOutFileError as exc:
+            return load(con, file)
+    except refused as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         con.close()
-    click.echo(json.dumps({"file": str(file), "opted_out": persons}))
 
 
 @click.command(name="analyze")

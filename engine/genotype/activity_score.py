@@ -69,12 +69,9 @@ class ActivityScoreGene(GeneDefinition):
         return name
 
     def call_alleles(self, alleles: list[str]) -> PhenotypeCall:
-        first, second = sorted((self.canonical_allele(name, self.activity) for name in alleles), key=allele_sort_key)
-        diplotype = f"{first}/{second}"
-        unknown = [name for name in (first, second) if name not in self.activity]
-        if unknown:
-            names = ", ".join(dict.fromkeys(unknown))
-            return indeterminate(self.symbol, diplotype, f"allele not in the {self.symbol} definitions: {names}")
+        (first, second), diplotype, undefined = self.defined_alleles(alleles, self.activity)
+        if undefined is not None:
+            return undefined
         functions = ((first, self.allele_function[first]), (second, self.allele_function[second]))
         values = [self.activity[first], self.activity[second]]
         if None in values:

@@ -7,7 +7,7 @@ import itertools
 from engine.documents.spelling import did_you_mean
 from engine.documents.yamlsource import Problem, YamlDocument
 from engine.genotype.calls import INDETERMINATE, PhenotypeCall, indeterminate
-from engine.genotype.genes import FunctionPairFile, GeneDefinition, allele_sort_key
+from engine.genotype.genes import FunctionPairFile, GeneDefinition
 
 
 def _pair_key(first: str, second: str) -> tuple[str, str]:
@@ -29,14 +29,9 @@ class FunctionPairGene(GeneDefinition):
         return tuple(self.allele_function)
 
     def call_alleles(self, alleles: list[str]) -> PhenotypeCall:
-        first, second = sorted(
-            (self.canonical_allele(name, self.allele_function) for name in alleles), key=allele_sort_key
-        )
-        diplotype = f"{first}/{second}"
-        unknown = [name for name in (first, second) if name not in self.allele_function]
-        if unknown:
-            names = ", ".join(dict.fromkeys(unknown))
-            return indeterminate(self.symbol, diplotype, f"allele not in the {self.symbol} definitions: {names}")
+        (first, second), diplotype, undefined = self.defined_alleles(alleles, self.allele_function)
+        if undefined is not None:
+            return undefined
         functions = ((first, self.allele_function[first]), (second, self.allele_function[second]))
         phenotype = self.pair_phenotype.get(_pair_key(functions[0][1], functions[1][1]), INDETERMINATE)
         if phenotype == INDETERMINATE:

@@ -288,6 +288,16 @@ class GeneDefinition:
         """(file field, patient sex, diplotype -> expected phenotype) for each block of worked examples."""
         return [("examples", None, self.examples)]
 
+    def defined_alleles(self, alleles: list[str], known: dict) -> tuple[list[str], str, PhenotypeCall | None]:
+        """``alleles`` as the file's names in CPIC order, their diplotype, and Indeterminate if ``known`` lacks any."""
+        names = sorted((self.canonical_allele(name, known) for name in alleles), key=allele_sort_key)
+        diplotype = "/".join(names)
+        unknown = [name for name in names if name not in known]
+        if not unknown:
+            return names, diplotype, None
+        reason = f"allele not in the {self.symbol} definitions: {', '.join(dict.fromkeys(unknown))}"
+        return names, diplotype, indeterminate(self.symbol, diplotype, reason)
+
     def canonical_allele(self, name: str, known: dict) -> str:
         """The defined allele ``name`` stands for: PharmVar sub-alleles (*2.001) share the core allele's function."""
         if name in known:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from engine.documents.yamlsource import Problem, YamlDocument
 from engine.genotype.calls import INDETERMINATE, PhenotypeCall, indeterminate
 from engine.genotype.function_pair import function_pair_problems
-from engine.genotype.genes import GeneDefinition, XLinkedFile, allele_sort_key
+from engine.genotype.genes import GeneDefinition, XLinkedFile
 
 FEMALE, MALE = "female", "male"
 
@@ -54,12 +54,9 @@ class XLinkedGene(GeneDefinition):
         return self.hemizygous.get(self.allele_function[allele], INDETERMINATE)
 
     def call_alleles(self, alleles: list[str], sex: str | None = None) -> PhenotypeCall:
-        names = sorted((self.canonical_allele(name, self.allele_function) for name in alleles), key=allele_sort_key)
-        diplotype = "/".join(names)
-        unknown = [name for name in names if name not in self.allele_function]
-        if unknown:
-            listed = ", ".join(dict.fromkeys(unknown))
-            return indeterminate(self.symbol, diplotype, f"allele not in the {self.symbol} definitions: {listed}")
+        names, diplotype, undefined = self.defined_alleles(alleles, self.allele_function)
+        if undefined is not None:
+            return undefined
         functions = tuple((name, self.allele_function[name]) for name in names)
         if len(names) == 1:
             if sex == FEMALE:

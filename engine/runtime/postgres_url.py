@@ -53,4 +53,7 @@ def scrubbed(exc: Exception, url: str) -> str:
     """The driver's message, first line, with the URL's password removed should it appear."""
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     password = urlsplit(url).password
-    return message.replace(password, "***") if password else message
+    # As written in the URL and as libpq reads it (a percent-encoded character decoded).
+    for spelling in {password, unquote(password)} if password else ():
+        message = message.replace(spelling, "***")
+    return message
