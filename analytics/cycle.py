@@ -152,20 +152,31 @@ def _safe_streak(con: duckdb.DuckDBPyConnection, rule: str, group: str) -> int:
 YEAR_DAYS = 365.25
 
 
-def _systematic_errors(cells_of: CellsOf, study: Study) -> dict[str, SystematicError]:
-    """Per group, the systematic error its negative controls show, when enough of them are estimable."""
+def _systematic_errors(cells_of: CellsOf, study: Study) -> dict[str, tuple[int, SystematicError | None]]:
+    """Per group, how many negative controls are estimable and, when enough are, the systematic error they show.
+
+    A control with no events in a group (often: a concept this site's vocabulary or records do not
+    have, as in OHDSI's Eunomia sample) is left out of that group's fit, and logged, never an error.
+    """
     learning = study.learning
-    found: dict[str, tuple[list[float], list[float]]] = {}
+    found: dict[str, tuple[list[float], list[float]]] = {group.label: ([], []) for group in learning.groups}
+    missing: dict[str, list[str]] = {}
     for outcome in learning.negative_controls:
         control = Study(study.rule, learning.model_copy(update={"outcome": outcome}))
         for item in estimate(control, cells_of(control)[0], ("within-drug",)):
             if item.log_hr is not None and item.se is not None:
-                found.setdefault(item.group, ([], []))[0].append(item.log_hr)
+                found[item.group][0].append(item.log_hr)
                 found[item.group][1].append(item.se)
+            else:
+                missing.setdefault(item.group, []).append(outcome.name)
+    needed = learning.policy.min_negative_controls
+    for group, names in missing.items():
+        log.info("%s, %s: negative controls not estimable here (no events among the study's patients): %s; "
+                 "%d of %d estimable, calibration needs %d", study.rule.id, group, ", ".join(names),
+                 len(found[group][0]), len(learning.negative_controls), needed)  # fmt: skip
     return {
-        group: fit_systematic_error(log_hrs, ses)
+        group: (len(log_hrs), fit_systematic_error(log_hrs, ses) if len(log_hrs) >= needed else None)
         for group, (log_hrs, ses) in found.items()
-        if len(log_hrs) >= learning.policy.min_negative_controls
     }
 
 
@@ -256,7 +267,8 @@ def _study_rule(
         mode = "propose" if learning.mode == "auto" and strengths.rolled_back(con, rule, group) else learning.mode
         local = estimates[(group.label, "within-drug")]
         interaction = estimates[(group.label, "interaction")]
-        error, decided = errors.get(group.label), local
+        estimable, error = errors[group.label]
+        decided = local
         if error is not None and local.log_hr is not None and local.se is not None:
             # Enough negative controls: decide on the calibrated estimate (Schuemie et al. 2014, 2018).
             calibrated_log_hr, calibrated_se = error.calibrate(local.log_hr, local.se)
@@ -310,6 +322,8 @@ def _study_rule(
             "proposed_tier": decision.tier_after if mode == "propose" and decision.changes else None,
             "action": action, "reason": decision.reason, "interaction_hr": interaction.hr,
             "reference_n": local.reference_n, "reference_events": local.reference_events,
+            "negative_controls": {"listed": len(learning.negative_controls), "estimable": estimable,
+                                  "calibrated": error is not None},
         })  # fmt: skip
     return snapshot
 

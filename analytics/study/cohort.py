@@ -108,24 +108,33 @@ def _drug_set(catalog: Catalog, name: str, codes: list[str]) -> list[CTE]:
 
 
 def _condition_set(catalog: Catalog, name: str, codes: tuple[CodedCondition, ...]) -> list[CTE]:
-    """Condition concepts (ICD-10 codes cover their sub-codes) and their descendants."""
-    if "concept" not in catalog.tables:
-        return [(name, "SELECT CAST(NULL AS BIGINT) AS concept_id WHERE 1 = 0")]
+    """Condition concepts (ICD-10 codes cover their sub-codes) and their descendants.
+
+    An ``omop`` code is the concept id itself: it needs no vocabulary to be found, and an id the
+    site never uses matches nothing. SNOMED and ICD-10 codes are looked up in ``concept``.
+    """
+    found = [f"SELECT CAST({code.code} AS BIGINT) AS concept_id" for code in codes if code.system == "omop"]
     matches = []
     for code in codes:
         if code.system == "icd10":
             prefix = literal(code.code.replace(".", "") + "%")
             matches.append(f"(vocabulary_id LIKE 'ICD10%' AND replace(concept_code, '.', '') LIKE {prefix})")
-        else:
+        elif code.system == "snomed":
             vocabulary = literal(VOCABULARY[code.system])
             matches.append(f"(vocabulary_id = {vocabulary} AND concept_code = {literal(code.code)})")
-    return _concept_set(catalog, name, f"SELECT concept_id FROM concept WHERE {' OR '.join(matches) or '1 = 0'}")
+    if matches and "concept" in catalog.tables:
+        found.append(f"SELECT concept_id FROM concept WHERE {' OR '.join(matches)}")
+    if not found:
+        return [(name, "SELECT CAST(NULL AS BIGINT) AS concept_id WHERE 1 = 0")]
+    return _concept_set(catalog, name, " UNION ".join(found))
 
 
 def _source_match(column: str, codes: tuple[CodedCondition, ...]) -> str:
     """Without concept ids for a diagnosis, its source value still names the code."""
     parts = []
     for code in codes:
+        if code.system == "omop":  # a concept id, never a source value
+            continue
         plain = code.code.replace(".", "")
         parts.append(
             f"replace({column}, '.', '') LIKE {literal(plain + '%')}"
