@@ -34,11 +34,11 @@ from analytics.sources import Source, SourceError, open_source
 from analytics.sources.study import catalog, row_counts, study_cells
 from analytics.study import strengths
 from analytics.study.calibration import SystematicError, fit_systematic_error
-from analytics.study.cohort import Catalog, Study, build, cells, excluded_opt_outs
+from analytics.study.cohort import Catalog, Study, build, cells, excluded_opt_outs, recorded_query, store_catalog
 from analytics.study.estimate import Estimate, estimate
 from analytics.study.policy import Decision, Posterior, decide, update
 from analytics.study.sequential import Look, replay
-from engine.decision.learning import Group
+from engine.decision.learning import Group, Outcome
 from engine.decision.products import ProductIndex
 from engine.decision.rules import Rule
 from engine.decision.strengths import Snapshot
@@ -80,7 +80,20 @@ def source_cells(source: Source, found: Catalog) -> CellsOf:
     return lambda study: study_cells(source, study, found)
 
 
-Inputs = tuple[dict, ProductIndex | None, CellsOf]  # a cycle's data snapshot, product index and cells
+RecordedOf = Callable[[tuple[Outcome, ...]], set[int]]  # which outcomes (by position) have any record at all
+
+
+def store_recorded(con: duckdb.DuckDBPyConnection) -> RecordedOf:
+    """``recorded_query`` in the analytics store."""
+    return lambda outcomes: {int(k) for (k,) in con.execute(recorded_query(outcomes, store_catalog(con))).fetchall()}
+
+
+def source_recorded(source: Source, found: Catalog) -> RecordedOf:
+    """``recorded_query`` in the site's engine: only the positions come back."""
+    return lambda outcomes: {int(k) for k in source.query(recorded_query(outcomes, found)).iloc[:, 0]}
+
+
+Inputs = tuple[dict, ProductIndex | None, CellsOf, RecordedOf]  # data snapshot, product index, cells, records
 
 
 @contextmanager
@@ -152,16 +165,25 @@ def _safe_streak(con: duckdb.DuckDBPyConnection, rule: str, group: str) -> int:
 YEAR_DAYS = 365.25
 
 
-def _systematic_errors(cells_of: CellsOf, study: Study) -> dict[str, tuple[int, SystematicError | None]]:
+def _systematic_errors(
+    cells_of: CellsOf, recorded_of: RecordedOf, study: Study
+) -> dict[str, tuple[int, SystematicError | None]]:
     """Per group, how many negative controls are estimable and, when enough are, the systematic error they show.
 
-    A control with no events in a group (often: a concept this site's vocabulary or records do not
-    have, as in OHDSI's Eunomia sample) is left out of that group's fit, and logged, never an error.
+    A control never recorded at this site (often a concept its vocabulary does not have, as in
+    OHDSI's Eunomia sample) is not studied; one without events in a group is left out of that
+    group's fit. Both are logged, never an error.
     """
     learning = study.learning
     found: dict[str, tuple[list[float], list[float]]] = {group.label: ([], []) for group in learning.groups}
+    controls = learning.negative_controls
+    recorded = recorded_of(controls) if controls else set()
+    unrecorded = [control.name for k, control in enumerate(controls) if k not in recorded]
+    if unrecorded:
+        log.info("%s: negative controls never recorded at this site, not studied: %s", study.rule.id,
+                 ", ".join(unrecorded))  # fmt: skip
     missing: dict[str, list[str]] = {}
-    for outcome in learning.negative_controls:
+    for outcome in (control for k, control in enumerate(controls) if k in recorded):
         control = Study(study.rule, learning.model_copy(update={"outcome": outcome}))
         for item in estimate(control, cells_of(control)[0], ("within-drug",)):
             if item.log_hr is not None and item.se is not None:
@@ -171,9 +193,11 @@ def _systematic_errors(cells_of: CellsOf, study: Study) -> dict[str, tuple[int, 
                 missing.setdefault(item.group, []).append(outcome.name)
     needed = learning.policy.min_negative_controls
     for group, names in missing.items():
-        log.info("%s, %s: negative controls not estimable here (no events among the study's patients): %s; "
-                 "%d of %d estimable, calibration needs %d", study.rule.id, group, ", ".join(names),
-                 len(found[group][0]), len(learning.negative_controls), needed)  # fmt: skip
+        log.info("%s, %s: negative controls without events among the study's patients: %s", study.rule.id, group,
+                 ", ".join(names))  # fmt: skip
+    if controls:
+        log.info("%s: negative controls estimable per group: %s (calibration needs %d)", study.rule.id,
+                 ", ".join(f"{g} {len(x)} of {len(controls)}" for g, (x, _) in found.items()), needed)  # fmt: skip
     return {
         group: (len(log_hrs), fit_systematic_error(log_hrs, ses) if len(log_hrs) >= needed else None)
         for group, (log_hrs, ses) in found.items()
@@ -250,8 +274,8 @@ def _record_estimates(
 
 
 def _study_rule(
-    con: duckdb.DuckDBPyConnection, cells_of: CellsOf, rule: Rule, run_id: str, snapshot: Snapshot, data: dict,
-    result: CycleResult,
+    con: duckdb.DuckDBPyConnection, cells_of: CellsOf, recorded_of: RecordedOf, rule: Rule, run_id: str,
+    snapshot: Snapshot, data: dict, result: CycleResult,
 ) -> Snapshot:  # fmt: skip
     """Estimate one rule and decide each group's tier: estimates, proposals and audit are recorded;
     returns ``snapshot`` with the changes ``auto`` mode applies."""
@@ -262,7 +286,7 @@ def _study_rule(
     cell_table, opted_out = cells_of(study)
     result.opted_out_excluded += opted_out
     estimates = {(e.group, e.contrast): e for e in estimate(study, cell_table)}
-    errors = _systematic_errors(cells_of, study)
+    errors = _systematic_errors(cells_of, recorded_of, study)
     for group in learning.groups:
         mode = "propose" if learning.mode == "auto" and strengths.rolled_back(con, rule, group) else learning.mode
         local = estimates[(group.label, "within-drug")]
@@ -392,13 +416,13 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
                 result.events_ingested = ingest(con, paths.event_dirs)
                 source = open_source(paths.omop) if paths.omop else None
                 if source is None:
-                    data, products, cells_of = _in_store(con, paths, library)
+                    data, products, cells_of, recorded_of = _in_store(con, paths, library)
                 else:
-                    data, products, cells_of = _in_source(con, source, library)
+                    data, products, cells_of, recorded_of = _in_source(con, source, library)
                 published = working = strengths.latest(con)
                 for rule in library.rules:
                     if rule.learning is not None:
-                        working = _study_rule(con, cells_of, rule, run_id, working, data, result)
+                        working = _study_rule(con, cells_of, recorded_of, rule, run_id, working, data, result)
                 if working.strengths != published.strengths:
                     result.snapshot_version = strengths.publish(con, list(working.strengths), run_id).version
                 else:
@@ -445,7 +469,7 @@ def _in_store(con: duckdb.DuckDBPyConnection, paths: Paths, library: Library) ->
     data = data_snapshot(con)
     # Read inside the transaction, published after commit with the strengths.
     products = build_index(con, library) if has_vocabulary(con) else None
-    return data, products, store_cells(con)
+    return data, products, store_cells(con), store_recorded(con)
 
 
 def _in_source(con: duckdb.DuckDBPyConnection, source: Source, library: Library) -> Inputs:
@@ -457,7 +481,7 @@ def _in_source(con: duckdb.DuckDBPyConnection, source: Source, library: Library)
     if {"concept", "concept_ancestor"} <= found.tables:
         rows = source.query(products_sql(covered_ingredients(library)))
         products = index_from_rows(rows.itertuples(index=False))
-    return data, products, source_cells(source, found)
+    return data, products, source_cells(source, found), source_recorded(source, found)
 
 
 def status(database: Path) -> dict:

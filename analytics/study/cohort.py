@@ -23,7 +23,7 @@ import pandas as pd
 
 from analytics.data.genotypes import GENOTYPE_LOINC
 from analytics.data.store import scalar
-from engine.decision.learning import CodedCondition, Learning
+from engine.decision.learning import CodedCondition, Learning, Outcome
 from engine.decision.rules import Rule
 
 REFERENCE = "reference"
@@ -308,6 +308,20 @@ def cells_query(study: Study, catalog: Catalog) -> str:
     """The whole study as one query (DuckDB syntax) returning the cells: what runs in the source engine."""
     return with_query(cohort_ctes(study, catalog) + population_ctes(study, catalog) + cells_ctes(study),
                       "SELECT * FROM cells")  # fmt: skip
+
+
+def recorded_query(outcomes: tuple[Outcome, ...], catalog: Catalog) -> str:
+    """Which of ``outcomes`` (by position, column ``k``) have any record in ``condition_occurrence``.
+
+    An outcome never recorded here (a concept this site's vocabulary does not have, or one nobody
+    was ever diagnosed with) needs no study: its estimate could only be empty.
+    """
+    ctes, found = [], []
+    for k, outcome in enumerate(outcomes):
+        concepts = f"recorded_{k}_concepts"
+        ctes += _condition_set(catalog, concepts, outcome.conditions)
+        found.append(f"SELECT {k} AS k WHERE EXISTS ({_occurrences(catalog, concepts, outcome.conditions)})")
+    return with_query(ctes, " UNION ALL ".join(found))
 
 
 def opted_out_query(study: Study, catalog: Catalog) -> str:
