@@ -12,7 +12,9 @@ import pytest
 from analytics.data.genotypes import refresh_phenotypes
 from analytics.simulation.simulate import Truth
 from analytics.study.cohort import Catalog, Study, build, cells, recorded_query
-from engine.rulebook.library import Library
+from engine.decision.strengths import Snapshot
+from engine.rulebook.library import Library, load_library
+from engine.rulebook.rule_warnings import rule_warnings
 from tests.learning_data import CLOPIDOGREL, simulated, truth
 from tests.test_rule_files import RULE, edit, problems, rules  # noqa: F401  (the ``rules`` fixture)
 
@@ -85,6 +87,17 @@ def test_a_control_listed_twice_or_sharing_the_outcomes_code_is_refused(rules): 
     assert len(found) == 2
     assert found[0].startswith(f"{rules / RULE}:{outcome}:") and "snomed 22298006 is already the outcome" in found[0]
     assert found[1].startswith(f"{rules / RULE}:{twice}:") and "'hammer toe' is listed twice" in found[1]
+
+
+def test_fewer_controls_than_calibration_needs_is_a_warning(rules, library: Library):  # noqa: F811
+    assert not [w for w in rule_warnings(library, Snapshot(version=0, created="now")) if "negative controls" in str(w)]
+    text = (rules / RULE).read_text()
+    start = text.index("    - name: impacted cerumen")
+    line = text[: text.index("  negative_controls:")].count("\n") + 1
+    (rules / RULE).write_text(text[:start] + text[text.index("  reference: [", start) :])  # three left
+    [warning] = [str(w) for w in rule_warnings(load_library(rules), Snapshot(version=0, created="now"))
+                 if "negative controls" in str(w)]  # fmt: skip
+    assert warning.startswith(f"{rules / RULE}:{line}: warning: 3 negative controls listed; calibration needs")
 
 
 def test_a_control_is_matched_by_concept_id_with_its_descendants_and_without_a_vocabulary(library: Library):
