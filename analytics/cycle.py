@@ -90,7 +90,11 @@ def store_recorded(con: duckdb.DuckDBPyConnection) -> RecordedOf:
 
 def source_recorded(source: Source, found: Catalog) -> RecordedOf:
     """``recorded_query`` in the site's engine: only the positions come back."""
-    return lambda outcomes: {int(k) for k in source.query(recorded_query(outcomes, found)).iloc[:, 0]}
+
+    def recorded_of(outcomes: tuple[Outcome, ...]) -> set[int]:
+        return {int(row[0]) for row in source.query(recorded_query(outcomes, found)).itertuples(index=False)}
+
+    return recorded_of
 
 
 Inputs = tuple[dict, ProductIndex | None, CellsOf, RecordedOf]  # data snapshot, product index, cells, records

