@@ -34,11 +34,12 @@ from analytics.sources import Source, SourceError, open_source
 from analytics.sources.study import catalog, row_counts, study_cells
 from analytics.study import strengths
 from analytics.study.calibration import SystematicError, fit_systematic_error
-from analytics.study.cohort import Catalog, Study, build, cells, excluded_opt_outs, recorded_query, store_catalog
+from analytics.study.cohort import Catalog, Study, build, cells, recorded_query, store_catalog
 from analytics.study.estimate import Estimate, estimate
 from analytics.study.policy import Decision, Posterior, decide, update
+from analytics.study.report_counts import Run, cohort_counts, coverage_query, store_cohort, store_coverage
 from analytics.study.sequential import Look, replay
-from engine.decision.learning import Group, Outcome
+from engine.decision.learning import Group
 from engine.decision.products import ProductIndex
 from engine.decision.rules import Rule
 from engine.decision.strengths import Snapshot
@@ -62,15 +63,15 @@ class BadData(ValueError):
     """The OMOP tables are there but cannot be studied; the message names the columns."""
 
 
-CellsOf = Callable[[Study], tuple[pd.DataFrame, int]]  # a study's cells and opted-out count, wherever OMOP is
+CellsOf = Callable[[Study], pd.DataFrame]  # a study's cells, wherever OMOP is
 
 
 def store_cells(con: duckdb.DuckDBPyConnection) -> CellsOf:
     """Cells computed in the analytics store (OMOP copied into it: the default)."""
 
-    def cells_of(study: Study) -> tuple[pd.DataFrame, int]:
+    def cells_of(study: Study) -> pd.DataFrame:
         build(con, study)
-        return cells(con, study), excluded_opt_outs(con)
+        return cells(con, study)
 
     return cells_of
 
@@ -80,24 +81,16 @@ def source_cells(source: Source, found: Catalog) -> CellsOf:
     return lambda study: study_cells(source, study, found)
 
 
-RecordedOf = Callable[[tuple[Outcome, ...]], set[int]]  # which outcomes (by position) have any record at all
+@dataclass(frozen=True)
+class Inputs:
+    """What a cycle reads of the OMOP data, wherever it is: the data snapshot, the product index, the cells,
+    and the engine's query runner and catalog for the report's counts."""
 
-
-def store_recorded(con: duckdb.DuckDBPyConnection) -> RecordedOf:
-    """``recorded_query`` in the analytics store."""
-    return lambda outcomes: {int(k) for (k,) in con.execute(recorded_query(outcomes, store_catalog(con))).fetchall()}
-
-
-def source_recorded(source: Source, found: Catalog) -> RecordedOf:
-    """``recorded_query`` in the site's engine: only the positions come back."""
-
-    def recorded_of(outcomes: tuple[Outcome, ...]) -> set[int]:
-        return {int(row[0]) for row in source.query(recorded_query(outcomes, found)).itertuples(index=False)}
-
-    return recorded_of
-
-
-Inputs = tuple[dict, ProductIndex | None, CellsOf, RecordedOf]  # data snapshot, product index, cells, records
+    data: dict
+    products: ProductIndex | None
+    cells_of: CellsOf
+    run: Run
+    catalog: Catalog
 
 
 @contextmanager
@@ -169,9 +162,7 @@ def _safe_streak(con: duckdb.DuckDBPyConnection, rule: str, group: str) -> int:
 YEAR_DAYS = 365.25
 
 
-def _systematic_errors(
-    cells_of: CellsOf, recorded_of: RecordedOf, study: Study
-) -> dict[str, tuple[int, SystematicError | None]]:
+def _systematic_errors(inputs: Inputs, study: Study) -> dict[str, tuple[int, SystematicError | None]]:
     """Per group, how many negative controls are estimable and, when enough are, the systematic error they show.
 
     A control never recorded at this site (often a concept its vocabulary does not have, as in
@@ -181,7 +172,9 @@ def _systematic_errors(
     learning = study.learning
     found: dict[str, tuple[list[float], list[float]]] = {group.label: ([], []) for group in learning.groups}
     controls = learning.negative_controls
-    recorded = recorded_of(controls) if controls else set()
+    # one query for all of them: a control never recorded here needs no study
+    found_rows = inputs.run(recorded_query(controls, inputs.catalog)) if controls else None
+    recorded = set() if found_rows is None else {int(row[0]) for row in found_rows.itertuples(index=False)}
     unrecorded = [control.name for k, control in enumerate(controls) if k not in recorded]
     if unrecorded:
         log.info("%s: negative controls never recorded at this site, not studied: %s", study.rule.id,
@@ -189,7 +182,7 @@ def _systematic_errors(
     missing: dict[str, list[str]] = {}
     for outcome in (control for k, control in enumerate(controls) if k in recorded):
         control = Study(study.rule, learning.model_copy(update={"outcome": outcome}))
-        for item in estimate(control, cells_of(control)[0], ("within-drug",)):
+        for item in estimate(control, inputs.cells_of(control), ("within-drug",)):
             if item.log_hr is not None and item.se is not None:
                 found[item.group][0].append(item.log_hr)
                 found[item.group][1].append(item.se)
@@ -278,19 +271,21 @@ def _record_estimates(
 
 
 def _study_rule(
-    con: duckdb.DuckDBPyConnection, cells_of: CellsOf, recorded_of: RecordedOf, rule: Rule, run_id: str,
-    snapshot: Snapshot, data: dict, result: CycleResult,
-) -> Snapshot:  # fmt: skip
-    """Estimate one rule and decide each group's tier: estimates, proposals and audit are recorded;
-    returns ``snapshot`` with the changes ``auto`` mode applies."""
+    con: duckdb.DuckDBPyConnection, inputs: Inputs, rule: Rule, run_id: str, snapshot: Snapshot, result: CycleResult
+) -> Snapshot:
+    """Estimate one rule and decide each group's tier: estimates, cohort counts, proposals and audit are
+    recorded; returns ``snapshot`` with the changes ``auto`` mode applies."""
     learning = rule.learning
     assert learning is not None
     now = datetime.now(UTC)
     study = Study(rule, learning)
-    cell_table, opted_out = cells_of(study)
+    cells_of, data = inputs.cells_of, inputs.data
+    cell_table = cells_of(study)
+    counts, opted_out = cohort_counts(inputs.run, study, inputs.catalog)
     result.opted_out_excluded += opted_out
+    store_cohort(con, run_id, rule.id, counts, opted_out)
     estimates = {(e.group, e.contrast): e for e in estimate(study, cell_table)}
-    errors = _systematic_errors(cells_of, recorded_of, study)
+    errors = _systematic_errors(inputs, study)
     for group in learning.groups:
         mode = "propose" if learning.mode == "auto" and strengths.rolled_back(con, rule, group) else learning.mode
         local = estimates[(group.label, "within-drug")]
@@ -419,14 +414,13 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
             try:
                 result.events_ingested = ingest(con, paths.event_dirs)
                 source = open_source(paths.omop) if paths.omop else None
-                if source is None:
-                    data, products, cells_of, recorded_of = _in_store(con, paths, library)
-                else:
-                    data, products, cells_of, recorded_of = _in_source(con, source, library)
+                inputs = _in_store(con, paths, library) if source is None else _in_source(con, source, library)
+                data, products = inputs.data, inputs.products
+                store_coverage(con, run_id, inputs.run(coverage_query(inputs.catalog)))
                 published = working = strengths.latest(con)
                 for rule in library.rules:
                     if rule.learning is not None:
-                        working = _study_rule(con, cells_of, recorded_of, rule, run_id, working, data, result)
+                        working = _study_rule(con, inputs, rule, run_id, working, result)
                 if working.strengths != published.strengths:
                     result.snapshot_version = strengths.publish(con, list(working.strengths), run_id).version
                 else:
@@ -473,7 +467,7 @@ def _in_store(con: duckdb.DuckDBPyConnection, paths: Paths, library: Library) ->
     data = data_snapshot(con)
     # Read inside the transaction, published after commit with the strengths.
     products = build_index(con, library) if has_vocabulary(con) else None
-    return data, products, store_cells(con), store_recorded(con)
+    return Inputs(data, products, store_cells(con), lambda sql: con.execute(sql).df(), store_catalog(con))
 
 
 def _in_source(con: duckdb.DuckDBPyConnection, source: Source, library: Library) -> Inputs:
@@ -485,7 +479,7 @@ def _in_source(con: duckdb.DuckDBPyConnection, source: Source, library: Library)
     if {"concept", "concept_ancestor"} <= found.tables:
         rows = source.query(products_sql(covered_ingredients(library)))
         products = index_from_rows(rows.itertuples(index=False))
-    return data, products, source_cells(source, found), source_recorded(source, found)
+    return Inputs(data, products, source_cells(source, found), source.query, found)
 
 
 def status(database: Path) -> dict:

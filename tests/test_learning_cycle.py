@@ -151,7 +151,8 @@ def test_propose_mode_waits_for_approval_then_rollback_restores_and_pauses_auto(
 
 
 def _table_state(paths: Paths) -> dict:
-    tables = ("cds_event", "event_ingest", "estimate", "strength_audit", "strength_snapshot", "strength_proposal")
+    tables = ("cds_event", "event_ingest", "estimate", "strength_audit", "strength_snapshot", "strength_proposal",
+              "cohort_count", "cohort_opt_out", "coverage_count")  # fmt: skip
     return {table: query(paths, f"SELECT count(*) FROM {table}")[0][0] for table in tables} | {
         "offsets": query(paths, "SELECT segment, offset_bytes FROM event_ingest ORDER BY ALL")
     }

@@ -9,6 +9,8 @@ see analytics.data.omop). The loop's own tables:
 - ``research_opt_out``: persons excluded from estimation (never from alerts);
 - ``analysis_run``: one row per analytics cycle, with its data snapshot;
 - ``estimate``: every estimate of every cycle;
+- ``cohort_count``, ``cohort_opt_out``, ``coverage_count``: what the report shows of the OMOP data, as
+  aggregates per cycle (analytics.study.report_counts), wherever the OMOP tables are;
 - ``strength_audit``: every tier decision, applied or not, append-only;
 - ``strength_proposal``: changes waiting for a pharmacist's approval;
 - ``strength_snapshot``: every published set of strengths, by version.
@@ -93,6 +95,24 @@ CREATE TABLE IF NOT EXISTS estimate (
     p_safe DOUBLE,
     cells JSON,
     PRIMARY KEY (run_id, rule, phenotype, contrast)
+);
+CREATE TABLE IF NOT EXISTS cohort_count (
+    run_id VARCHAR NOT NULL,
+    rule VARCHAR NOT NULL,
+    grp VARCHAR NOT NULL,
+    target INTEGER NOT NULL,
+    population VARCHAR NOT NULL,
+    persons BIGINT NOT NULL,
+    events BIGINT NOT NULL,
+    person_days BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cohort_opt_out (run_id VARCHAR NOT NULL, rule VARCHAR NOT NULL, persons BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS coverage_count (
+    run_id VARCHAR NOT NULL,
+    population VARCHAR NOT NULL,
+    determinate BIGINT NOT NULL,
+    indeterminate BIGINT NOT NULL,
+    untested BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS strength_audit (
     audit_id BIGINT PRIMARY KEY,

@@ -1,7 +1,9 @@
 """What a report shows, read from the analytics database into plain rows (no suppression yet).
 
-Everything is read on one read-only connection; the per-rule cohort is rebuilt with the cycle's
-own SQL (analytics.study.cohort.build), so the report counts exactly the patients the estimates rest on.
+Everything is read on one read-only connection. What the report shows of the OMOP data (cohort,
+equity, result coverage) is what the latest cycle stored (analytics.study.report_counts): the same
+aggregates whether the OMOP tables were in the store or queried in place (``--omop``), counting exactly
+the patients the estimates rest on.
 Cards are linked to persons by the pseudonym the service logged: the keyed hash of the patient id
 the EHR sends, which OMOP holds as ``person.person_source_value``. Without the site key that link
 (and with it alerts by group and "order changed") is not available, and the report says so.
@@ -23,27 +25,15 @@ from analytics.data.store import first_row, scalar, table_exists
 from analytics.study import strengths
 from analytics.study.cohort import REFERENCE, Study, build
 from analytics.study.estimate import Z95
+from analytics.study.report_counts import UNKNOWN_GROUP, group_label_sql
 from engine.decision.cards import offered_reasons
 from engine.genotype.phenotyper import call_diplotype
 from engine.rulebook.library import Library
 from engine.runtime.identifiers import Identifiers
 
 CHANGE_WINDOW_DAYS = 7
-RACE = {8527: "White", 8516: "Black or African American", 8515: "Asian", 8557: "Native Hawaiian or Pacific Islander",
-        8657: "American Indian or Alaska Native"}  # fmt: skip
-HISPANIC = 38003563
-UNKNOWN_GROUP = "Unknown or not reported"
 ARMS = ("drug", "comparators")
 FEEDBACK = ("accepted", "overridden", "no feedback")
-
-
-def group_label_sql(alias: str = "p") -> str:
-    """SQL naming a person's race/ethnicity group: Hispanic or Latino (any race), else the OMOP race."""
-    races = " ".join(f"WHEN {concept} THEN '{name}'" for concept, name in RACE.items())
-    return (
-        f"CASE WHEN {alias}.ethnicity_concept_id = {HISPANIC} THEN 'Hispanic or Latino (any race)' "
-        f"ELSE CASE {alias}.race_concept_id {races} ELSE '{UNKNOWN_GROUP}' END END"
-    )
 
 
 @dataclass(frozen=True)
@@ -177,6 +167,7 @@ class ReportData:
     coverage: dict[str, Coverage]
     quality: Quality
     linked: bool  # cards could be linked to persons
+    in_place: bool = False  # the OMOP tables are not in the store (``--omop``): cards cannot be linked
 
 
 def _runs(con: duckdb.DuckDBPyConnection) -> list[Run]:
@@ -202,18 +193,19 @@ def _estimates(con: duckdb.DuckDBPyConnection, rule: str) -> list[EstimateRow]:
     return [EstimateRow(*row) for row in rows]
 
 
-def _cohort(con: duckdb.DuckDBPyConnection, data: RuleData) -> None:
-    """Users, events and person-years per genotype group and arm, and the same on the drug by population group."""
+def _cohort(con: duckdb.DuckDBPyConnection, data: RuleData, run: Run) -> None:
+    """Users, events and person-years per genotype group and arm, and the same on the drug by population group,
+    as ``run`` counted them."""
     rows = con.execute(
-        f"""SELECT s.grp, s.target, {group_label_sql()} AS population, count(*),
-                   count(s.event_date), sum(date_diff('day', s.index_date, coalesce(s.event_date, s.end_date)))
-            FROM study_population s JOIN person p USING (person_id)
-            GROUP BY ALL"""
+        "SELECT grp, target, population, persons, events, person_days FROM cohort_count WHERE run_id = ? AND rule = ?",
+        [run.run_id, data.rule],
     ).fetchall()
     users = {g: [0, 0] for g in data.groups}
     events = {g: [0, 0] for g in data.groups}
     days = {g: [0.0, 0.0] for g in data.groups}
     for group, target, population, n, k, person_days in rows:
+        if group not in users:  # a group the rule library no longer has
+            continue
         arm = 0 if target else 1
         users[group][arm] += n
         events[group][arm] += k
@@ -224,7 +216,8 @@ def _cohort(con: duckdb.DuckDBPyConnection, data: RuleData) -> None:
     data.users = {g: (a, b) for g, (a, b) in users.items()}
     data.events = {g: (a, b) for g, (a, b) in events.items()}
     data.person_years = {g: (a / 365.25, b / 365.25) for g, (a, b) in days.items()}
-    data.opted_out = int(scalar(con, "SELECT count(*) FROM cohort WHERE opted_out"))
+    opted_out = "SELECT coalesce(sum(persons), 0) FROM cohort_opt_out WHERE run_id = ? AND rule = ?"
+    data.opted_out = int(scalar(con, opted_out, [run.run_id, data.rule]))
 
 
 def _strength(con: duckdb.DuckDBPyConnection, library: Library, data: RuleData) -> None:
@@ -325,27 +318,29 @@ def _alerts(con: duckdb.DuckDBPyConnection, data: RuleData, linked: bool, offere
     data.alerts_by_population = {population: (a, o, n) for population, a, o, n in rows}
 
 
-def _coverage(con: duckdb.DuckDBPyConnection) -> dict[str, Coverage]:
-    """Per population group: persons with at least one usable call, only Indeterminate calls, or no result."""
-    has_phenotypes = table_exists(con, "person_phenotype")
-    calls = (
-        "SELECT person_id, bool_or(phenotype <> 'Indeterminate') AS usable FROM person_phenotype GROUP BY person_id"
-        if has_phenotypes
-        else "SELECT NULL::BIGINT AS person_id, NULL::BOOLEAN AS usable"
-    )
+def _coverage(con: duckdb.DuckDBPyConnection, run: Run | None) -> dict[str, Coverage]:
+    """Per population group, as ``run`` counted them: persons with at least one usable call, only
+    Indeterminate calls, or no result."""
     rows = con.execute(
-        f"""SELECT {group_label_sql()} AS population, count(*) FILTER (c.usable),
-                   count(*) FILTER (NOT c.usable), count(*) FILTER (c.usable IS NULL)
-            FROM person p LEFT JOIN ({calls}) c USING (person_id) GROUP BY 1 ORDER BY 1"""
+        "SELECT population, determinate, indeterminate, untested FROM coverage_count WHERE run_id = ? "
+        "ORDER BY population",
+        [run.run_id if run else None],
     ).fetchall()
     return {population: Coverage(a, b, c) for population, a, b, c in rows}
 
 
 def _quality(
-    con: duckdb.DuckDBPyConnection, library: Library, events_dir: Path | Sequence[Path] | None
-) -> Quality:
-    persons = int(scalar(con, "SELECT count(*) FROM person"))
-    without = int(scalar(con, "SELECT count(*) FROM person WHERE person_id NOT IN (SELECT person_id FROM pgx_result)"))
+    con: duckdb.DuckDBPyConnection, library: Library, events_dir: Path | Sequence[Path] | None,
+    coverage: dict[str, Coverage],
+) -> Quality:  # fmt: skip
+    """Result and event-log checks on the store's ``pgx_result`` and ``cds_event``."""
+    if table_exists(con, "person"):
+        persons = int(scalar(con, "SELECT count(*) FROM person"))
+        tested = "SELECT person_id FROM pgx_result"
+        without = int(scalar(con, f"SELECT count(*) FROM person WHERE person_id NOT IN ({tested})"))
+    else:  # OMOP queried in place: the persons are counted where they are, with the coverage
+        persons = sum(c.determinate + c.indeterminate + c.untested for c in coverage.values())
+        without = sum(c.untested for c in coverage.values())
     pairs = con.execute("SELECT gene, diplotype, count(*) FROM pgx_result GROUP BY ALL").fetchall()
     phenotype: dict[tuple[str, str], str] = {}
     unknown = unreadable = 0
@@ -396,10 +391,14 @@ def collect(
     events_dir: Path | Sequence[Path] | None = None,
 ) -> ReportData:  # fmt: skip
     """Read everything a report shows. ``con`` may be read-only (only temp tables are created)."""
-    missing = [table for table in ("person", "pgx_result", "analysis_run") if not table_exists(con, table)]
+    missing = [table for table in ("pgx_result", "analysis_run") if not table_exists(con, table)]
+    runs = _runs(con) if "analysis_run" not in missing else []
+    in_place = not table_exists(con, "person")  # the OMOP tables are elsewhere: the cycles counted what is shown
+    if in_place and not runs:
+        missing.insert(0, "person")
     if missing:
         raise NoReportData(f"no {', '.join(missing)} table: load data and run a cycle first (pgx-loop analyze)")
-    runs = _runs(con)
+    run = runs[-1] if runs else None
     linked = identifiers is not None and table_exists(con, "drug_exposure") and _has_source_values(con)
     rules = []
     for rule in library.rules:
@@ -411,22 +410,24 @@ def collect(
                         groups, list(learning.reference))  # fmt: skip
         trend = _estimates(con, rule.id)
         data.trend = trend
-        data.estimates = [e for e in trend if runs and e.run_id == runs[-1].run_id]
+        data.estimates = [e for e in trend if run and e.run_id == run.run_id]
         _strength(con, library, data)
-        if table_exists(con, "person_phenotype") and table_exists(con, "drug_exposure"):
-            build(con, Study(rule, learning))
-            _cohort(con, data)
-            if linked and identifiers is not None:
-                _pseudonyms(con, identifiers)
+        if run is not None:
+            _cohort(con, data, run)
+        if linked and identifiers is not None and table_exists(con, "person_phenotype"):
+            build(con, Study(rule, learning))  # the concept sets, to find the users of the study drugs
+            _pseudonyms(con, identifiers)
         _alerts(con, data, linked and table_exists(con, "linked"), [r.code for r in offered_reasons(rule)])
         rules.append(data)
+    coverage = _coverage(con, run)
     return ReportData(
         generated_at=datetime.now(UTC),
-        run=runs[-1] if runs else None,
+        run=run,
         previous=runs[-2] if len(runs) > 1 else None,
         runs=len(runs),
         rules=rules,
-        coverage=_coverage(con),
-        quality=_quality(con, library, events_dir),
+        coverage=coverage,
+        quality=_quality(con, library, events_dir, coverage),
         linked=linked,
+        in_place=in_place,
     )

@@ -16,7 +16,7 @@ import pandas as pd
 
 from analytics.data import cdm
 from analytics.sources.base import Source, SourceError
-from analytics.study.cohort import Catalog, Study, cells_query, genotype_rows, opted_out_query, sorted_cells
+from analytics.study.cohort import Catalog, Study, cells_query, genotype_rows, sorted_cells
 from engine.genotype.phenotyper import call_diplotype
 from engine.rulebook.library import Library
 
@@ -70,11 +70,9 @@ def catalog(source: Source, library: Library, opt_outs: list[int]) -> Catalog:
                    found.genotype_text, lookup)  # fmt: skip
 
 
-def study_cells(source: Source, study: Study, found: Catalog) -> tuple[pd.DataFrame, int]:
-    """The study's cells and its opted-out count, computed in the source engine."""
-    cells = sorted_cells(source.query(cells_query(study, found)), study)
-    opted_out = int(source.query(opted_out_query(study, found)).iloc[0, 0])
-    return cells, opted_out
+def study_cells(source: Source, study: Study, found: Catalog) -> pd.DataFrame:
+    """The study's cells, computed in the source engine."""
+    return sorted_cells(source.query(cells_query(study, found)), study)
 
 
 def row_counts(source: Source, tables: frozenset[str]) -> dict:

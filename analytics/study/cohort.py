@@ -22,7 +22,6 @@ import duckdb
 import pandas as pd
 
 from analytics.data.genotypes import GENOTYPE_LOINC
-from analytics.data.store import scalar
 from engine.decision.learning import CodedCondition, Learning, Outcome
 from engine.decision.rules import Rule
 
@@ -324,11 +323,6 @@ def recorded_query(outcomes: tuple[Outcome, ...], catalog: Catalog) -> str:
     return with_query(ctes, " UNION ALL ".join(found))
 
 
-def opted_out_query(study: Study, catalog: Catalog) -> str:
-    """How many of the study's new users opted out of research (one count)."""
-    return with_query(cohort_ctes(study, catalog), "SELECT count(*) AS opted_out FROM cohort WHERE opted_out")
-
-
 def sorted_cells(frame: pd.DataFrame, study: Study) -> pd.DataFrame:
     """Cells in one order and with integer counts, whatever engine computed them."""
     keys = ["target", "grp", *study.covariate_names, "band"]
@@ -357,10 +351,6 @@ def build(con: duckdb.DuckDBPyConnection, study: Study) -> None:
     con.execute(
         "CREATE OR REPLACE TEMP TABLE study_population AS " + with_query(population, "SELECT * FROM study_population")
     )
-
-
-def excluded_opt_outs(con: duckdb.DuckDBPyConnection) -> int:
-    return int(scalar(con, "SELECT count(*) FROM cohort WHERE opted_out"))
 
 
 def cells(con: duckdb.DuckDBPyConnection, study: Study) -> pd.DataFrame:

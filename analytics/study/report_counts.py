@@ -1,0 +1,108 @@
+"""What the report shows of the OMOP data, as aggregates computed by the cycle where the data lives.
+
+The same SQL (DuckDB's dialect, rendered by SQLGlot for PostgreSQL and Spark as the cells are) runs
+in the analytics store or in the site's engine; only counts come out, and they are stored per run
+(``cohort_count``, ``cohort_opt_out``, ``coverage_count``), so the report reads the same tables
+whichever engine ran the cycle:
+
+- per rule: new users, events and person-days per genotype group, arm and population group (the
+  cohort and equity tables), and the new users excluded for a research opt-out (the cycle's count too);
+- per population group: persons with a usable genotype call, only Indeterminate calls, or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+import pandas as pd
+
+from analytics.study.cohort import CTE, Catalog, Study, cohort_ctes, genotype_rows, literal, population_ctes, with_query
+
+RACE = {8527: "White", 8516: "Black or African American", 8515: "Asian", 8557: "Native Hawaiian or Pacific Islander",
+        8657: "American Indian or Alaska Native"}  # fmt: skip
+HISPANIC = 38003563
+UNKNOWN_GROUP = "Unknown or not reported"
+
+Run = Callable[[str], pd.DataFrame]  # runs a DuckDB-dialect query where the OMOP data is
+
+
+def group_label_sql(alias: str = "p") -> str:
+    """SQL naming a person's race/ethnicity group: Hispanic or Latino (any race), else the OMOP race."""
+    races = " ".join(f"WHEN {concept} THEN '{name}'" for concept, name in RACE.items())
+    return (
+        f"CASE WHEN {alias}.ethnicity_concept_id = {HISPANIC} THEN 'Hispanic or Latino (any race)' "
+        f"ELSE CASE {alias}.race_concept_id {races} ELSE '{UNKNOWN_GROUP}' END END"
+    )
+
+
+def cohort_counts_query(study: Study, catalog: Catalog) -> str:
+    """Per genotype group, arm (``target``) and population group: persons, events and person-days; then one
+    row with no group holding the new users who opted out."""
+    ctes = cohort_ctes(study, catalog) + population_ctes(study, catalog)
+    ctes.append(("labelled", f"""SELECT s.grp, s.target, {group_label_sql()} AS population, s.event_date,
+            date_diff('day', s.index_date, coalesce(s.event_date, s.end_date)) AS fu
+        FROM study_population s JOIN person p ON p.person_id = s.person_id"""))  # fmt: skip
+    return with_query(ctes, """SELECT grp, target, population, count(*) AS persons, count(event_date) AS events,
+            CAST(sum(fu) AS BIGINT) AS person_days
+        FROM labelled GROUP BY grp, target, population
+        UNION ALL
+        SELECT CAST(NULL AS VARCHAR), CAST(NULL AS INTEGER), CAST(NULL AS VARCHAR), count(*), CAST(0 AS BIGINT),
+            CAST(0 AS BIGINT)
+        FROM cohort WHERE opted_out""")  # fmt: skip
+
+
+def cohort_counts(run: Run, study: Study, catalog: Catalog) -> tuple[pd.DataFrame, int]:
+    """The study's cohort counts (``cohort_counts_query``) and its opted-out count, from where the data is."""
+    rows = run(cohort_counts_query(study, catalog))
+    opted_out = rows.grp.isna()
+    return rows[~opted_out].reset_index(drop=True), int(rows.persons[opted_out].sum())
+
+
+def _person_calls(catalog: Catalog) -> list[CTE]:
+    """``person_call``(person_id, phenotype): each person's call per gene, from the latest result."""
+    if catalog.diplotype_phenotypes is None:  # the store's person_phenotype
+        return [("person_call", "SELECT person_id, phenotype FROM person_phenotype")]
+    calls = sorted((gene, diplotype, phenotype) for gene, table in catalog.diplotype_phenotypes.items()
+                   for diplotype, phenotype in table.items())  # fmt: skip
+    body = ", ".join(f"({literal(g)}, {literal(d)}, {literal(p)})" for g, d, p in calls)
+    body = body or "(CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR))"
+    return [
+        ("genotype", genotype_rows(catalog)),
+        ("lookup", f"SELECT * FROM (VALUES {body}) AS v(gene, diplotype, phenotype)"),
+        ("ranked", "SELECT r.person_id, l.phenotype, row_number() OVER (PARTITION BY r.person_id, r.gene "
+                   "ORDER BY r.result_date DESC NULLS LAST) AS k "
+                   "FROM genotype r JOIN lookup l ON l.gene = r.gene AND l.diplotype = r.diplotype"),
+        ("person_call", "SELECT person_id, phenotype FROM ranked WHERE k = 1"),
+    ]  # fmt: skip
+
+
+def coverage_query(catalog: Catalog) -> str:
+    """Per population group: persons with a usable call (any gene), only Indeterminate calls, or no call."""
+    ctes = [
+        *_person_calls(catalog),
+        ("calls", "SELECT person_id, max(CASE WHEN phenotype <> 'Indeterminate' THEN 1 ELSE 0 END) AS usable "
+                  "FROM person_call GROUP BY person_id"),
+        ("labelled", f"SELECT {group_label_sql()} AS population, c.usable FROM person p "
+                     "LEFT JOIN calls c ON c.person_id = p.person_id"),
+    ]  # fmt: skip
+    return with_query(ctes, """SELECT population, CAST(sum(CASE WHEN usable = 1 THEN 1 ELSE 0 END) AS BIGINT)
+            AS determinate, CAST(sum(CASE WHEN usable = 0 THEN 1 ELSE 0 END) AS BIGINT) AS indeterminate,
+            CAST(sum(CASE WHEN usable IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS untested
+        FROM labelled GROUP BY population""")  # fmt: skip
+
+
+def store_cohort(con: duckdb.DuckDBPyConnection, run_id: str, rule: str, counts: pd.DataFrame, opted_out: int) -> None:
+    """Record one rule's cohort counts and opt-outs for run ``run_id``."""
+    for row in counts.sort_values(["grp", "target", "population"]).itertuples(index=False):
+        con.execute("INSERT INTO cohort_count VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [run_id, rule, row.grp, int(row.target), row.population, int(row.persons), int(row.events),
+                     int(row.person_days or 0)])  # fmt: skip
+    con.execute("INSERT INTO cohort_opt_out VALUES (?, ?, ?)", [run_id, rule, opted_out])
+
+
+def store_coverage(con: duckdb.DuckDBPyConnection, run_id: str, counts: pd.DataFrame) -> None:
+    """Record the result coverage per population group for run ``run_id``."""
+    for row in counts.sort_values("population").itertuples(index=False):
+        con.execute("INSERT INTO coverage_count VALUES (?, ?, ?, ?, ?)",
+                    [run_id, row.population, int(row.determinate), int(row.indeterminate), int(row.untested)])
