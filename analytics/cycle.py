@@ -34,7 +34,7 @@ from analytics.sources import Source, SourceError, open_source
 from analytics.sources.study import catalog, row_counts, study_cells
 from analytics.study import strengths
 from analytics.study.calibration import SystematicError, fit_systematic_error
-from analytics.study.cohort import Catalog, Study, build, cells, store_catalog
+from analytics.study.cohort import Catalog, Study, build, cells, recorded_query, store_catalog
 from analytics.study.estimate import Estimate, estimate
 from analytics.study.policy import Decision, Posterior, decide, update
 from analytics.study.report_counts import Run, cohort_counts, coverage_query, store_cohort, store_coverage
@@ -162,20 +162,42 @@ def _safe_streak(con: duckdb.DuckDBPyConnection, rule: str, group: str) -> int:
 YEAR_DAYS = 365.25
 
 
-def _systematic_errors(cells_of: CellsOf, study: Study) -> dict[str, SystematicError]:
-    """Per group, the systematic error its negative controls show, when enough of them are estimable."""
+def _systematic_errors(inputs: Inputs, study: Study) -> dict[str, tuple[int, SystematicError | None]]:
+    """Per group, how many negative controls are estimable and, when enough are, the systematic error they show.
+
+    A control never recorded at this site (often a concept its vocabulary does not have, as in
+    OHDSI's Eunomia sample) is not studied; one without events in a group is left out of that
+    group's fit. Both are logged, never an error.
+    """
     learning = study.learning
-    found: dict[str, tuple[list[float], list[float]]] = {}
-    for outcome in learning.negative_controls:
+    found: dict[str, tuple[list[float], list[float]]] = {group.label: ([], []) for group in learning.groups}
+    controls = learning.negative_controls
+    # one query for all of them: a control never recorded here needs no study
+    found_rows = inputs.run(recorded_query(controls, inputs.catalog)) if controls else None
+    recorded = set() if found_rows is None else {int(row[0]) for row in found_rows.itertuples(index=False)}
+    unrecorded = [control.name for k, control in enumerate(controls) if k not in recorded]
+    if unrecorded:
+        log.info("%s: negative controls never recorded at this site, not studied: %s", study.rule.id,
+                 ", ".join(unrecorded))  # fmt: skip
+    missing: dict[str, list[str]] = {}
+    for outcome in (control for k, control in enumerate(controls) if k in recorded):
         control = Study(study.rule, learning.model_copy(update={"outcome": outcome}))
-        for item in estimate(control, cells_of(control), ("within-drug",)):
+        for item in estimate(control, inputs.cells_of(control), ("within-drug",)):
             if item.log_hr is not None and item.se is not None:
-                found.setdefault(item.group, ([], []))[0].append(item.log_hr)
+                found[item.group][0].append(item.log_hr)
                 found[item.group][1].append(item.se)
+            else:
+                missing.setdefault(item.group, []).append(outcome.name)
+    needed = learning.policy.min_negative_controls
+    for group, names in missing.items():
+        log.info("%s, %s: negative controls without events among the study's patients: %s", study.rule.id, group,
+                 ", ".join(names))  # fmt: skip
+    if controls:
+        log.info("%s: negative controls estimable per group: %s (calibration needs %d)", study.rule.id,
+                 ", ".join(f"{g} {len(x)} of {len(controls)}" for g, (x, _) in found.items()), needed)  # fmt: skip
     return {
-        group: fit_systematic_error(log_hrs, ses)
+        group: (len(log_hrs), fit_systematic_error(log_hrs, ses) if len(log_hrs) >= needed else None)
         for group, (log_hrs, ses) in found.items()
-        if len(log_hrs) >= learning.policy.min_negative_controls
     }
 
 
@@ -263,12 +285,13 @@ def _study_rule(
     result.opted_out_excluded += opted_out
     store_cohort(con, run_id, rule.id, counts, opted_out)
     estimates = {(e.group, e.contrast): e for e in estimate(study, cell_table)}
-    errors = _systematic_errors(cells_of, study)
+    errors = _systematic_errors(inputs, study)
     for group in learning.groups:
         mode = "propose" if learning.mode == "auto" and strengths.rolled_back(con, rule, group) else learning.mode
         local = estimates[(group.label, "within-drug")]
         interaction = estimates[(group.label, "interaction")]
-        error, decided = errors.get(group.label), local
+        estimable, error = errors[group.label]
+        decided = local
         if error is not None and local.log_hr is not None and local.se is not None:
             # Enough negative controls: decide on the calibrated estimate (Schuemie et al. 2014, 2018).
             calibrated_log_hr, calibrated_se = error.calibrate(local.log_hr, local.se)
@@ -322,6 +345,8 @@ def _study_rule(
             "proposed_tier": decision.tier_after if mode == "propose" and decision.changes else None,
             "action": action, "reason": decision.reason, "interaction_hr": interaction.hr,
             "reference_n": local.reference_n, "reference_events": local.reference_events,
+            "negative_controls": {"listed": len(learning.negative_controls), "estimable": estimable,
+                                  "calibrated": error is not None},
         })  # fmt: skip
     return snapshot
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
-import yaml
 
 from analytics.cycle import run_cycle
 from analytics.simulation.simulate import Truth
@@ -16,7 +14,7 @@ from analytics.simulation.simulated_cells import draws, study_cells
 from analytics.study.calibration import fit_systematic_error
 from analytics.study.cohort import Study
 from analytics.study.estimate import Z95, estimate
-from engine.rulebook.library import Library, default_rules_dir, load_library
+from engine.rulebook.library import Library
 from tests.learning_data import CLOPIDOGREL, paths_in, query, simulated
 
 
@@ -44,7 +42,7 @@ def test_calibration_restores_coverage_when_an_unmeasured_confounder_travels_wit
     # A strong factor (HR 8), carried by most East Asian-ancestry patients only, among whom CYP2C19
     # intermediate metabolizers are commoner: about +0.2 on the log HR of every within-drug contrast.
     truth.confounding = {"hazard_ratio": 8.0, "prevalence": {"EUR": 0.0, "EAS": 0.9}}
-    truth.controls = 6
+    truth.controls = "listed"  # the rule file's own negative controls, with their OMOP concept ids
     nominal, calibrated, biases, residuals = [], [], [], []
     for seed in range(1, 9):
         population, new_users = draws(library, persons=80_000, seed=seed, truth=truth)
@@ -53,7 +51,7 @@ def test_calibration_restores_coverage_when_an_unmeasured_confounder_travels_wit
         controls = [
             next(e for e in estimate(study, study_cells(study, population, new_users, outcome=name), ("within-drug",))
                  if e.group == "Intermediate Metabolizer")
-            for name in truth.negative_controls(CLOPIDOGREL)
+            for name in (control.name for control in truth.negative_controls(rule))
         ]  # fmt: skip
         error = fit_systematic_error([c.log_hr for c in controls], [c.se for c in controls])
         nominal.append(abs(local.log_hr) <= Z95 * local.se)
@@ -67,25 +65,23 @@ def test_calibration_restores_coverage_when_an_unmeasured_confounder_travels_wit
     assert math.isfinite(error.sd)
 
 
-def test_with_enough_negative_controls_the_cycle_decides_on_the_calibrated_estimate(tmp_path):
-    """A rule file listing negative controls; the simulator's site has an unmeasured confounder."""
-    rules = tmp_path / "rules"
-    shutil.copytree(default_rules_dir(), rules)
-    path = rules / "cyp2c19-clopidogrel.yaml"
-    document = yaml.safe_load(path.read_text())
-    names = [f"{CLOPIDOGREL}-nc{k:02d}" for k in range(1, 7)]
-    document["learning"]["negative_controls"] = [
-        {"name": f"control {name[-2:]}", "conditions": [{"system": "snomed", "code": f"nc-{name}"}]} for name in names
-    ]
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    library = load_library(rules)
+def test_with_the_rule_files_negative_controls_the_cycle_decides_on_the_calibrated_estimate(tmp_path, library):
+    """The shipped rule library's negative controls (OMOP concept ids from OHDSI's published lists), simulated
+    at a site with an unmeasured confounder: the cycle estimates them and calibrates the decision."""
+    rule = next(r for r in library.rules if r.id == CLOPIDOGREL)
+    listed = rule.learning.negative_controls
     truth = Truth()
     truth.rules[CLOPIDOGREL]["baseline_rate"] = 0.05
     truth.ancestry = {"EUR": 0.5, "EAS": 0.5}
     truth.confounding = {"hazard_ratio": 8.0, "prevalence": {"EUR": 0.0, "EAS": 0.9}}
-    truth.controls = len(names)
+    truth.controls = "listed"
     source = tmp_path / "source.duckdb"
-    simulated(library, 60_000, seed=4, effects=truth, path=source).close()
+    con = simulated(library, 60_000, seed=4, effects=truth, path=source)
+    # the simulator records each control under the concept id the rule file names
+    recorded = dict(con.execute("""SELECT condition_concept_id, count(*) FROM condition_occurrence
+        WHERE condition_concept_id < 2000000000 GROUP BY 1""").fetchall())  # fmt: skip
+    con.close()
+    assert set(recorded) == {int(c.conditions[0].code) for c in listed} and min(recorded.values()) > 100
     paths = paths_in(tmp_path / "loop", source)
     first, again = run_cycle(library, paths), run_cycle(library, paths)
     rows = query(paths, "SELECT run_id, phenotype, evidence FROM strength_audit WHERE rule = ? AND run_id IS NOT NULL",
@@ -100,7 +96,9 @@ def test_with_enough_negative_controls_the_cycle_decides_on_the_calibrated_estim
         AND contrast = 'within-drug'""", [again.run_id, CLOPIDOGREL, im])  # fmt: skip
     (evidence,) = [json.loads(e) for run, phenotype, e in rows if run == again.run_id and phenotype == im]
     calibration = evidence["calibration"]
-    assert calibration["controls"] == len(names)
+    assert calibration["controls"] == len(listed)
+    (row,) = [e for e in again.estimates if e["rule"] == CLOPIDOGREL and e["phenotype"] == im]
+    assert row["negative_controls"] == {"listed": len(listed), "estimable": len(listed), "calibrated": True}
     # The decision's statistic is the calibrated score z: shifted by the controls' mean, widened by their
     # spread. The score and Wald z of one fit agree closely, so it lies near the calibrated Wald z and
     # well away from the uncalibrated one.

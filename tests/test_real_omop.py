@@ -60,6 +60,13 @@ def test_load_omop_then_genotypes_then_analyze_on_eunomia(tmp_path: Path):
     assert set(clopidogrel) == {"Intermediate Metabolizer", "Poor Metabolizer"}
     users = clopidogrel["Poor Metabolizer"]["reference_n"] + sum(e["n"] for e in clopidogrel.values())
     assert 0 < users <= 321  # new users of clopidogrel, after the washout
+    # The rule files' negative controls are OMOP concept ids; Eunomia's vocabulary holds only two of them
+    # (81151 sprain of ankle, 134438 contact dermatitis): the others are not studied, calibration is not
+    # applied, and nothing fails.
+    for row in result["estimates"]:
+        controls = row["negative_controls"]
+        assert controls["listed"] >= 5 and controls["estimable"] <= 2 and controls["calibrated"] is False
+    assert "negative controls never recorded at this site, not studied: ingrowing nail" in analysed.stderr
     # Too few events at this size: the loop must say so and leave every tier where the rule file put it.
     assert all(e["action"] == "insufficient data" for e in result["estimates"])
     assert all(e["tier_after"] == e["tier_before"] for e in result["estimates"])

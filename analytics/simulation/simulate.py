@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import numpy as np
@@ -36,6 +37,7 @@ import pandas as pd
 import yaml
 
 from analytics.data.store import LOOP_TABLES, transaction
+from engine.decision.learning import CodedCondition, Outcome
 from engine.decision.rules import Rule
 from engine.genotype.phenotyper import call_diplotype
 from engine.rulebook.library import Library
@@ -103,14 +105,16 @@ class Truth:
     effect (HR 1), so the genotype x drug interaction has the same true value.
     Optional population settings: ``ancestry`` (shares by group, default ANCESTRY_SHARE), and an
     unmeasured ``confounding`` risk factor whose prevalence differs by ancestry (so it travels with
-    genotype) and which multiplies every outcome's hazard; ``negative_controls`` adds that many
-    outcomes no genotype affects (for empirical calibration).
+    genotype) and which multiplies every outcome's hazard; ``negative_controls`` simulates that many
+    outcomes no genotype affects (for empirical calibration), per rule: first those the rule's
+    learning section lists, with their codes, then made-up ones (code ``nc-<rule>-ncNN``) when more
+    are asked for; ``listed`` simulates exactly the listed ones.
     """
 
     rules: dict[str, dict] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_TRUTH.items()})
     ancestry: dict[str, float] = field(default_factory=lambda: dict(zip(ANCESTRY, ANCESTRY_SHARE, strict=True)))
     confounding: dict = field(default_factory=dict)  # {hazard_ratio: 2.0, prevalence: {EUR: 0.1, EAS: 0.5, ...}}
-    controls: int = 0
+    controls: int | Literal["listed"] = 0
 
     @property
     def ancestry_share(self) -> np.ndarray:
@@ -128,8 +132,15 @@ class Truth:
         prevalence = np.array([float(self.confounding.get("prevalence", {}).get(a, 0.0)) for a in ANCESTRY])
         return rng.random(len(ancestry)) < prevalence[ancestry]
 
-    def negative_controls(self, rule_id: str) -> list[str]:
-        return [f"{rule_id}-nc{k + 1:02d}" for k in range(self.controls)]
+    def negative_controls(self, rule: Rule) -> list[Outcome]:
+        """The negative-control outcomes simulated for ``rule`` (every genotype's true HR 1 on them)."""
+        listed = list(rule.learning.negative_controls) if rule.learning else []
+        count = len(listed) if self.controls == "listed" else self.controls
+        made_up = [
+            Outcome(name=name, conditions=(CodedCondition(system="snomed", code=f"nc-{name}"),))
+            for name in (f"{rule.id}-nc{k + 1:02d}" for k in range(len(listed), count))
+        ]
+        return (listed + made_up)[:count]
 
     @classmethod
     def from_file(cls, path: Path) -> Truth:
@@ -151,7 +162,10 @@ class Truth:
             if not isinstance(data["confounding"], dict) or not isinstance(data["confounding"].get("prevalence"), dict):
                 raise ValueError(f"{path}: confounding needs hazard_ratio and a prevalence mapping by ancestry")
             truth.confounding = dict(data["confounding"])
-        truth.controls = int(data.get("negative_controls", 0))
+        controls = data.get("negative_controls", 0)
+        if controls != "listed" and (isinstance(controls, bool) or not isinstance(controls, int) or controls < 0):
+            raise ValueError(f"{path}: negative_controls must be a count or 'listed' (the rules' own)")
+        truth.controls = controls
         for rule_id, spec in rules.items():
             if not isinstance(spec, dict) or not isinstance(spec.get("hazard_ratio", {}), dict):
                 raise ValueError(f"{path}: rules.{rule_id} needs baseline_rate and a hazard_ratio mapping")
@@ -210,6 +224,15 @@ class Concepts:
         if parent is not None and (parent, self._ids[key]) not in self.ancestors:
             self.ancestors.append((parent, self._ids[key]))
         return self._ids[key]
+
+    def known(self, concept_id: int, name: str, domain: str) -> int:
+        """A real OMOP concept id a rule names (``system: omop``): kept as it is; its SNOMED code is not known here."""
+        key = ("OMOP", str(concept_id))
+        if key not in self._ids:
+            self._ids[key] = concept_id
+            self.rows.append((concept_id, name, domain, "SNOMED", "Simulated", "S", None))
+            self.ancestors.append((concept_id, concept_id))
+        return concept_id
 
 
 @dataclass
@@ -292,6 +315,7 @@ class NewUsers:
     happened: np.ndarray
     outcome_concept: np.ndarray
     negative_controls: dict[str, np.ndarray] = field(default_factory=dict)  # name -> day of the outcome, inf if none
+    control_codes: dict[str, CodedCondition] = field(default_factory=dict)  # name -> the code its rows carry
 
 
 def draw_population(rng: np.random.Generator, library: Library, genes: list[str], persons: int,
@@ -379,12 +403,13 @@ def draw_new_users(rng: np.random.Generator, rule: Rule, truth: Truth, populatio
     outcome_concept = rng.integers(0, 2 * len(learning.outcome.conditions), size=len(users))
     draw = NewUsers(rule, users, index, age, conditions, lags, on_drug, alerted, comparator, product, supply, end,
                     event_day, happened, outcome_concept)  # fmt: skip
-    for name in truth.negative_controls(rule.id):
+    for control in truth.negative_controls(rule):
         # Outcomes no genotype-drug pair affects (true HR 1 in every group, on every drug), with the
         # same measured covariates and the same unmeasured confounder as the study outcome.
         control_hazard = rate * np.exp(linear_outcome - linear_outcome.mean() + confounding)
         day = index + 1 + rng.exponential(1 / control_hazard)
-        draw.negative_controls[name] = np.where(day < end, day, np.inf)
+        draw.negative_controls[control.name] = np.where(day < end, day, np.inf)
+        draw.control_codes[control.name] = control.conditions[0]
     return draw
 
 
@@ -517,9 +542,7 @@ def _rule_tables(draw: NewUsers, p: Population, concepts: Concepts, tables: Tabl
     person = p.person_id[draw.users]
     for covariate in learning.condition_covariates:
         code = covariate.conditions[0]
-        concept = concepts.id(
-            "SNOMED" if code.system == "snomed" else "ICD10CM", code.code, code.display or covariate.name, "Condition"
-        )
+        concept = _condition_concept(concepts, code, code.display or covariate.name)
         present = draw.conditions[covariate.name]
         tables.add(
             "condition_occurrence",
@@ -566,7 +589,8 @@ def _rule_tables(draw: NewUsers, p: Population, concepts: Concepts, tables: Tabl
         ),
     )
     for name, day in draw.negative_controls.items():
-        concept = concepts.id("SNOMED", f"nc-{name}", f"negative control outcome: {name}", "Condition")
+        code = draw.control_codes[name]
+        concept = _condition_concept(concepts, code, code.display or f"negative control outcome: {name}")
         seen = np.isfinite(day)
         tables.add(
             "condition_occurrence",
@@ -576,7 +600,7 @@ def _rule_tables(draw: NewUsers, p: Population, concepts: Concepts, tables: Tabl
                     "condition_concept_id": concept,
                     "condition_start_date": _dates(day[seen].astype(int)),
                     "condition_type_concept_id": 32817,
-                    "condition_source_value": f"nc-{name}",
+                    "condition_source_value": None if code.system == "omop" else code.code,
                 }
             ),
         )
@@ -600,14 +624,19 @@ def _drug_concepts(rule: Rule, concepts: Concepts) -> list[int]:
 def _outcome_concepts(learning, concepts: Concepts) -> list[int]:
     ids = []
     for code in learning.outcome.conditions:
-        vocabulary = "SNOMED" if code.system == "snomed" else "ICD10CM"
-        parent = concepts.id(vocabulary, code.code, code.display or learning.outcome.name, "Condition")
+        parent = _condition_concept(concepts, code, code.display or learning.outcome.name)
         # One descendant per outcome concept, to exercise descendant expansion.
-        ids += [
-            parent,
-            concepts.id(vocabulary, f"{code.code}-sim-child", f"{code.display} (subtype)", "Condition", parent=parent),
-        ]
+        child = code.model_copy(update={"system": "snomed" if code.system == "omop" else code.system,
+                                        "code": f"{code.code}-sim-child"})  # fmt: skip
+        ids += [parent, _condition_concept(concepts, child, f"{code.display} (subtype)", parent=parent)]
     return ids
+
+
+def _condition_concept(concepts: Concepts, code: CodedCondition, name: str, parent: int | None = None) -> int:
+    """The concept id a rule's diagnosis code is recorded under: an omop code is already one."""
+    if code.system == "omop":
+        return concepts.known(int(code.code), name, "Condition")
+    return concepts.id("SNOMED" if code.system == "snomed" else "ICD10CM", code.code, name, "Condition", parent)
 
 
 def _cds_events(rng, rule, tables, identifiers, mrn, index, phenotype, alerted, on_drug) -> None:

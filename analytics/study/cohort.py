@@ -22,7 +22,7 @@ import duckdb
 import pandas as pd
 
 from analytics.data.genotypes import GENOTYPE_LOINC
-from engine.decision.learning import CodedCondition, Learning
+from engine.decision.learning import CodedCondition, Learning, Outcome
 from engine.decision.rules import Rule
 
 REFERENCE = "reference"
@@ -107,24 +107,33 @@ def _drug_set(catalog: Catalog, name: str, codes: list[str]) -> list[CTE]:
 
 
 def _condition_set(catalog: Catalog, name: str, codes: tuple[CodedCondition, ...]) -> list[CTE]:
-    """Condition concepts (ICD-10 codes cover their sub-codes) and their descendants."""
-    if "concept" not in catalog.tables:
-        return [(name, "SELECT CAST(NULL AS BIGINT) AS concept_id WHERE 1 = 0")]
+    """Condition concepts (ICD-10 codes cover their sub-codes) and their descendants.
+
+    An ``omop`` code is the concept id itself: it needs no vocabulary to be found, and an id the
+    site never uses matches nothing. SNOMED and ICD-10 codes are looked up in ``concept``.
+    """
+    found = [f"SELECT CAST({code.code} AS BIGINT) AS concept_id" for code in codes if code.system == "omop"]
     matches = []
     for code in codes:
         if code.system == "icd10":
             prefix = literal(code.code.replace(".", "") + "%")
             matches.append(f"(vocabulary_id LIKE 'ICD10%' AND replace(concept_code, '.', '') LIKE {prefix})")
-        else:
+        elif code.system == "snomed":
             vocabulary = literal(VOCABULARY[code.system])
             matches.append(f"(vocabulary_id = {vocabulary} AND concept_code = {literal(code.code)})")
-    return _concept_set(catalog, name, f"SELECT concept_id FROM concept WHERE {' OR '.join(matches) or '1 = 0'}")
+    if matches and "concept" in catalog.tables:
+        found.append(f"SELECT concept_id FROM concept WHERE {' OR '.join(matches)}")
+    if not found:
+        return [(name, "SELECT CAST(NULL AS BIGINT) AS concept_id WHERE 1 = 0")]
+    return _concept_set(catalog, name, " UNION ".join(found))
 
 
 def _source_match(column: str, codes: tuple[CodedCondition, ...]) -> str:
     """Without concept ids for a diagnosis, its source value still names the code."""
     parts = []
     for code in codes:
+        if code.system == "omop":  # a concept id, never a source value
+            continue
         plain = code.code.replace(".", "")
         parts.append(
             f"replace({column}, '.', '') LIKE {literal(plain + '%')}"
@@ -298,6 +307,20 @@ def cells_query(study: Study, catalog: Catalog) -> str:
     """The whole study as one query (DuckDB syntax) returning the cells: what runs in the source engine."""
     return with_query(cohort_ctes(study, catalog) + population_ctes(study, catalog) + cells_ctes(study),
                       "SELECT * FROM cells")  # fmt: skip
+
+
+def recorded_query(outcomes: tuple[Outcome, ...], catalog: Catalog) -> str:
+    """Which of ``outcomes`` (by position, column ``k``) have any record in ``condition_occurrence``.
+
+    An outcome never recorded here (a concept this site's vocabulary does not have, or one nobody
+    was ever diagnosed with) needs no study: its estimate could only be empty.
+    """
+    ctes, found = [], []
+    for k, outcome in enumerate(outcomes):
+        concepts = f"recorded_{k}_concepts"
+        ctes += _condition_set(catalog, concepts, outcome.conditions)
+        found.append(f"SELECT {k} AS k WHERE EXISTS ({_occurrences(catalog, concepts, outcome.conditions)})")
+    return with_query(ctes, " UNION ALL ".join(found))
 
 
 def sorted_cells(frame: pd.DataFrame, study: Study) -> pd.DataFrame:

@@ -8,6 +8,7 @@ module only says what a valid section is.
 from __future__ import annotations
 
 import math
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,9 +21,13 @@ class _Strict(BaseModel):
 
 
 class CodedCondition(_Strict):
-    """A diagnosis code: system is snomed or icd10 (ICD-10 codes cover their sub-codes)."""
+    """A diagnosis code: system is snomed, icd10 (covering its sub-codes) or omop.
 
-    system: Literal["snomed", "icd10"]
+    ``omop`` is an OMOP standard concept id, the form OHDSI publishes outcome lists in (negative
+    controls, for one): it matches that concept and its descendants in ``condition_occurrence``.
+    """
+
+    system: Literal["snomed", "icd10", "omop"]
     code: str = Field(min_length=1)
     display: str | None = None
 
@@ -30,6 +35,12 @@ class CodedCondition(_Strict):
     @classmethod
     def _text(cls, value: object) -> object:
         return str(value) if isinstance(value, int) else value
+
+    @model_validator(mode="after")
+    def _concept_id(self) -> CodedCondition:
+        if self.system == "omop" and not re.fullmatch(r"[1-9]\d{0,9}", self.code):
+            raise ValueError(f"an omop code is a concept id (digits only, e.g. 139099), not {self.code!r}")
+        return self
 
 
 class Outcome(_Strict):

@@ -153,8 +153,12 @@ class YamlDocument:
         ``strip_first`` drops a leading location part that is not in the file (a union's tag).
         """
         problems = []
-        for item in error.errors(include_url=False):
+        errors = error.errors(include_url=False)
+        for item in errors:
             loc = tuple(item["loc"])
+            if item["type"] == "too_short" and any(len(o["loc"]) > len(loc) and tuple(o["loc"][: len(loc)]) == loc
+                                                   for o in errors):  # fmt: skip
+                continue  # a list left short only by its own bad item: the item's error says it all
             if strip_first is not None and loc[:1] == (strip_first,):
                 loc = loc[1:]
             loc = prefix + loc

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from engine.decision.cards import card_templates
+from engine.decision.learning import Learning
 from engine.decision.lookup import RuleLookup, compile_rule, coverage
 from engine.decision.products import name_key, parse_curated
 from engine.decision.rules import GENERAL, SUMMARY_LIMIT, Drug, Recommendation, Rule
@@ -195,6 +196,27 @@ def _learning_problems(rule: Rule, genes: Mapping[str, GeneDefinition], document
         if phenotype in used:
             problems.append(document.problem(where, f"{phenotype!r} is in more than one group"))
         used.add(phenotype)
+    return problems + _negative_control_problems(learning, document)
+
+
+def _negative_control_problems(learning: Learning, document: YamlDocument) -> list[Problem]:
+    """A negative control is named once, and none of its codes is the outcome's or another control's."""
+    problems, names = [], set()
+    owner = {(c.system, c.code): "the outcome" for c in learning.outcome.conditions}
+    for i, control in enumerate(learning.negative_controls):
+        where = ("learning", "negative_controls", i)
+        if control.name in names:
+            problems.append(document.problem((*where, "name"), f"negative control {control.name!r} is listed twice"))
+        names.add(control.name)
+        for j, code in enumerate(control.conditions):
+            key = (code.system, code.code)
+            if key in owner:
+                problems.append(document.problem(
+                    (*where, "conditions", j),
+                    f"{code.system} {code.code} is already {owner[key]}: a negative control must be an outcome of "
+                    "its own, one the genotype cannot affect",
+                ))  # fmt: skip
+            owner.setdefault(key, f"in negative control {control.name!r}")
     return problems
 
 

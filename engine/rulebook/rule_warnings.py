@@ -3,6 +3,7 @@
 - A rule without worked examples: nothing proves it does what its author meant.
 - A tier masked by a published strength: the learning loop has set this rule and result to
   another tier, so an edit of the tier in the file does not change what prescribers see.
+- Fewer negative controls than calibration needs: they are estimated, but never calibrate.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ def rule_warnings(library: Library, snapshot: Snapshot) -> list[Problem]:
             message = (
                 "warning: no examples; add one for each kind of result, so that `pgx-loop rules check` "
                 "proves the rule gives the card you meant"
+            )
+            warnings.append(Problem(rule.source, line, message))
+        learning = rule.learning
+        if learning and 0 < len(learning.negative_controls) < learning.policy.min_negative_controls:
+            line = load_yaml(Path(rule.source)).line_of(("learning", "negative_controls"))
+            message = (
+                f"warning: {len(learning.negative_controls)} negative controls listed; calibration needs at least "
+                f"{learning.policy.min_negative_controls} estimable (min_negative_controls), so it will never apply"
             )
             warnings.append(Problem(rule.source, line, message))
     return warnings + masked_tiers(library, snapshot)
