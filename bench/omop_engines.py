@@ -223,7 +223,9 @@ def main() -> None:
             for engine in args.engines:
                 load = _load()
                 done = subprocess.run([sys.executable, __file__, "--one", engine, str(database), str(lake),
-                                       str(args.work)], capture_output=True, text=True, check=True)  # fmt: skip
+                                       str(args.work)], capture_output=True, text=True)  # fmt: skip
+                if done.returncode:  # the engine's own words: Spark's error is in the child's stderr
+                    raise SystemExit(f"{engine} at {persons:,} persons failed:\n" + done.stderr[-4000:])
                 row = {"persons": persons, **json.loads(done.stdout.strip().splitlines()[-1]),
                        "load_before": load, "load_after": _load()}  # fmt: skip
                 runs[engine].append(row)
