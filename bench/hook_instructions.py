@@ -7,7 +7,10 @@ bench/hooks_throughput.py. Start-up and a warm-up run uninstrumented; then callg
 ``--requests`` calls, and the total is divided by their number. Needs valgrind (``apt-get install
 valgrind``); takes a minute or two.
 
-    python bench/hook_instructions.py [--requests 200]
+    python bench/hook_instructions.py [--requests 200] [--baseline]
+
+``--baseline`` counts bench/baseline_app.py (FastAPI parsing the same body, answering no cards)
+instead, for the instruction ratio against the floor of bench/hooks_throughput.py.
 """
 
 from __future__ import annotations
@@ -60,17 +63,20 @@ async def call(app: Any) -> list[dict[str, Any]]:
     return sent
 
 
-async def serve(requests: int, control: Path) -> None:
+async def serve(requests: int, control: Path, baseline: bool) -> None:
     """Warm up, tell the parent, wait for its go, make ``requests`` calls, tell the parent."""
     sys.path.insert(0, str(ROOT))
     os.environ.update(PGX_LOOP_AUTH="off", PGX_LOOP_EVENT_SYNC="interval", PGX_LOOP_VAR_DIR=str(control / "var"))
-    from hooks.app import create_app
+    if baseline:
+        from bench.baseline_app import app
+    else:
+        from hooks.app import create_app
 
-    app = create_app()
+        app = create_app()
     async with app.router.lifespan_context(app):
         for _ in range(50):
             sent = await call(app)
-        assert sent[0]["status"] == 200 and b"critical" in sent[1]["body"], sent
+        assert sent[0]["status"] == 200 and (b"cards" if baseline else b"critical") in sent[1]["body"], sent
         (control / "ready").touch()
         while not (control / "go").exists():
             time.sleep(0.05)
@@ -91,16 +97,18 @@ def wait_for(path: Path, process: subprocess.Popen) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--baseline", action="store_true", help="count the do-nothing FastAPI floor instead")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the instrumented child
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.requests, args.serve))
+        asyncio.run(serve(args.requests, args.serve, args.baseline))
         return
     with tempfile.TemporaryDirectory() as tmp:
         control = Path(tmp)
         out = control / "callgrind.out"
         command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
         command += [sys.executable, __file__, "--requests", str(args.requests), "--serve", str(control)]
+        command += ["--baseline"] if args.baseline else []
         child = subprocess.Popen(command, env={**os.environ, "PYTHONHASHSEED": "0"}, stderr=subprocess.DEVNULL)
         try:
             wait_for(control / "ready", child)
@@ -115,7 +123,8 @@ def main() -> None:
                 child.kill()
         dump = next(control.glob("callgrind.out.1"), None) or next(control.glob("callgrind.out*.1"))
         totals = re.search(rb"^(?:summary|totals): (\d+)", dump.read_bytes(), re.M)
-        print(f"hook call (order-select, {len(BODY)} byte body), in-process ASGI, event log sync interval")
+        what = "baseline FastAPI app" if args.baseline else "hook call"
+        print(f"{what} (order-select, {len(BODY)} byte body), in-process ASGI, event log sync interval")
         print(f"  {int(totals.group(1)) / args.requests:,.0f} instructions per request ({args.requests} requests)")
 
 

@@ -10,8 +10,10 @@ spread reported. With JWT, every request carries a fresh token (its own jti, aud
 URL, inline JWKS; ES384 unless --alg says otherwise), minted before the timed run.
 
 Besides requests per second, each server's CPU time per request is measured from /proc (user +
-system time of the server process and its workers over the run). On a shared machine the
-throughput ratio moves with whatever else runs; the CPU ratio moves much less.
+system time of the server process and its workers over the run), and broken down into the
+processes' main threads (the event loop) and their other threads (the event-log writer), each in
+user and system time. On a shared machine the throughput ratio moves with whatever else runs;
+the CPU ratio moves much less.
 
     python bench/hooks_throughput.py [--seconds 5] [--rounds 5] [--connections 16] [--workers 1]
                                      [--sync always|interval] [--alg ES384] [--no-jwt]
@@ -91,26 +93,61 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process tree rooted at ``pid``."""
-    total = 0
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds of a server's process tree: its processes' main threads and their other threads
+    (the event-log writer, watchers, worker pools), each split into user and system time."""
+
+    main_user: float = 0.0
+    main_system: float = 0.0
+    other_user: float = 0.0
+    other_system: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.main_user + self.main_system + self.other_user + self.other_system
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(*(a - b for a, b in zip(self.parts(), other.parts(), strict=True)))
+
+    def parts(self) -> tuple[float, float, float, float]:
+        return (self.main_user, self.main_system, self.other_user, self.other_system)
+
+
+def cpu_seconds(pid: int) -> Cpu:
+    """CPU time of the process tree rooted at ``pid``, by thread kind and user/system."""
+    parts = [0, 0, 0, 0]
     for member in process_tree(pid):
         try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            tasks = os.listdir(f"/proc/{member}/task")
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / TICKS
+        for task in tasks:
+            try:
+                fields = Path(f"/proc/{member}/task/{task}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            offset = 0 if int(task) == member else 2  # the main thread's id is the process id
+            parts[offset] += int(fields[11])  # utime, stime: fields 14 and 15 of stat
+            parts[offset + 1] += int(fields[12])
+    return Cpu(*(ticks / TICKS for ticks in parts))
 
 
 @dataclass
 class Run:
     load: LoadResult
-    cpu: float  # seconds of server CPU over the run
+    cpu: Cpu  # server CPU over the run
 
     @property
     def cpu_per_request_us(self) -> float:
-        return self.cpu / max(self.load.requests, 1) * 1e6
+        return self.per_request_us(self.cpu.total)
+
+    def per_request_us(self, seconds: float) -> float:
+        return seconds / max(self.load.requests, 1) * 1e6
+
+    def breakdown(self) -> tuple[float, float, float, float]:
+        """(main user, main system, other threads user, other threads system) in µs per request."""
+        return tuple(self.per_request_us(part) for part in self.cpu.parts())  # type: ignore[return-value]
 
 
 def jwt_service_env(var: Path, port: int, key: SigningKey) -> dict[str, str]:
@@ -225,6 +262,12 @@ def main() -> None:
     for name, server_runs in runs.items():
         cpu = statistics.median(run.cpu_per_request_us for run in server_runs)
         print(f"  {name:9s} {merge(server_runs).describe()}   CPU {cpu:6.0f} us/request (median)")
+    print("  CPU per request, medians in us: main thread user + system | other threads user + system")
+    for name, server_runs in runs.items():
+        main_user, main_system, other_user, other_system = (
+            statistics.median(parts) for parts in zip(*(run.breakdown() for run in server_runs), strict=True)
+        )
+        print(f"  {name:9s} {main_user:6.0f} + {main_system:4.0f} | {other_user:4.0f} + {other_system:4.0f}")
     base, pgx = runs["baseline"], runs["pgx-loop"]
     ratios = [p.load.throughput / b.load.throughput for p, b in zip(pgx, base, strict=True)]
     cpu_ratios = [b.cpu_per_request_us / p.cpu_per_request_us for p, b in zip(pgx, base, strict=True)]

@@ -28,7 +28,7 @@ from hooks.answering.eventlog import EventLog, EventLogError
 from hooks.answering.feedback import FeedbackReceipt, FeedbackRecorder
 from hooks.answering.service import HookHandler
 from hooks.fhir.prefetch import FhirFetcher, PrefetchUnavailable
-from hooks.http.headers import SecurityHeaders, relative_slash_redirects
+from hooks.http.headers import relative_slash_redirects
 from hooks.http.observability import RequestObservability, note_reasons
 from hooks.http.plain_route import PlainRoute
 from hooks.operator.operations import OperatorPort, operations_router
@@ -168,6 +168,13 @@ def _serving_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
+def _route_first(app: FastAPI, path: str) -> None:
+    """Try ``path``'s route before the others: the router tests routes in order, and the hook call is
+    nearly all the traffic. Safe because no other route's path matches a ``/cds-services/{id}`` path."""
+    routes = app.router.routes
+    routes.insert(0, routes.pop(next(i for i, route in enumerate(routes) if getattr(route, "path", None) == path)))
+
+
 def create_app(settings: Settings | None = None, library: Library | None = None) -> FastAPI:
     """The service, configured by ``settings`` (default: the environment).
 
@@ -224,6 +231,9 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         version="0.1.0",
         summary="Pharmacogenomic clinical decision support (CDS Hooks 2.0)",
         lifespan=lifespan,
+        # FastAPI's OpenTelemetry bridge: unused here (Prometheus metrics, JSON logs), yet it checks three
+        # providers on every request, and its logs would carry exception messages the service keeps out of logs.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.limits = Limits(settings.max_body_bytes, settings.max_json_depth, settings.max_bundle_entries)
 
@@ -291,6 +301,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
         responses={200: {"model": CdsResponse}, **documented(400, 404, 412, 413, 415, 503)},
         route_class_override=PlainRoute,  # the hot path: no per-call parameter resolution
     )
+    _route_first(app, "/cds-services/{service_id}")
 
     @app.post(
         "/cds-services/{service_id}/feedback",
@@ -308,13 +319,13 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
     secure(app, settings, verifier)
     app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
 
-    # Operations: open endpoints outside /cds-services; request ids and latency for every request
-    # (added last, so it stays the outermost middleware and also sees requests others turn away).
+    # Operations: open endpoints outside /cds-services; request ids, latency and security headers for
+    # every request (added last, so it is the outermost middleware and also sees requests others turn away,
+    # and every answer, 401s and 500s too, carries the headers).
     app.include_router(operations_router(settings))
     if settings.admin_port is not None:
         app.add_middleware(OperatorPort, admin_port=settings.admin_port)
     app.add_middleware(RequestObservability, access_log=settings.access_log)
     relative_slash_redirects(app)
     note_reasons(app.exception_handlers)  # after the last handler: each error answer's log line names its reason
-    app.add_middleware(SecurityHeaders)  # outermost: every answer carries the headers, 401s and 500s too
     return app

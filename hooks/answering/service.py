@@ -61,6 +61,7 @@ class HookHandler:
         self._events = events
         self._fetcher = fetcher
         self._fhir_servers = fhir_servers
+        self._card_counters: dict[tuple[str, str], Any] = {}
 
     def use(self, library: Library) -> None:
         """Serve ``library`` from the next request on (one assignment: a request sees one library)."""
@@ -120,8 +121,15 @@ class HookHandler:
         shown = [card for match, card in zip(matches, cards, strict=True) if match.rule.status == "active"]
         for match in matches:
             if match.rule.status == "active":
-                CARDS.labels(match.rule.id, match.tier).inc()
+                self._card_counter(match.rule.id, match.tier).inc()
         return orjson.dumps({"cards": shown}) if shown else EMPTY_RESPONSE
+
+    def _card_counter(self, rule_id: str, tier: str) -> Any:
+        """The cards counter of (rule, tier), looked up once: ``labels()`` takes a lock and builds a key each time."""
+        counter = self._card_counters.get((rule_id, tier))
+        if counter is None:
+            counter = self._card_counters[(rule_id, tier)] = CARDS.labels(rule_id, tier)
+        return counter
 
     def _usable_server(self, request: HookRequest, issuer: str | None) -> str | None:
         """The request's fhirServer if configuration allows contacting it; otherwise as if none was given."""

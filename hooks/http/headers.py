@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,32 +18,23 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 NO_STORE = (b"cache-control", b"no-store")
 PRIVATE_PREFIX = "/cds-services/"
+PUBLIC = ((NOSNIFF,), frozenset({NOSNIFF[0]}))  # (headers added, names they replace)
+PRIVATE = ((NOSNIFF, NO_STORE), frozenset({NOSNIFF[0], NO_STORE[0]}))
 
 
-class SecurityHeaders:
-    """Adds the headers above to every HTTP response (outermost, so 401s and 500s get them too)."""
+def with_security_headers(path: str, headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A response's ``headers`` with the headers above (replacing any the app set) for a request to ``path``.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        extra = [NOSNIFF, NO_STORE] if scope["path"].startswith(PRIVATE_PREFIX) else [NOSNIFF]
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in dict(extra)]
-                message = {**message, "headers": [*headers, *extra]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    Applied by the outermost middleware we add (``hooks.http.observability.RequestObservability``), in
+    the same wrapper of ``send`` that adds the request id, so that every answer carries them, 401s and
+    500s too, without another middleware layer on every request.
+    """
+    extra, replaced = PRIVATE if path.startswith(PRIVATE_PREFIX) else PUBLIC
+    return [*(header for header in headers if header[0].lower() not in replaced), *extra]
 
 
 def relative_slash_redirects(app: FastAPI) -> None:

@@ -1,5 +1,6 @@
 """Per-request observability: the request id (for every log line), hook latency (for /metrics), and
-a log line for every answer that is not a success (plus, optionally, one for every request).
+a log line for every answer that is not a success (plus, optionally, one for every request). Being the
+outermost middleware we add, it also puts the security headers of ``hooks.http.headers`` on every answer.
 
 A pure ASGI middleware, so a request costs a header scan, a context-variable set and, for hook
 and feedback calls, one histogram observation.
@@ -25,6 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from engine.runtime.logs import request_id
+from hooks.http.headers import with_security_headers
 from hooks.metrics import HOOK_LATENCY
 from hooks.protocol.discovery import SERVICES
 from hooks.protocol.outcomes import operation_outcome
@@ -115,7 +117,8 @@ def hook_labels(path: str) -> tuple[str, str] | None:
 
 class RequestObservability:
     """Sets the request id (taken from ``X-Request-ID`` or made up, echoed in the response), times hook
-    calls, and logs every answer that is not a success (every answer if ``access_log``)."""
+    calls, and logs every answer that is not a success (every answer if ``access_log``). Adds the
+    security headers to every answer."""
 
     def __init__(self, app: Any, access_log: bool = False):
         self.app = app
@@ -139,7 +142,8 @@ class RequestObservability:
             nonlocal status, responded
             if message["type"] == "http.response.start":
                 status, responded = message["status"], True
-                message = {**message, "headers": [*message.get("headers", ()), echoed]}
+                headers = with_security_headers(scope["path"], message.get("headers", ()))
+                message = {**message, "headers": [*headers, echoed]}
             await send(message)
 
         labels = hook_labels(scope["path"])
