@@ -1,11 +1,19 @@
 """One learning cycle on DuckDB (OMOP in the store) and on Spark local[2] (OMOP in a Parquet lake), by size.
 
-For each size: simulate the hospital into a DuckDB file, export it as a Parquet lake, then run one
-cycle per engine, each in its own process (``--one``), alternating engines ``--repeat`` times.
-Printed per run: wall time, peak resident memory (the Python process and, for Spark, its JVM),
-rows that left the engine (Spark: counted by the source; DuckDB: the cells, which never leave the
-process), and the ratio of times between sizes. Run it niced: ``nice -n 19 .venv/bin/python
-bench/omop_engines.py --persons 1000000 3000000``.
+For each size: the simulated hospital in a DuckDB file, exported as a Parquet lake, then one cycle
+per engine, each in its own process (``--one``), alternating engines ``--repeat`` times. Printed per
+run: wall time, CPU time (the Python process and, for Spark, its JVM: on a shared machine it moves
+less than wall time), peak resident memory (same two), the rows that left the engine by kind, and
+the sums of the cells; then the medians and the ratio of times between sizes.
+
+Sizes above ``--base`` persons (1M) are that hospital replicated with distinct person ids
+(``replicate``): simulating 10M persons at once needs ~10 GB in pandas. Replicas make each cell
+count exactly k times the base's, which the bench asserts, engine by engine.
+
+Rows out must be aggregates only: the bench fails if any query returns anything but the cells, one
+opted-out count per study, one row count per CDM table, the distinct (gene, diplotype) pairs or the
+drug product index (vocabulary), or if any of these grows with the number of persons.
+Run it niced: ``nice -n 19 .venv/bin/python bench/omop_engines.py --persons 1000000 10000000``.
 """
 
 from __future__ import annotations
@@ -13,6 +21,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -39,11 +50,67 @@ def _children() -> list[str]:
     return pids
 
 
+def _cpu_seconds(pid: str) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _kind(sql: str) -> str:
+    """Which of the study's aggregate queries ``sql`` (DuckDB dialect) is; 'unknown' fails the bench."""
+    final = sql.rstrip().splitlines()[-1]
+    if final == "SELECT * FROM cells":
+        return "cells"
+    if final.startswith("SELECT count(*) AS opted_out FROM cohort"):
+        return "opted_out"
+    if sql.startswith("SELECT DISTINCT gene, diplotype FROM"):
+        return "diplotypes"
+    if re.fullmatch(r"SELECT '\w+' AS name, count\(\*\) AS n FROM \w+( UNION ALL .*)?", sql):
+        return "table_counts"
+    if "ingredient.concept_code IN" in sql:
+        return "product_index"
+    return "unknown"
+
+
+def _counting(engine: str, moved: dict[str, int], sums: dict[str, int]) -> None:
+    """Count, by kind, the rows each query brings out of the engine (DuckDB: the cells it hands to pandas)."""
+    import analytics.cycle
+    from analytics.sources.base import Source
+
+    def add(kind: str, frame) -> None:
+        moved[kind] = moved.get(kind, 0) + len(frame)
+        if kind == "cells":
+            for column in ("n", "events", "person_days"):
+                sums[column] = sums.get(column, 0) + int(frame[column].sum())
+
+    if engine == "spark":
+        query = Source.query
+
+        def counted(self, sql: str):
+            frame = query(self, sql)
+            add(_kind(sql), frame)
+            return frame
+
+        Source.query = counted
+    else:
+        cells = analytics.cycle.cells
+
+        def counted_cells(con, study):
+            frame = cells(con, study)
+            add("cells", frame)
+            return frame
+
+        analytics.cycle.cells = counted_cells
+
+
 def one(engine: str, database: Path, lake: Path, work: Path) -> dict:
     """One cycle in this process; returns its measures."""
     from analytics.cycle import run_cycle
     from analytics.settings import Paths
     from engine.rulebook.library import default_rules_dir, load_library
+
+    moved: dict[str, int] = {}
+    sums: dict[str, int] = {}
+    _counting(engine, moved, sums)
 
     library = load_library(default_rules_dir())
     folder = work / f"run-{engine}"
@@ -54,37 +121,91 @@ def one(engine: str, database: Path, lake: Path, work: Path) -> dict:
     paths = Paths(store, folder / "events", folder / "strengths.json")
     if engine == "spark":
         paths = replace(paths, omop=f"spark://local?lake={lake}")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _own_cpu()
     result = run_cycle(library, paths)
-    seconds = time.perf_counter() - started
-    jvm = max((_peak_kib(pid) for pid in _children()), default=0)
+    seconds, cpu = time.perf_counter() - started, _own_cpu() - cpu
+    children = _children()  # Spark's JVM, still alive: its session lives as long as this process
+    jvm_cpu = sum(_cpu_seconds(pid) for pid in children)
+    jvm = max((_peak_kib(pid) for pid in children), default=0)
+    if engine == "spark" and result.rows_from_source != sum(moved.values()):
+        raise SystemExit(f"spark: the source counted {result.rows_from_source} rows out, the bench {moved}")
+    return {"engine": engine, "seconds": round(seconds, 1), "cpu_seconds": round(cpu + jvm_cpu, 1),
+            "python_peak_mib": _peak_kib("self") // 1024, "jvm_peak_mib": jvm // 1024,
+            "rows_out": sum(moved.values()), "rows_out_by_kind": moved, "cell_sums": sums}  # fmt: skip
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# Tables that hold person ids (and ids numbered like them); cds_event is the loop's own log, kept as is.
+PERSON_TABLES = {"person": ["person_id"], "observation_period": ["person_id", "observation_period_id"],
+                 "death": ["person_id"], "measurement": ["person_id"], "drug_exposure": ["person_id"],
+                 "condition_occurrence": ["person_id"], "pgx_result": ["person_id"],
+                 "research_opt_out": ["person_id"]}  # fmt: skip
+
+
+def replicate(base: Path, persons: int, copies: int, database: Path) -> None:
+    """``database``: ``copies`` of the ``persons``-person hospital ``base``, copy k's ids shifted by k * persons."""
     import duckdb
 
-    con = duckdb.connect(str(store), read_only=True)
-    cells = len({(rule, cell) for rule, blob in con.execute("SELECT rule, cells FROM estimate").fetchall()
-                 for cell in (json.dumps(c, sort_keys=True) for c in json.loads(blob))})  # fmt: skip
-    con.close()
-    return {"engine": engine, "seconds": round(seconds, 1), "python_peak_mib": _peak_kib("self") // 1024,
-            "jvm_peak_mib": jvm // 1024, "cells": cells, "rows_out": result.rows_from_source}  # fmt: skip
+    partial = database.with_suffix(".partial")
+    shutil.copy(base, partial)
+    con = duckdb.connect(str(partial))
+    try:
+        con.execute("SET memory_limit = '4GB'")
+        for table, ids in PERSON_TABLES.items():
+            for k in range(1, copies):
+                shifted = ", ".join(f"{column} + {k * persons} AS {column}" for column in ids)
+                con.execute(f'INSERT INTO "{table}" SELECT * REPLACE ({shifted}) FROM "{table}" '
+                            f"WHERE person_id <= {persons}")  # fmt: skip
+        con.execute(f"UPDATE sim_truth SET persons = {persons * copies}")
+    finally:
+        con.close()
+    partial.rename(database)
 
 
-def prepare(persons: int, work: Path) -> tuple[Path, Path]:
-    """The simulated hospital (reused when present) and its Parquet lake."""
+def prepare(persons: int, base: int, work: Path) -> tuple[Path, Path]:
+    """The simulated hospital (reused when present; above ``base`` persons, replicas of it) and its lake."""
     database = work / f"hospital-{persons}.duckdb"
     lake = work / f"lake-{persons}"
-    if not database.exists():
-        started = time.perf_counter()
+    if database.exists() and lake.is_dir():
+        return database, lake
+    started = time.perf_counter()
+    if persons <= base:
         subprocess.run([sys.executable, "-m", "pgx_loop.cli", "simulate", "--persons", str(persons), "--seed", "1",
-                        "--db", str(database), "--export-lake", str(lake)], check=True, cwd=REPOSITORY,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
-        print(f"simulated {persons:,} persons and exported the lake in {time.perf_counter() - started:.0f} s")
+                        "--db", str(database)], check=True, cwd=REPOSITORY, stdout=subprocess.DEVNULL)  # fmt: skip
+        how = "simulated"
+    else:
+        if persons % base:
+            raise SystemExit(f"--persons {persons}: above --base {base}, a multiple of it")
+        replicate(prepare(base, base, work)[0], base, persons // base, database)
+        how = f"replicated the {base:,}-person hospital {persons // base} times:"
+    import duckdb
+
+    from analytics.sources.export import export_lake
+
+    shutil.rmtree(lake, ignore_errors=True)
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        export_lake(con, lake)
+    finally:
+        con.close()
+    print(f"{how} {persons:,} persons, lake exported, in {time.perf_counter() - started:.0f} s", flush=True)
     return database, lake
+
+
+def _load() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--base", type=int, default=1_000_000, help="larger sizes replicate this simulated one")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--engines", nargs="+", choices=["duckdb", "spark"], default=["duckdb", "spark"])
     parser.add_argument("--work", type=Path, default=REPOSITORY / "var" / "bench-omop")
     parser.add_argument("--one", nargs=4, metavar=("ENGINE", "DB", "LAKE", "WORK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -93,26 +214,55 @@ def main() -> None:
         print(json.dumps(one(engine, Path(database), Path(lake), Path(work))))
         return
     args.work.mkdir(parents=True, exist_ok=True)
-    medians: dict[tuple[str, int], float] = {}
+    medians: dict[tuple[str, int], tuple[float, float]] = {}
+    rows: dict[tuple[str, int], dict] = {}
     for persons in args.persons:
-        database, lake = prepare(persons, args.work)
-        times: dict[str, list[float]] = {"duckdb": [], "spark": []}
+        database, lake = prepare(persons, args.base, args.work)
+        runs: dict[str, list[dict]] = {engine: [] for engine in args.engines}
         for _ in range(args.repeat):
-            for engine in ("duckdb", "spark"):
+            for engine in args.engines:
+                load = _load()
                 done = subprocess.run([sys.executable, __file__, "--one", engine, str(database), str(lake),
-                                       str(args.work)], capture_output=True, text=True, check=True)  # fmt: skip
-                row = json.loads(done.stdout.strip().splitlines()[-1])
-                times[engine].append(row["seconds"])
-                print(json.dumps({"persons": persons, **row}))
-        for engine, values in times.items():
-            medians[(engine, persons)] = statistics.median(values)
-            spread = f" (min {min(values)}, max {max(values)})" if len(values) > 1 else ""
-            print(f"{persons:>11,} persons  {engine:6}  median {medians[(engine, persons)]:.1f} s{spread}")
-    sizes = sorted(args.persons)
-    for small, large in itertools.pairwise(sizes):
-        for engine in ("duckdb", "spark"):
-            ratio = medians[(engine, large)] / medians[(engine, small)]
-            print(f"{engine}: {small:,} -> {large:,} persons ({large / small:.1f}x): time x{ratio:.2f}")
+                                       str(args.work)], capture_output=True, text=True)  # fmt: skip
+                if done.returncode:  # the engine's own words: Spark's error is in the child's stderr
+                    raise SystemExit(f"{engine} at {persons:,} persons failed:\n" + done.stderr[-4000:])
+                row = {"persons": persons, **json.loads(done.stdout.strip().splitlines()[-1]),
+                       "load_before": load, "load_after": _load()}  # fmt: skip
+                runs[engine].append(row)
+                print(json.dumps(row), flush=True)
+                _check(row, rows.setdefault((engine, persons), row), rows, args.base)
+        for engine, done_runs in runs.items():
+            wall = [run["seconds"] for run in done_runs]
+            cpu = [run["cpu_seconds"] for run in done_runs]
+            medians[(engine, persons)] = (statistics.median(wall), statistics.median(cpu))
+            print(f"{persons:>11,} persons  {engine:6}  wall median {statistics.median(wall):.1f} s "
+                  f"(min {min(wall)}, max {max(wall)}), CPU median {statistics.median(cpu):.1f} s "
+                  f"(min {min(cpu)}, max {max(cpu)}), runs {len(wall)}", flush=True)  # fmt: skip
+    for small, large in itertools.pairwise(sorted(args.persons)):
+        for engine in args.engines:
+            (wall_small, cpu_small), (wall_large, cpu_large) = medians[(engine, small)], medians[(engine, large)]
+            print(f"{engine}: {small:,} -> {large:,} persons ({large / small:.0f}x): wall time x"
+                  f"{wall_large / wall_small:.2f}, CPU time x{cpu_large / cpu_small:.2f}")  # fmt: skip
+
+
+def _check(row: dict, first: dict, rows: dict, base: int) -> None:
+    """Rows out are aggregates only, the same every run; the cells agree across engines and scale with replicas."""
+    kinds = row["rows_out_by_kind"]
+    if set(kinds) - {"cells", "opted_out", "diplotypes", "table_counts", "product_index"}:
+        raise SystemExit(f"rows out of the engine that are not aggregates: {kinds}")
+    if (kinds, row["cell_sums"]) != (first["rows_out_by_kind"], first["cell_sums"]):
+        raise SystemExit(f"rows out differ between runs: {kinds} {row['cell_sums']} vs {first}")
+    for (engine, persons), other in rows.items():
+        if persons == row["persons"] and other["rows_out_by_kind"]["cells"] != kinds["cells"]:
+            raise SystemExit(f"{row['engine']} and {engine} return different numbers of cells")
+        if persons == row["persons"] and other["cell_sums"] != row["cell_sums"]:
+            raise SystemExit(f"{row['engine']} and {engine} cells differ: {row['cell_sums']} {other['cell_sums']}")
+        if persons == base and row["persons"] % base == 0 and engine == row["engine"]:
+            k = row["persons"] // base
+            if kinds != other["rows_out_by_kind"]:  # replicas: the same cells, the same aggregates
+                raise SystemExit(f"rows out grew with persons: {other['rows_out_by_kind']} -> {kinds}")
+            if row["cell_sums"] != {key: k * value for key, value in other["cell_sums"].items()}:
+                raise SystemExit(f"{k} replicas do not give {k}x the cells: {other['cell_sums']} -> {row['cell_sums']}")
 
 
 if __name__ == "__main__":
