@@ -405,6 +405,7 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
                     f"{paths.database} has no {', '.join(missing)} table yet: load data first "
                     "(pgx-loop load-omop, or pgx-loop simulate for synthetic data)"
                 )
+            source = open_source(paths.omop) if paths.omop else None  # a bad URL fails before any work
             con.execute(
                 "INSERT INTO analysis_run (run_id, started_at, status, library_version) "
                 "VALUES (?, now(), 'running', ?)",
@@ -413,7 +414,6 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
             con.execute("BEGIN")
             try:
                 result.events_ingested = ingest(con, paths.event_dirs)
-                source = open_source(paths.omop) if paths.omop else None
                 inputs = _in_store(con, paths, library) if source is None else _in_source(con, source, library)
                 data, products = inputs.data, inputs.products
                 store_coverage(con, run_id, inputs.run(coverage_query(inputs.catalog)))

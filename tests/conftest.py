@@ -44,11 +44,15 @@ def client(settings: Settings, library: Library) -> Iterator[TestClient]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the whole run (`make test` installs it where it runs as root)."""
+    running = running_postgres()
     try:
-        with running_postgres() as server:
-            yield server
-    except PostgresUnavailable as reason:
+        server = running.__enter__()
+    except PostgresUnavailable as reason:  # only a failed start skips; a failed stop stays an error
         pytest.skip(f"PostgreSQL not available: {reason}")
+    try:
+        yield server
+    finally:
+        running.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -187,7 +187,7 @@ def test_a_bad_url_an_unreachable_server_and_missing_tables_are_named_without_a_
 
     cases = {
         "mysql://x@h/db": "expected postgresql://",
-        "postgresql://u@127.0.0.1:1/db?schema=cdm": "cannot connect",
+        "postgresql://u@127.0.0.1:1/db?schema=cdm": "cannot connect: connection failed",  # the first line, not the hint
         "postgresql://u@h:5432/db?schema=bad-name": "schema must be a plain name",
         hospital["postgres"].replace("schema=cdm", "schema=public"): "holds no tables",
         f"spark://local?lake={tmp_path / 'nowhere'}": "no such folder",

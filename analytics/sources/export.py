@@ -13,6 +13,7 @@ import duckdb
 from analytics.data.omop import CDM_TABLES
 from analytics.sources.base import SourceError
 from analytics.sources.url import OmopUrlError, PostgresUrl, parse_omop_url
+from engine.runtime.postgres_url import scrubbed
 
 PG_TYPES = {"BIGINT": "bigint", "INTEGER": "integer", "SMALLINT": "smallint", "DOUBLE": "double precision",
             "FLOAT": "real", "DATE": "date", "TIMESTAMP": "timestamp", "BOOLEAN": "boolean",
@@ -74,5 +75,5 @@ def export_postgres(con: duckdb.DuckDBPyConnection, url: str) -> dict[str, int]:
                 csv.unlink()
                 pg.execute(f"ANALYZE {name}")  # planner statistics, as a site's database has them
     except psycopg.Error as exc:
-        raise SourceError(f"{parsed.shown}: {str(exc).strip().splitlines()[-1]}") from None
+        raise SourceError(f"{parsed.shown}: {scrubbed(exc, parsed.conninfo)}") from None
     return counts

@@ -6,6 +6,7 @@ import pandas as pd
 
 from analytics.sources.base import Source, SourceError
 from analytics.sources.url import PostgresUrl
+from engine.runtime.postgres_url import scrubbed
 
 # information_schema.columns.data_type -> the DuckDB spelling analytics.data.cdm checks
 TYPES = {
@@ -31,14 +32,14 @@ class PostgresSource(Source):
         super().__init__()
         import psycopg  # imported here: the serving process never needs it
 
-        self.shown, self.schema = url.shown, url.schema
+        self.shown, self.schema, self.conninfo = url.shown, url.schema, url.conninfo
         try:
             self.con = psycopg.connect(
                 url.conninfo, autocommit=True, connect_timeout=CONNECT_SECONDS,
                 options=f"-c default_transaction_read_only=on -c search_path={url.schema} -c enable_nestloop=off",
             )  # fmt: skip
         except psycopg.Error as exc:
-            raise SourceError(f"{self.shown}: cannot connect: {_last_line(exc)}") from None
+            raise SourceError(f"{self.shown}: cannot connect: {scrubbed(exc, self.conninfo)[:300]}") from None
 
     def _fetch(self, sql: str) -> pd.DataFrame:
         import psycopg
@@ -49,7 +50,7 @@ class PostgresSource(Source):
                 rows = cursor.fetchall()
                 names = [column.name for column in cursor.description or ()]
         except psycopg.Error as exc:  # a dropped connection, a cancelled statement: named, never a traceback
-            raise SourceError(f"{self.shown}: query failed: {_last_line(exc)}") from None
+            raise SourceError(f"{self.shown}: query failed: {scrubbed(exc, self.conninfo)[:300]}") from None
         return pd.DataFrame(rows, columns=names)
 
     def columns(self) -> dict[str, dict[str, str]]:
@@ -67,8 +68,3 @@ class PostgresSource(Source):
 
     def close(self) -> None:
         self.con.close()
-
-
-def _last_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[-1][:300] if text else type(exc).__name__
