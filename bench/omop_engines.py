@@ -10,9 +10,11 @@ Sizes above ``--base`` persons (1M) are that hospital replicated with distinct p
 (``replicate``): simulating 10M persons at once needs ~10 GB in pandas. Replicas make each cell
 count exactly k times the base's, which the bench asserts, engine by engine.
 
-Rows out must be aggregates only: the bench fails if any query returns anything but the cells, one
-opted-out count per study, one row count per CDM table, the distinct (gene, diplotype) pairs or the
-drug product index (vocabulary), or if any of these grows with the number of persons.
+Rows out must be aggregates only: the bench fails if any query returns anything but the cells, the
+report's counts (per study by group, arm and population, with the opted-out total; genotype coverage
+by population), which negative controls the site ever recorded, one row count per CDM table, the
+distinct (gene, diplotype) pairs or the drug product index (vocabulary), or if any of these grows
+with the number of persons.
 Run it niced: ``nice -n 19 .venv/bin/python bench/omop_engines.py --persons 1000000 10000000``.
 """
 
@@ -60,8 +62,12 @@ def _kind(sql: str) -> str:
     final = sql.rstrip().splitlines()[-1]
     if final == "SELECT * FROM cells":
         return "cells"
-    if final.startswith("SELECT count(*) AS opted_out FROM cohort"):
-        return "opted_out"
+    if final.strip() == "FROM cohort WHERE opted_out":  # the report's counts by group, arm, population
+        return "cohort_counts"
+    if final.strip() == "FROM labelled GROUP BY population":  # the report's genotype coverage
+        return "coverage_counts"
+    if re.search(r"SELECT \d+ AS k WHERE EXISTS", sql):  # which negative controls the site ever recorded
+        return "controls_recorded"
     if sql.startswith("SELECT DISTINCT gene, diplotype FROM"):
         return "diplotypes"
     if re.fullmatch(r"SELECT '\w+' AS name, count\(\*\) AS n FROM \w+( UNION ALL .*)?", sql):
@@ -248,7 +254,8 @@ def main() -> None:
 def _check(row: dict, first: dict, rows: dict, base: int) -> None:
     """Rows out are aggregates only, the same every run; the cells agree across engines and scale with replicas."""
     kinds = row["rows_out_by_kind"]
-    if set(kinds) - {"cells", "opted_out", "diplotypes", "table_counts", "product_index"}:
+    if set(kinds) - {"cells", "cohort_counts", "coverage_counts", "controls_recorded", "diplotypes", "table_counts",
+                     "product_index"}:
         raise SystemExit(f"rows out of the engine that are not aggregates: {kinds}")
     if (kinds, row["cell_sums"]) != (first["rows_out_by_kind"], first["cell_sums"]):
         raise SystemExit(f"rows out differ between runs: {kinds} {row['cell_sums']} vs {first}")
