@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 LOINC = "http://loinc.org"
 GENOMICS_TBD = "http://hl7.org/fhir/uv/genomics-reporting/CodeSystem/tbd-codes-cs"
 GENOTYPE = (LOINC, "84413-4")
-GENE_STUDIED_CODE = "48018-6"  # LOINC
+GENE_STUDIED = frozenset({(LOINC, "48018-6")})
 MEDICATION_ASSESSED = frozenset({(LOINC, "51963-7")})
 METABOLISM_EFFECT = (LOINC, "53040-2")
 METABOLISM_EFFECTS = frozenset({METABOLISM_EFFECT})
@@ -193,24 +193,16 @@ class ResultReader:
         """Whether the Observation names its gene, and which of our genes that is (if any)."""
         components = obs.get("component")
         for component in components if type(components) is list else ():
-            # Is it the gene-studied component (LOINC 48018-6)? Inlined: this runs for every component of
-            # every genotype in the request.
-            concept = component.get("code") if type(component) is dict else None
-            codings = concept.get("coding") if type(concept) is dict else None
-            for coding in codings if type(codings) is list else ():
-                if type(coding) is dict and coding.get("code") == GENE_STUDIED_CODE and coding.get("system") == LOINC:
-                    break
-            else:
-                continue  # not the gene-studied component
-            value = component.get("valueCodeableConcept")
-            for coding in _codings(value):
-                if type(coding) is dict:
-                    code = coding.get("code")
-                    symbol = self._exact.get(code) if type(code) is str else None  # the usual case, inline
-                    symbol = symbol or self._gene_symbol(code) or self._gene_symbol(coding.get("display"))
-                    if symbol:
-                        return True, symbol
-            return True, self._gene_symbol(value.get("text")) if type(value) is dict else None
+            if type(component) is dict and _has_code(component.get("code"), GENE_STUDIED):
+                value = component.get("valueCodeableConcept")
+                for coding in _codings(value):
+                    if type(coding) is dict:
+                        code = coding.get("code")
+                        symbol = self._exact.get(code) if type(code) is str else None  # the usual case, inline
+                        symbol = symbol or self._gene_symbol(code) or self._gene_symbol(coding.get("display"))
+                        if symbol:
+                            return True, symbol
+                return True, self._gene_symbol(value.get("text")) if type(value) is dict else None
         return False, None
 
     def _genotype(
