@@ -287,9 +287,10 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     async def call_service(service_id: str, request: Request) -> Response:
         service = _service(service_id)
-        body = await _parse(request, HookRequest)
         claims = getattr(request.state, "jwt_claims", None)
-        content = await request.app.state.hooks.handle(service, body, claims["iss"] if claims else None)
+        issuer = claims["iss"] if claims else None
+        # The parsed request is handed over, not kept: it is freed before the response waits for the disk.
+        content = await request.app.state.hooks.handle(service, await _parse(request, HookRequest), issuer)
         return Response(content, media_type=JSON)
 
     app.router.add_api_route(
