@@ -15,7 +15,7 @@ request can be read in signatures: what is above 1 is not the signature.
 
 Besides requests per second, each server's CPU time per request is measured from /proc (user +
 system time of the server process and its workers over the run), and broken down into the
-processes' main threads (the event loop) and their other threads (the event-log writer), each in
+processes' main threads (the event loop) and the rest (the event log's fdatasync process, threads), each in
 user and system time. On a shared machine the throughput ratio moves with whatever else runs;
 the CPU ratio moves much less.
 
@@ -100,8 +100,8 @@ def process_tree(pid: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Cpu:
-    """CPU seconds of a server's process tree: its processes' main threads and their other threads
-    (the event-log writer, watchers, worker pools), each split into user and system time."""
+    """CPU seconds of a server's process tree: its processes' main threads and the rest (threads:
+    watchers, worker pools; the event log's fdatasync process), each split into user and system time."""
 
     main_user: float = 0.0
     main_system: float = 0.0
@@ -125,6 +125,8 @@ def cpu_seconds(pid: int) -> Cpu:
     for member in process_tree(pid):
         try:
             tasks = os.listdir(f"/proc/{member}/task")
+            # The event log's fdatasync process (one per worker) is disk work, not an event loop.
+            helper = b"fdatasyncer" in Path(f"/proc/{member}/cmdline").read_bytes()
         except OSError:
             continue
         for task in tasks:
@@ -132,7 +134,7 @@ def cpu_seconds(pid: int) -> Cpu:
                 fields = Path(f"/proc/{member}/task/{task}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            offset = 0 if int(task) == member else 2  # the main thread's id is the process id
+            offset = 0 if int(task) == member and not helper else 2  # the main thread's id is the process id
             parts[offset] += int(fields[11])  # utime, stime: fields 14 and 15 of stat
             parts[offset + 1] += int(fields[12])
     return Cpu(*(ticks / TICKS for ticks in parts))
@@ -151,7 +153,7 @@ class Run:
         return seconds / max(self.load.requests, 1) * 1e6
 
     def breakdown(self) -> tuple[float, float, float, float]:
-        """(main user, main system, other threads user, other threads system) in µs per request."""
+        """(main user, main system, the rest user, the rest system) in µs per request."""
         return tuple(self.per_request_us(part) for part in self.cpu.parts())  # type: ignore[return-value]
 
 
@@ -207,7 +209,7 @@ def batch_sizes(port: int) -> str:
     if float(found["count"]) == 0:
         return "no synchronous batches (sync mode interval)"
     count, total = float(found["count"]), float(found["sum"])
-    return f"{total / count:.1f} requests per synchronous write on average ({count:.0f} writes)"
+    return f"{total / count:.1f} requests per fdatasync on average ({count:.0f} fdatasyncs)"
 
 
 def main() -> None:
@@ -279,7 +281,7 @@ def main() -> None:
     for name, server_runs in runs.items():
         cpu = statistics.median(run.cpu_per_request_us for run in server_runs)
         print(f"  {name:9s} {merge(server_runs).describe()}   CPU {cpu:6.0f} us/request (median)")
-    print("  CPU per request, medians in us: main thread user + system | other threads user + system")
+    print("  CPU per request, medians in us: main thread user + system | the rest (threads, fdatasync) user + system")
     for name, server_runs in runs.items():
         main_user, main_system, other_user, other_system = (
             statistics.median(parts) for parts in zip(*(run.breakdown() for run in server_runs), strict=True)

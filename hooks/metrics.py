@@ -41,7 +41,7 @@ RELOAD_FAILURES = Counter(
 )
 EVENT_LOG_BATCH = Histogram(
     f"{PREFIX}_event_log_batch_requests",
-    "Requests made durable by one synchronous write of the event log (sync mode always)",
+    "Requests made durable by one fdatasync of the event log (sync mode always)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128),
 )
 # Versions only grow (a rollback publishes a new one), so the largest across workers is the newest served.

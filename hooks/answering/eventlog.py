@@ -4,17 +4,18 @@ Two sync modes (``PGX_LOOP_EVENT_SYNC``), named after Redis' ``appendfsync``:
 
 ``always`` (the default): every event is on disk (fdatasync) before the response that reports it
 is sent. The event loop writes each batch to the page cache (one ``write``) and asks a small child
-process (``fdatasyncer.py``) over a pipe to fdatasync the file; its one-byte answer, read by
-``loop.add_reader``, resolves the whole batch in one callback. Requests that append while a sync
-is on its way form the next batch (pipelined group commit, no window to tune; an idle service
-commits a lone request at once). Why a process and not a thread: a writer thread must take the
-interpreter lock to wake up, to hand over the batch and to wake the loop, several hand-overs per
-batch that each stall or interrupt the event loop; measured, the event loop spent about 20% more
-CPU per request than with ``interval``. The child runs no service code and shares no lock. If it
-dies, the requests of its batch fail (503, never 200) and the next batch starts a new one.
+process (``fdatasyncer.py``) over a pipe to fdatasync the file; its answer, read by
+``loop.add_reader``, settles the whole batch in one callback. Requests that append while a sync is
+on its way form the next batch (pipelined group commit, no window to tune; an idle service commits
+a lone request at once). Why a process and not a writer thread: the thread needed the interpreter
+lock to wake, to take the batch and to wake the loop, each a hand-over with the event loop; the
+child shares no lock, runs no service code, and under load its batches were twice as large for
+half the CPU. If it dies, the requests of its batch fail (503, never 200; their lines may be in
+the segment, unacknowledged) and the next batch starts a new one. A write that failed (ENOSPC)
+fails its batch before any sync is asked for.
 
 ``interval``: events are written (to the operating system's page cache) on the event loop before
-the response, and the writer thread fdatasyncs about once a second; responses never wait for the
+the response, and a thread fdatasyncs about once a second; responses never wait for the
 disk. A crash of the service process loses nothing acknowledged; a crash of the operating
 system or a power cut can lose up to about the last second of events. If a background fdatasync
 fails, later requests fail (503) until one succeeds again.
