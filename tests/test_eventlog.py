@@ -171,6 +171,26 @@ def test_closing_waits_for_the_sync_in_flight_and_stops_the_process(tmp_path):
     assert len(read_events(log.path)) == 20
 
 
+def test_closing_ends_even_when_the_last_batch_cannot_be_written(tmp_path):
+    async def run():
+        log = EventLog(tmp_path)
+        os.kill(_syncer_pid(log), signal.SIGSTOP)
+        synced = asyncio.create_task(log.append([{"event_id": "synced"}]))
+        await asyncio.sleep(0.05)
+        refused = asyncio.create_task(log.append([{"event_id": "refused"}]))  # waits for the next batch
+        await asyncio.sleep(0)
+        _point_at(log, "/dev/full")  # its write will fail
+        closing = asyncio.create_task(log.close())
+        await asyncio.sleep(0.05)
+        os.kill(_syncer_pid(log), signal.SIGCONT)
+        await asyncio.wait_for(closing, 5)
+        await synced
+        with pytest.raises(EventLogError, match="write failed"):
+            await refused
+
+    asyncio.run(run())
+
+
 def test_the_service_answers_503_when_the_fdatasync_process_dies_mid_batch_and_200_after(settings, library):
     with TestClient(create_app(settings, library)) as client, ThreadPoolExecutor(1) as pool:
         events = client.app.state.events

@@ -150,8 +150,8 @@ class EventLog:
             _resolve(batch, EventLogError(f"event log fdatasync failed: {reason}"))
         if self._waiting:
             self._commit_waiting()
-        elif self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
+        if self._in_flight is None and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)  # nothing more will be asked for (a failed write asks nothing)
 
     def _syncer_lost(self) -> None:
         if self._syncer is not None:
