@@ -210,7 +210,7 @@ def test_the_service_answers_503_when_the_fdatasync_process_dies_mid_batch_and_2
 
 def test_a_call_waiting_for_the_disk_holds_no_parsed_request(settings, library):
     """Calls waiting for their batch's fdatasync keep only their answer: a dozen of them holding their
-    parsed requests made every call run on cold memory (~25% more event-loop CPU per call)."""
+    parsed requests made every call run on cold memory (20-30% more event-loop CPU per call)."""
     with TestClient(create_app(settings, library)) as client, ThreadPoolExecutor(1) as pool:
         events = client.app.state.events
         os.kill(_syncer_pid(events), signal.SIGSTOP)

@@ -105,7 +105,7 @@ class HookHandler:
         While the response waits for its events to be durable it holds only its bytes and events: the
         parsed request and all derived from it are freed first (callers must not keep the request
         either). Measured: with a dozen requests waiting for the disk while holding them, every
-        request ran on cold memory and the event loop spent ~25% more CPU per request.
+        request ran on cold memory and the event loop spent 20-30% more CPU per request.
         """
         answer = await self._answer(service, request, issuer)
         del request
