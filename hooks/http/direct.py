@@ -1,38 +1,46 @@
 """The hook call, dispatched from the application's entrance straight to its route.
 
-A FastAPI request crosses about a dozen ASGI layers before its endpoint; for the hook call, nearly
-all of the traffic, most of them do nothing: FastAPI's telemetry (off), its application body limit
-(unset), the exit stack that closes uploaded files (there are none), the router's search, and two
-route wrappers. ``DirectDispatch`` recognises a POST to one of a route's exact paths
-(``/cds-services/pgx-order-select``) and sends it through what does act on it, built from the
-application's own configuration so that there is one source of truth:
+A FastAPI request crosses about a dozen ASGI layers before its endpoint. For the hook call, which is
+nearly all of the traffic, several of them do nothing: FastAPI's telemetry (off), its application
+body limit (unset), the exit stack that closes uploaded files (there are none), the router's search,
+the route's two wrappers, and the exception layer's wrapper of ``send``.
 
-- Starlette's ``ServerErrorMiddleware``, with the handler FastAPI would give it (the safety net);
-- the application's middleware (``app.user_middleware``: request id, logs and metrics, security
-  headers, CORS, the JWT check), the same classes with the same options, in the same order;
-- Starlette's ``ExceptionMiddleware`` with the application's exception handlers (the 400, 404,
-  413, 415... OperationOutcomes), as FastAPI builds it;
-- the route itself, with the scope the router would have given it (``route``, ``endpoint``,
-  ``path_params``, ``router``).
+``DirectDispatch`` recognises a POST to one of a route's exact paths (``/cds-services/pgx-order-select``)
+and sends it through the layers that do act on it. Each comes from the application's own
+configuration, so there is one source of truth:
 
-Everything else (other paths and methods, lifespan, a ``root_path``) goes to FastAPI unchanged.
+- Starlette's ``ServerErrorMiddleware``, with the handler FastAPI gives it (the last safety net);
+- the application's middleware (``app.user_middleware``), the same classes with the same options in
+  the same order: request id, logs and metrics, security headers, CORS and the JWT check;
+- the application's exception handlers (the 400, 404, 413 and 415 OperationOutcomes and the rest),
+  looked up as Starlette's ``ExceptionMiddleware`` looks them up;
+- the route's endpoint, with the scope the router gives it (``route``, ``endpoint``, ``path_params``).
+
+Everything else goes to FastAPI unchanged: other paths and methods, lifespan, and requests with a
+``root_path``. ``tests/test_direct_dispatch.py`` compares the answers of both paths.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware.errors import ServerErrorMiddleware
-from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Match
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, ExceptionHandler, Receive, Scope, Send
 
 from hooks.http.plain_route import PlainRoute
 
 log = logging.getLogger(__name__)
+
+Targets = dict[str, tuple[PlainRoute, dict[str, str]]]  # exact path -> (route, its path parameters)
 
 
 class DirectDispatch(FastAPI):
@@ -40,14 +48,14 @@ class DirectDispatch(FastAPI):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._direct_paths: dict[str, tuple[PlainRoute, dict[str, str]]] = {}
+        self._direct_paths: Targets = {}
         self._direct_stack: ASGIApp | None = None
 
     def dispatch_directly(self, route: PlainRoute, parameter: str, values: Iterable[str]) -> None:
-        """Take POSTs to ``route`` with ``parameter`` set to one of ``values`` straight to it.
+        """Take POSTs to ``route`` with its path ``parameter`` set to one of ``values`` straight to it.
 
-        Only where the router would choose ``route`` too: checked when the first request comes,
-        once every route is in place.
+        Only where the router would choose ``route`` too: that is checked at the first request, once
+        every route is in place.
         """
         for value in values:
             path = route.path_format.replace("{" + parameter + "}", value)
@@ -60,15 +68,15 @@ class DirectDispatch(FastAPI):
             and scope["path"] in self._direct_paths
             and not scope.get("root_path")
         ):
-            scope["app"] = self  # as Starlette's entrance does: request.app
-            if self._direct_stack is None:
+            scope["app"] = self  # what Starlette's entrance does: request.app
+            if self._direct_stack is None:  # built at the first request, as Starlette builds its stack
                 self._direct_stack = self._build_direct_stack()
             await self._direct_stack(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
     def _build_direct_stack(self) -> ASGIApp:
-        """The layers FastAPI's ``build_middleware_stack`` puts around the router, less those that do nothing here."""
+        """FastAPI's ``build_middleware_stack``, less the layers that do nothing for these paths."""
         self._keep_routed_paths()
         error_handler = None
         handlers = {}
@@ -77,32 +85,56 @@ class DirectDispatch(FastAPI):
                 error_handler = value
             else:
                 handlers[key] = value
-        app: ASGIApp = ExceptionMiddleware(_DirectRoute(self.router, self._direct_paths), handlers, self.debug)
+        app: ASGIApp = _RouteCall(self.router, self._direct_paths, handlers)
         for cls, args, kwargs in reversed(self.user_middleware):
             app = cls(app, *args, **kwargs)
         return ServerErrorMiddleware(app, handler=error_handler, debug=self.debug)
 
     def _keep_routed_paths(self) -> None:
-        """Drop any path the router would not give to its route (none, unless the routes changed)."""
+        """Leave to the router any path it would not give to the route (none, unless the routes changed)."""
         for path, (route, _) in list(self._direct_paths.items()):
             probe = {"type": "http", "method": "POST", "path": path, "root_path": ""}
             first = next((r for r in self.router.routes if r.matches(probe)[0] == Match.FULL), None)
             if first is not route or self.root_path:
-                log.warning("%s is dispatched through the router: another route or a root path takes it", path)
+                log.warning("POST %s goes through the router: another route, or a root path, takes it", path)
                 del self._direct_paths[path]
 
 
-class _DirectRoute:
-    """What the router and the route's ``handle`` do for a path known to be the route's and a method it allows."""
+class _RouteCall:
+    """The router's, the route's and ``ExceptionMiddleware``'s work, for a path and method known to be the route's."""
 
-    def __init__(self, router: Any, paths: dict[str, tuple[PlainRoute, dict[str, str]]]) -> None:
+    def __init__(self, router: Any, targets: Targets, handlers: Mapping[Any, ExceptionHandler]) -> None:
         self.router = router
-        self.paths = paths
+        self.targets = targets
+        self.by_status = {key: value for key, value in handlers.items() if isinstance(key, int)}
+        self.by_class = {key: value for key, value in handlers.items() if not isinstance(key, int)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route, parameters = self.paths[scope["path"]]
-        scope.setdefault("router", self.router)
+        route, parameters = self.targets[scope["path"]]
+        if "router" not in scope:
+            scope["router"] = self.router
         scope["endpoint"] = route.endpoint
         scope["path_params"] = dict(parameters)
         scope["route"] = route
-        await route.app(scope, receive, send)
+        request = Request(scope, receive, send)
+        try:
+            response = await route.call_endpoint(request)
+        except Exception as exc:
+            answer = await self._handle(request, exc)
+            if answer is None:
+                return
+            response = answer
+        # Not guarded: once the answer has started, Starlette turns a handled exception into a RuntimeError,
+        # here it stays itself; both reach the server, as the answer is on its way either way.
+        await response(scope, receive, send)
+
+    async def _handle(self, request: Request, exc: Exception) -> Response | None:
+        """The application's handler's answer to ``exc``, found as Starlette finds it; ``exc`` again if none."""
+        handler = self.by_status.get(exc.status_code) if isinstance(exc, HTTPException) else None
+        if handler is None:
+            handler = next((self.by_class[kind] for kind in type(exc).__mro__ if kind in self.by_class), None)
+        if handler is None:
+            raise exc
+        if inspect.iscoroutinefunction(handler):
+            return await handler(request, exc)
+        return await run_in_threadpool(handler, request, exc)
