@@ -19,8 +19,13 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
+from fastapi import Request as HttpRequest
+from fastapi.responses import Response
+from fastapi.testclient import TestClient
 
 from hooks.app import create_app
+from hooks.http.direct import DirectDispatch
+from hooks.http.plain_route import PlainRoute
 from hooks.settings import Settings
 from tests.auth_app import BASE, EHR, SERVICE, bearer, write_issuers
 from tests.conftest import RULES
@@ -191,3 +196,21 @@ def test_with_authentication_a_401_and_a_signed_call_answer_as_the_whole_stack_d
     direct, stack = answers[-1]
     assert direct[0] == 200 and direct == stack
     assert auth_entrances.dispatched == [SERVICE] * 4 and auth_entrances.routed == [SERVICE]  # 401s: never routed
+
+
+def test_a_path_another_route_takes_first_stays_with_the_router():
+    app = DirectDispatch()
+
+    async def first(request: HttpRequest) -> Response:
+        return Response(b"first")
+
+    async def second(name: str, request: HttpRequest) -> Response:
+        return Response(name.encode())
+
+    app.router.add_api_route("/x/shadowed", first, methods=["POST"])
+    app.router.add_api_route("/x/{name}", second, methods=["POST"], route_class_override=PlainRoute)
+    app.dispatch_directly(app.router.routes[-1], "name", ["shadowed", "open"])
+    client = TestClient(app)
+    assert client.post("/x/shadowed").text == "first"  # the router's choice, not the direct route's
+    assert client.post("/x/open").text == "open"
+    assert list(app._direct_paths) == ["/x/open"]

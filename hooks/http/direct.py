@@ -62,18 +62,23 @@ class DirectDispatch(FastAPI):
             self._direct_paths[path] = (route, {parameter: value})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"] in self._direct_paths
-            and not scope.get("root_path")
-        ):
-            scope["app"] = self  # what Starlette's entrance does: request.app
-            if self._direct_stack is None:  # built at the first request, as Starlette builds its stack
-                self._direct_stack = self._build_direct_stack()
-            await self._direct_stack(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            if self._direct_stack is None:
+                self._start()
+            if scope["method"] == "POST" and scope["path"] in self._direct_paths and not scope.get("root_path"):
+                scope["app"] = self  # what Starlette's entrance does: request.app
+                await self._direct_stack(scope, receive, send)  # type: ignore[misc]
+                return
         await super().__call__(scope, receive, send)
+
+    def _start(self) -> None:
+        """Build both stacks at the first request, once every route, middleware and handler is in place.
+
+        Starlette builds its own at its first request too, and from then on refuses new middleware.
+        """
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        self._direct_stack = self._build_direct_stack()
 
     def _build_direct_stack(self) -> ASGIApp:
         """FastAPI's ``build_middleware_stack``, less the layers that do nothing for these paths."""
