@@ -115,6 +115,8 @@ class _RouteCall:
         self.by_class = {key: value for key, value in handlers.items() if not isinstance(key, int)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Not set: "starlette.exception_handlers" and "fastapi_middleware_astack", for Starlette's own route
+        # wrapper and uploaded files' closing; a PlainRoute uses neither.
         route, parameters = self.targets[scope["path"]]
         if "router" not in scope:
             scope["router"] = self.router
