@@ -169,12 +169,14 @@ def _serving_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _route_first(app: FastAPI, path: str) -> Any:
+def _route_first(app: FastAPI, path: str) -> PlainRoute:
     """Try ``path``'s route before the others: the router tests routes in order, and the hook call is
     nearly all the traffic. Safe because no other route's path matches a ``/cds-services/{id}`` path."""
     routes = app.router.routes
     routes.insert(0, routes.pop(next(i for i, route in enumerate(routes) if getattr(route, "path", None) == path)))
-    return routes[0]
+    first = routes[0]
+    assert isinstance(first, PlainRoute)
+    return first
 
 
 def create_app(settings: Settings | None = None, library: Library | None = None) -> FastAPI:

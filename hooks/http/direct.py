@@ -124,13 +124,13 @@ class _RouteCall:
         scope["path_params"] = dict(parameters)
         scope["route"] = route
         request = Request(scope, receive, send)
+        response: Response | None
         try:
             response = await route.call_endpoint(request)
         except Exception as exc:
-            answer = await self._handle(request, exc)
-            if answer is None:
+            response = await self._handle(request, exc)
+            if response is None:
                 return
-            response = answer
         # Not guarded: once the answer has started, Starlette turns a handled exception into a RuntimeError,
         # here it stays itself; both reach the server, as the answer is on its way either way.
         await response(scope, receive, send)
@@ -142,6 +142,6 @@ class _RouteCall:
             handler = next((self.by_class[kind] for kind in type(exc).__mro__ if kind in self.by_class), None)
         if handler is None:
             raise exc
-        if inspect.iscoroutinefunction(handler):
+        if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__):
             return await handler(request, exc)
         return await run_in_threadpool(handler, request, exc)
