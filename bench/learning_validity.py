@@ -11,7 +11,10 @@ the year escalated (a false escalation when the true HR is <= 1, power otherwise
 share with a tier move against the truth. Then the cells that miss the estimator's targets (|bias| < 0.05 where there
 are >= 100 events, coverage 93-97%) and, per group and true HR over all scenarios, the share of
 simulated site-years escalating (target <= 5% at HR <= 1; the sequential boundary is Lan-DeMets
-alpha spending: Lan KKG, DeMets DL, Biometrika 1983;70:659-663; analytics/study/sequential.py).
+alpha spending: Lan KKG, DeMets DL, Biometrika 1983;70:659-663; analytics/study/sequential.py),
+with two 95% intervals: over all site-years, each draw's scenarios a cluster (Wilson at Korn &
+Graubard's effective sample size, Survey Methodology 1998;24:193-201; analytics/simulation/proportion.py),
+and the conservative one counting only the independent draws.
 
     python bench/learning_validity.py --raw .validity-raw.jsonl --write analytics/report/validity.json
     python bench/learning_validity.py --hr 1.0 --persons 100000 --seeds 100
@@ -56,7 +59,7 @@ from analytics.simulation.validity import (  # noqa: E402
     draw_seed,
     replicates,
     sequential_summary,
-    summarise,
+    summarise_results,
 )
 from engine.rulebook.library import Library, load_library  # noqa: E402
 
@@ -97,6 +100,24 @@ def table(summaries: list[Summary], looks: int) -> str:
             f"{f'{s.escalations}/{s.seeds}':>6} {f'{low:.0%}-{high:.0%}':>9} {s.escalated_fixed:>5.0%} "
             f"{s.wrong_moves:>5.0%}"
         )
+    return "\n".join(lines)
+
+
+def pooled_lines(sequential: dict) -> str:
+    """One line per group and true HR: the pooled share with both 95% intervals."""
+    lines = []
+    for group, by_hr in sequential["groups"].items():
+        for hr, r in by_hr.items():
+            low, high = r["ci95"]
+            draws_low, draws_high = r["ci95_independent_draws"]
+            deff = r["design_effect"]
+            deff = "no variance to estimate" if deff is None else f"design effect {deff:.2f}"
+            lines.append(
+                f"{group}, HR {hr} ({r['kind']}): {r['escalations']}/{r['seeds']} site-years = {r['escalated']:.1%}; "
+                f"95% CI {low:.1%}-{high:.1%} (draws as clusters: {deff}, {r['effective_site_years']:g} effective "
+                f"site-years), {draws_low:.1%}-{draws_high:.1%} counting only the {r['independent_draws']} "
+                f"independent draws"
+            )
     return "\n".join(lines)
 
 
@@ -177,26 +198,23 @@ def main() -> None:
                                               "draw_seed": draw_seed(seed, scenario.ancestry), "looks": args.looks,
                                               "outcomes": [dataclasses.asdict(o) for o in runs]}) + "\n")  # fmt: skip
     wall = time.perf_counter() - started
-    summaries = []
-    for scenario, by_seed in results.items():
-        runs = [by_seed[seed] for seed in sorted(by_seed)]
-        for position, group in enumerate(o.group for o in runs[0]):
-            summaries.append(summarise(scenario, group, [run[position] for run in runs]))
+    found = summarise_results(results)
     print(f"{RULE}: {len(scenarios)} scenarios x {args.seeds} seeds, {args.looks} monthly look(s) each; "
           f"{len(jobs)} draws run now: {wall:.0f} s wall, {cpu:.0f} s CPU")  # fmt: skip
-    print(table(summaries, args.looks))
-    sequential = sequential_summary(summaries) if args.looks > 1 else None
-    checked = targets(summaries)
+    print(table(found, args.looks))
+    sequential = sequential_summary(results) if args.looks > 1 else None
+    checked = targets(found)
     print("\nEstimator targets, cells with >= 100 events:", json.dumps(checked, indent=1))
     if sequential:
         print("\nA year of monthly looks (Lan-DeMets alpha spending, 5% per group per year):")
+        print(pooled_lines(sequential))
         print(json.dumps(sequential, indent=1))
     if args.write:
         existing = json.loads(args.write.read_text()) if args.write.exists() else {"rule": RULE, "rows": []}
-        fresh = {(s.hr, s.baseline, s.ancestry, s.persons, s.group, args.looks) for s in summaries}
+        fresh = {(s.hr, s.baseline, s.ancestry, s.persons, s.group, args.looks) for s in found}
         keys = ("hr", "baseline", "ancestry", "persons", "group", "looks")
         rows = [r for r in existing["rows"] if tuple(r[k] for k in keys) not in fresh]
-        rows += [{**s.as_json(), "looks": args.looks} for s in summaries]
+        rows += [{**s.as_json(), "looks": args.looks} for s in found]
         study = {**existing, "rule": RULE, "rows": rows, "targets": checked}
         if sequential:
             study["sequential"] = sequential
