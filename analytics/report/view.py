@@ -452,10 +452,11 @@ def _scenarios_table(study: dict) -> Table | None:
          "Bias of log HR (± Monte Carlo SE)", "SE across seeds", "Model SE", "95% CI coverage",
          "Escalated within a year (95% CI)"], rows,
         note="Bias: mean estimated minus true log hazard ratio (target within ±0.05 where there are 100 events or "
-        "more), with its Monte Carlo SE (SE across seeds / √seeds): with 20 seeds a bias of ±0.04 can be the "
+        "more), with its Monte Carlo SE (SE across seeds / √seeds): a bias within about twice it can be the "
         "seeds' own, and the scenarios of one ancestry mix and size share their seeds (the same simulated persons "
         "under every true HR and baseline risk), so they err together. Coverage: share of 95% confidence intervals "
-        "holding the true HR (target 93-97%). Escalated within a year: the simulated sites where some monthly "
+        "holding the true HR (target 93-97%); over n seeds it has a Monte Carlo SE of its own, √(0.95 × 0.05 / n), "
+        "2.2% at 100 seeds. Escalated within a year: the simulated sites where some monthly "
         "cycle of the year escalated the group, of all seeds, with a Wilson 95% interval; at a true HR of 1 (or "
         "below) that is a false alarm, and the sequential boundary holds it at or below 5%; above 1 it is "
         "the power. Run: python bench/learning_validity.py (see its --help).",
