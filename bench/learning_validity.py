@@ -4,7 +4,7 @@ For every scenario of the grid (true HR of the risk groups x baseline 1-year ris
 size) and seed, the simulator's data are looked at as a site would over the study's last year:
 monthly extracts, one cycle each, the real estimator, posterior and policy (analytics/simulation/validity.py).
 Printed per scenario and genotype group: mean events, mean bias of the log HR with its Monte
-Carlo SE (empirical SE / sqrt(seeds): with 20 seeds a bias of 0.04 can be the seeds'), empirical
+Carlo SE (empirical SE / sqrt(seeds): with 20 seeds a bias of 0.04 can be the seeds', with 100 about 0.02), empirical
 SE (across seeds) against the model's mean SE, 95% CI coverage, the seeds in which some cycle of
 the year escalated (a false escalation when the true HR is <= 1, power otherwise) with its Wilson
 95% interval, the share under the earlier fixed per-look rule (local 99% CI above 1), and the
@@ -18,7 +18,7 @@ with two 95% intervals: over all site-years, each draw's scenarios a cluster (Wi
 Graubard's effective sample size, Survey Methodology 1998;24:193-201; analytics/simulation/proportion.py),
 and the conservative one counting only the independent draws.
 
-    python bench/learning_validity.py --raw .validity-raw.jsonl --write analytics/report/validity.json
+    python bench/learning_validity.py --raw .validity-raw.jsonl --seeds 100 --write analytics/report/validity.json
     python bench/learning_validity.py --hr 1.0 --persons 100000 --seeds 100
     python bench/learning_validity.py ... --looks 1         # estimates only: one look, no year of cycles
 
@@ -28,7 +28,8 @@ to drawing anew; the scenarios of one mix and size therefore share their seeds' 
 ancestry mix draws from its own simulator seeds, analytics.simulation.validity.draw_seed), and the
 cells come straight from the draws (analytics/simulation/simulated_cells.py, tested equal to the
 SQL cohort's cells seed for seed). The full grid (72 scenarios x 20 seeds) is 80 draws of about
-6 s of CPU each (468 s in all; 36 min wall at nice 19 on a loaded 2-core machine). ``--raw``
+6 s of CPU each (468 s in all; 36 min wall at nice 19 on a loaded 2-core machine); seeds 21-100
+(320 draws) took 1,953 s CPU and 60 min wall with --workers 2 at nice 19 (load 4-8). ``--raw``
 appends every seed's outcomes as it finishes and skips those already there, so a run can stop
 and resume; seeds run outermost, so a stopped run has the same seeds in every scenario.
 """
