@@ -170,23 +170,30 @@ def value_problems(value: Any, where: str) -> list[str]:
     return problems
 
 
+_CHECKS = {kind: conforms(shape) for kind, shape in SHAPES.items()}
+_BUNDLE_CHECK = conforms(Bundle)
+
+
 def _conforms(value: Any) -> bool:
     """Whether ``value`` certainly has no problems by ``value_problems`` (False: look closer)."""
-    if type(value) is not dict or type(value.get("resourceType")) is not str:
+    if type(value) is not dict:
         return False
-    if value["resourceType"] != "Bundle":
-        shape = SHAPES.get(value["resourceType"])
-        return shape is None or conforms(shape)(value)
-    if not conforms(Bundle)(value):
+    kind = value.get("resourceType")
+    if type(kind) is not str:
         return False
-    for entry in value.get("entry") or ():
+    if kind != "Bundle":
+        check = _CHECKS.get(kind)
+        return check is None or check(value)
+    if not _BUNDLE_CHECK(value):
+        return False
+    for entry in value.get("entry") or ():  # each a dict holding a dict or None: the Bundle check said so
         resource = entry.get("resource")
         if resource is None:
             continue
         kind = resource.get("resourceType")
         if type(kind) is not str:
             return False
-        shape = SHAPES.get(kind)
-        if shape is not None and not conforms(shape)(resource):
+        check = _CHECKS.get(kind)
+        if check is not None and not check(resource):
             return False
     return True
