@@ -132,7 +132,7 @@ def _match_rule(
     """
     rule = lookup.rule
     own = {gene: results.get(gene) for gene in rule.gene_list}
-    population = choose_population(rule, facts)
+    population = choose_population(rule, facts) if facts.selects_population else lookup.default_choice
     found: list[Match] = []
     if any(result is not None for result in own.values()):
         compiled = lookup.find(own, population.id)
