@@ -5,9 +5,10 @@ from __future__ import annotations
 import glob
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.rulebook.library import default_rules_dir
 
@@ -65,8 +66,8 @@ class AnalyticsSettings(BaseSettings):
     var_dir: Path = Path("var")
     db: Path | None = Field(default=None, description="The analytics DuckDB file (default var/pgx-loop.duckdb)")
     event_log_dir: Path | None = None
-    event_log_dirs: str = Field(
-        default="",
+    event_log_dirs: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
         description="Comma-separated event-log directories or glob patterns of several replicas, ingested by "
         "the cycle instead of event_log_dir (e.g. /srv/pgx/replica-*/events)",
     )
@@ -102,6 +103,14 @@ class AnalyticsSettings(BaseSettings):
     def database(self) -> Path:
         return self.db or self.var_dir / "pgx-loop.duckdb"
 
+    @field_validator("event_log_dirs", mode="before")
+    @classmethod
+    def _split_on_commas(cls, value: object) -> object:
+        """The environment variable is one comma-separated string; a list (``--events``) is kept as given."""
+        if isinstance(value, str):
+            return tuple(source.strip() for source in value.split(",") if source.strip())
+        return value
+
     @property
     def reports_path(self) -> Path:
         return self.reports_dir or self.var_dir / "reports"
@@ -117,6 +126,6 @@ class AnalyticsSettings(BaseSettings):
             self.strengths_file or self.var_dir / "strengths.json",
             self.analytics_status_file,
             self.products_file,
-            tuple(source.strip() for source in self.event_log_dirs.split(",") if source.strip()),
+            self.event_log_dirs,
             self.omop or None,
         )

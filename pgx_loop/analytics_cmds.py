@@ -36,7 +36,7 @@ events_option = click.option(
 def _settings(db: Path | None, events: tuple[str, ...] = ()) -> AnalyticsSettings:
     settings = AnalyticsSettings()
     if events:
-        settings = settings.model_copy(update={"event_log_dirs": ",".join(events)})
+        settings = settings.model_copy(update={"event_log_dirs": events})  # as given: a path may hold a comma
     return settings.model_copy(update={"db": db}) if db else settings
 
 

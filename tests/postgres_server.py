@@ -65,6 +65,9 @@ def server_binaries() -> Path:
     return versions[-1]
 
 
+PORT_ATTEMPTS = 3
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -91,12 +94,20 @@ def running_postgres() -> Iterator[PostgresServer]:
         if done.returncode != 0:
             raise PostgresUnavailable(f"{Path(argv[0]).name} failed: {done.stderr.strip() or done.stdout.strip()}")
 
-    port = _free_port()
     try:
         run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
             f"--pwfile={password_file}", "-E", "UTF8", "--locale=C.UTF-8")
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {workdir} -c fsync=off -c full_page_writes=off"
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(workdir / "log"), "-o", options, "-w", "start")
+        # The probed port is free only until the probe closes: another process (a parallel test
+        # worker's server, a bench) can take it before PostgreSQL binds, so try a few.
+        for attempt in range(PORT_ATTEMPTS):
+            port = _free_port()
+            options = f"-c listen_addresses=127.0.0.1 -p {port} -k {workdir} -c fsync=off -c full_page_writes=off"
+            try:
+                run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(workdir / "log"), "-o", options, "-w", "start")
+                break
+            except PostgresUnavailable:
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
         try:
             yield PostgresServer("127.0.0.1", port, "postgres", PASSWORD)
         finally:

@@ -234,6 +234,10 @@ def test_analyze_ingests_every_replicas_event_log_named_by_a_glob(paths: Paths, 
         events = tmp_path / f"replica-{replica}" / "events"
         events.mkdir(parents=True)
         write_segment(events, "events-000001.jsonl", [card_event(f"{replica}-card")])  # the same name in both
-    done = cli(paths, "analyze", "--events", str(tmp_path / "replica-*" / "events"))
+    # A directory named on the command line is taken whole, commas and all (once split into two that don't exist).
+    odd = tmp_path / "site 3, ward b" / "events"
+    odd.mkdir(parents=True)
+    write_segment(odd, "events-000001.jsonl", [card_event("ward-b-card")])
+    done = cli(paths, "analyze", "--events", str(tmp_path / "replica-*" / "events"), "--events", str(odd))
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["events_ingested"] == 2
+    assert json.loads(done.stdout)["events_ingested"] == 3

@@ -80,6 +80,11 @@ def test_a_listed_directory_that_is_missing_is_named_and_the_others_ingested(tmp
     assert "event-log directory" in caplog.text and "unmounted" in caplog.text
 
 
+def test_the_environment_variable_lists_directories_separated_by_commas(tmp_path, monkeypatch):
+    monkeypatch.setenv("PGX_LOOP_EVENT_LOG_DIRS", f" {tmp_path / 'a'} ,{tmp_path / 'b'},")
+    assert AnalyticsSettings().paths().event_dirs == [(tmp_path / "a").resolve(), (tmp_path / "b").resolve()]
+
+
 def test_offsets_of_a_database_from_before_directory_keys_are_carried_over_only_when_unambiguous(tmp_path):
     events = tmp_path / "events"
     events.mkdir()
