@@ -47,6 +47,7 @@ from hooks.settings import Settings
 log = logging.getLogger(__name__)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+USUAL_JSON = frozenset({JSON, f"{JSON}; charset=utf-8", f"{JSON}; charset=UTF-8", f"{JSON};charset=UTF-8"})
 DISCOVERY = orjson.dumps({"services": [service.model_dump() for service in SERVICES.values()]})
 
 
@@ -69,7 +70,10 @@ class UnsupportedMediaType(Exception):
 
 def _require_json(request: Request) -> None:
     """``application/json``, optionally with ``charset=utf-8``; else UnsupportedMediaType."""
-    media_type, *parameters = (part.strip().lower() for part in request.headers.get("content-type", "").split(";"))
+    content_type = request.headers.get("content-type", "")
+    if content_type in USUAL_JSON:
+        return  # what EHRs send, known without parsing it
+    media_type, *parameters = (part.strip().lower() for part in content_type.split(";"))
     charsets = {value.strip('"') for name, _, value in (p.partition("=") for p in parameters) if name == "charset"}
     if media_type != JSON or not charsets <= {"utf-8"}:
         raise UnsupportedMediaType
