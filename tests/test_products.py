@@ -253,3 +253,16 @@ def test_the_analytics_cycle_publishes_the_index_beside_the_strengths(library, t
     index = read_product_index(paths.products)
     assert result.products == len(index.products) > 0
     assert {p.rxcui: p.ingredients for p in index.products}["309362"] == (CLOPIDOGREL,)
+
+
+def test_a_library_with_a_new_product_index_does_not_reuse_what_the_old_one_remembered(library):
+    from engine.decision.orders import Order
+    from engine.decision.products import Product, ProductIndex
+
+    order = Order("MedicationRequest/draft-1", frozenset({"999001"}))  # no text: no match by name
+    assert library.genes_for([order]) == frozenset()  # remembered: no rule watches this code
+    extended = library.with_products(
+        ProductIndex(products=(Product(rxcui="999001", name="local clopidogrel", ingredients=(CLOPIDOGREL,)),))
+    )
+    assert extended.genes_for([order]) == {"CYP2C19"}
+    assert library.genes_for([order]) == frozenset()

@@ -379,6 +379,9 @@ def test_the_methods_section_shows_the_committed_studys_year_of_looks_and_its_sc
         figures = groups[row[0]][f"{row[1]:g}"]
         assert row[3] == figures["escalated"] and [row[4], row[5]] == figures["ci95"]
         assert row[2] == figures["seeds"] >= 20
+        # both intervals: the draws as clusters, and counting only the independent draws (never narrower)
+        assert [row[11], row[12]] == figures["ci95_independent_draws"] and row[10] == figures["independent_draws"]
+        assert row[11] <= row[4] <= row[3] <= row[5] <= row[12]
     assert {r[2] for r in looks.rows} == {"false alarm", "power"}
     assert len(scenarios.rows) == len(study["rows"])
     # every scenario's escalations read with their Wilson interval, e.g. "6/20 (15%-52%)"; the bias with its MC SE

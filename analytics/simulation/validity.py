@@ -13,12 +13,13 @@ decisions from the same functions a cycle calls.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
 
 import numpy as np
-from statsmodels.stats.proportion import proportion_confint
 
+from analytics.simulation.proportion import clustered_wilson, wilson
 from analytics.simulation.simulate import ANCESTRY, ANCESTRY_SHARE, STUDY_DAYS, Truth
 from analytics.simulation.simulated_cells import StudyDraws, draws, with_truth
 from analytics.study.cohort import Study
@@ -224,37 +225,64 @@ def summarise(scenario: Scenario, group: str, outcomes: list[Outcome]) -> Summar
     )  # fmt: skip
 
 
-def wilson(hits: float, n: int) -> tuple[float, float]:
-    """The Wilson score 95% interval of a proportion (Wilson EB, JASA 1927;22:209-212): honest at 0/20 or 6/20."""
-    low, high = proportion_confint(hits, n, alpha=0.05, method="wilson")
-    return float(low), float(high)
+def summarise_results(results: Mapping[Scenario, Mapping[int, Sequence[Outcome]]]) -> list[Summary]:
+    """Every scenario and group of ``results`` (scenario -> seed -> the seed's outcomes) over its seeds."""
+    out = []
+    for scenario, by_seed in results.items():
+        runs = [by_seed[seed] for seed in sorted(by_seed)]
+        for position, group in enumerate(o.group for o in runs[0]):
+            out.append(summarise(scenario, group, [run[position] for run in runs]))
+    return out
 
 
-def sequential_summary(summaries: list[Summary]) -> dict:
+def escalations_by_draw(results: Mapping[Scenario, Mapping[int, Sequence[Outcome]]], group: str,
+                        hr: float) -> tuple[list[int], list[int]]:  # fmt: skip
+    """Per draw (seed, ancestry mix, size) at true ``hr``: the site-years of ``group`` that escalated
+    within the year, and the site-years (one per baseline risk): the clusters of the pooled share."""
+    hits: dict[tuple[int, str, int], int] = {}
+    sizes: dict[tuple[int, str, int], int] = {}
+    for scenario, by_seed in results.items():
+        if scenario.hr != hr:
+            continue
+        for seed, outcomes in by_seed.items():
+            draw = (seed, scenario.ancestry, scenario.persons)
+            mine = next(o for o in outcomes if o.group == group)
+            hits[draw] = hits.get(draw, 0) + mine.escalated
+            sizes[draw] = sizes.get(draw, 0) + 1
+    return [hits[d] for d in sorted(sizes)], [sizes[d] for d in sorted(sizes)]
+
+
+def sequential_summary(results: Mapping[Scenario, Mapping[int, Sequence[Outcome]]]) -> dict:
     """A year of looks, per genotype group: false escalation (true HR <= 1) and power (HR > 1), over all cells.
 
-    The scenarios of one seed, ancestry mix and size share a draw (common random numbers), so the
-    95% interval (Wilson) counts the independent draws (seeds x mixes and sizes, ``draw_seed``),
-    not the site-years: wider than the pooled seeds would give, on the safe side. The scenario
-    escalating most often is named with its own count and interval over its seeds.
+    The scenarios of one seed, ancestry mix and size share a draw (common random numbers), so their
+    site-years are clusters, not independent. ``ci95`` is the cluster-aware Wilson interval over
+    all site-years with the Korn-Graubard effective sample size (analytics.simulation.proportion);
+    ``ci95_independent_draws`` counts only the independent draws (seeds x mixes and sizes,
+    ``draw_seed``), the conservative interval: as wide as if the baselines of a draw always agreed.
+    The scenario escalating most often is named with its own count and interval over its seeds.
     """
+    every = summarise_results(results)
     out: dict = {"groups": {}}
-    for group in sorted({s.group for s in summaries}):
-        mine = [s for s in summaries if s.group == group]
+    for group in sorted({s.group for s in every}):
+        mine = [s for s in every if s.group == group]
         entry: dict = {}
         for hr in sorted({s.hr for s in mine}):
             cells = [s for s in mine if s.hr == hr]
-            n = sum(s.seeds for s in cells)
-            hits = round(sum(s.escalated * s.seeds for s in cells))
+            pooled = clustered_wilson(*escalations_by_draw(results, group, hr))
+            n, hits, draws = pooled.site_years, pooled.hits, pooled.clusters
             fixed = round(sum(s.escalated_fixed * s.seeds for s in cells))
-            draws = sum(max(s.seeds for s in cells if (s.ancestry, s.persons) == mix)
-                        for mix in {(s.ancestry, s.persons) for s in cells})  # fmt: skip
-            low, high = wilson(hits / n * draws, draws)
+            conservative = wilson(pooled.share * draws, draws)
             top = max(cells, key=lambda s: (s.escalated, -s.seeds))
             entry[f"{hr:g}"] = {
                 "kind": "false escalation per year" if hr <= 1 else "power within a year",
-                "seeds": n, "cells": len(cells), "independent_draws": draws, "escalated": round(hits / n, 4),
-                "ci95": [round(float(low), 4), round(float(high), 4)],
+                "seeds": n, "cells": len(cells), "independent_draws": draws, "escalations": hits,
+                "escalated": round(hits / n, 4),
+                "ci95": [round(x, 4) for x in pooled.ci95],
+                "ci95_method": "Wilson at the Korn-Graubard effective sample size, draws as clusters",
+                "design_effect": None if pooled.design_effect is None else round(pooled.design_effect, 3),
+                "effective_site_years": round(pooled.effective_site_years, 1),
+                "ci95_independent_draws": [round(x, 4) for x in conservative],
                 "highest_cell": round(top.escalated, 4),
                 "highest_cell_scenario": f"{100 * top.baseline:g}%, {top.ancestry}, {top.persons:,}",
                 "highest_cell_escalations": f"{top.escalations}/{top.seeds}",

@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
+from engine.decision.populations import PatientFacts, PopulationChoice, choose_population
 from engine.decision.rules import GENERAL, Recommendation, Rule
 from engine.documents.spelling import did_you_mean
 from engine.genotype.activity_score import ActivityScoreGene
@@ -126,6 +128,11 @@ class RuleLookup:
 
     rule: Rule
     recommendations: tuple[CompiledRecommendation, ...]
+
+    @cached_property
+    def default_choice(self) -> PopulationChoice:
+        """The population for a patient whose diagnoses and age are unknown: the rule's alone, so chosen once."""
+        return choose_population(self.rule, PatientFacts())
 
     def find(self, results: GeneResults, population: str) -> CompiledRecommendation | None:
         found = self._first(results, population)

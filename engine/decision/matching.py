@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -105,12 +105,16 @@ def match_orders(
     facts: PatientFacts | None = None,
     strengths: StrengthTable | None = None,
     by_name: RuleIndex | None = None,
+    watching: Callable[[Order], tuple[Sequence[tuple[RuleLookup, Drug]], bool]] | None = None,
 ) -> list[Match]:
-    """Every (rule, order) pair whose drug was ordered and for which the rule has something to say."""
+    """Every (rule, order) pair whose drug was ordered and for which the rule has something to say.
+
+    ``watching``: ``rules_for`` over these indexes, remembered by the caller (the library).
+    """
     facts = facts or PatientFacts()
     matches: list[Match] = []
     for order in orders:
-        candidates, by_drug_name = rules_for(order, by_code, by_name or {})
+        candidates, by_drug_name = watching(order) if watching else rules_for(order, by_code, by_name or {})
         for lookup, drug in candidates:
             for match in _match_rule(lookup, drug, order, results, facts, strengths):
                 matches.append(replace(match, matched_by_name=by_drug_name) if by_drug_name else match)
@@ -132,7 +136,7 @@ def _match_rule(
     """
     rule = lookup.rule
     own = {gene: results.get(gene) for gene in rule.gene_list}
-    population = choose_population(rule, facts)
+    population = choose_population(rule, facts) if facts.selects_population else lookup.default_choice
     found: list[Match] = []
     if any(result is not None for result in own.values()):
         compiled = lookup.find(own, population.id)

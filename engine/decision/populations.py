@@ -30,6 +30,11 @@ class PatientFacts:
     age: int | None = None
     sex: str | None = None
 
+    @property
+    def selects_population(self) -> bool:
+        """Whether these facts can choose a population (diagnoses or age); else each rule's default holds."""
+        return bool(self.conditions) or self.age is not None
+
 
 def has_condition(codes: Iterable[Code], facts: PatientFacts) -> Code | None:
     """The first of ``codes`` the patient has a diagnosis for."""

@@ -7,7 +7,7 @@ those files are then run against it (``engine/rulebook/examples.py``), which is 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,9 @@ from engine.decision.products import ProductIndex, ingredient_tables
 from engine.decision.rules import Drug, Rule
 from engine.genotype.genes import GeneDefinition
 from engine.genotype.results import GeneResult, ReportedResult, interpret
+
+Watching = tuple[tuple[tuple[RuleLookup, Drug], ...], bool]
+WATCHING_REMEMBERED = 4096  # distinct (codes, drug text) pairs; then forgotten all at once
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,11 @@ class Library:
     rules_by_code: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
     rules_by_name: Mapping[str, tuple[tuple[RuleLookup, Drug], ...]]
     card_templates: Mapping[TemplateKey, CardTemplate]
+    # (RxNorm codes, drug text) -> the rules watching such an order: fixed for this library, and the same drugs
+    # are ordered over and over. Bounded; a library with other indexes (with_products) starts its own.
+    _watching: dict[tuple[frozenset[str], str | None], Watching] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def interpret(self, reports: Iterable[ReportedResult], sex: str | None = None) -> dict[str, GeneResult]:
         """One interpreted result per gene; ``sex`` ("female"/"male"/None) is needed for G6PD."""
@@ -46,7 +54,18 @@ class Library:
         facts: PatientFacts | None = None,
         strengths: StrengthTable | None = None,
     ) -> list[Match]:
-        return match_orders(self.rules_by_code, orders, results, facts, strengths, self.rules_by_name)
+        return match_orders(self.rules_by_code, orders, results, facts, strengths, self.rules_by_name, self.rules_for)
+
+    def rules_for(self, order: Order) -> Watching:
+        """The rules watching ``order``'s drug, and whether found by its name (engine.decision.matching.rules_for)."""
+        key = (order.rxnorm, order.display)
+        found = self._watching.get(key)
+        if found is None:
+            if len(self._watching) >= WATCHING_REMEMBERED:
+                self._watching.clear()
+            rules, by_name = rules_for(order, self.rules_by_code, self.rules_by_name)
+            found = self._watching[key] = (tuple(rules), by_name)
+        return found
 
     def genes_for(self, orders: Iterable[Order]) -> frozenset[str]:
         """The genes of every rule watching one of ``orders``: the only results their cards depend on.
@@ -55,7 +74,7 @@ class Library:
         """
         genes: set[str] = set()
         for order in orders:
-            for lookup, _ in rules_for(order, self.rules_by_code, self.rules_by_name)[0]:
+            for lookup, _ in self.rules_for(order)[0]:
                 genes.update(lookup.rule.gene_list)
         return frozenset(genes)
 

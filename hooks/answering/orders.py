@@ -8,9 +8,10 @@ field) rather than skipped, because a skipped order would look like "checked, no
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from engine.decision.orders import RXNORM_SYSTEM, Order
-from hooks.fhir.fhir_shapes import CodeableConcept, DraftMedicationRequest, Medication, read_shape
+from hooks.fhir.fhir_shapes import DraftMedicationRequest, Medication, carried_over, problems_of
 from hooks.protocol.requests import OrderSelectContext, OrderSignContext
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,10 @@ class OrderError(ValueError):
 
 
 def orders_to_check(context: OrderSignContext) -> list[Order]:
-    """order-select: the selected orders; order-sign: every draft order. Medication orders only."""
+    """order-select: the selected orders; order-sign: every draft order. Medication orders only.
+
+    Each order is checked against its R4 shape and then read as the JSON it is (no model built).
+    """
     entries = context.draftOrders.entry
     index_of = {f"{entry.resource['resourceType']}/{entry.resource['id']}": i for i, entry in enumerate(entries)}
     references = context.selections if isinstance(context, OrderSelectContext) else list(index_of)
@@ -36,20 +40,22 @@ def orders_to_check(context: OrderSignContext) -> list[Order]:
         if resource["resourceType"] != "MedicationRequest":
             continue
         where = f"context.draftOrders.entry.{index}.resource"
-        draft, found = read_shape(DraftMedicationRequest, resource, where)
-        if draft is None:
+        found = problems_of(DraftMedicationRequest, resource, where)
+        if found:
             problems += found
             continue
-        if draft.subject and draft.subject.reference not in (None, f"Patient/{context.patientId}"):
+        subject = resource.get("subject")
+        if subject is not None and subject.get("reference") not in (None, f"Patient/{context.patientId}"):
             problems.append(f"{where}.subject: the order is for a different patient than context.patientId")
             continue
-        concept, problem = _medication(draft, where, context, index_of)
+        concept, problem = _medication(resource, where, context, index_of)
         if problem:
             problems.append(problem)
             continue
-        codes = {c.code for c in concept.coding or () if c.system == RXNORM_SYSTEM and c.code}
-        display = concept.text or next((c.display for c in concept.coding or () if c.display), None)
-        orders.append(Order(reference, frozenset(codes), display, draft.carried_over()))
+        codings = concept.get("coding") or ()
+        codes = {c["code"] for c in codings if c.get("system") == RXNORM_SYSTEM and c.get("code")}
+        display = concept.get("text") or next((c["display"] for c in codings if c.get("display")), None)
+        orders.append(Order(reference, frozenset(codes), display, carried_over(resource)))
     if problems:
         # The reasons name fields only; the entry index lets an integrator find the order.
         log.warning("refused draft orders that cannot be read: %s", "; ".join(problems))
@@ -58,35 +64,33 @@ def orders_to_check(context: OrderSignContext) -> list[Order]:
 
 
 def _medication(
-    draft: DraftMedicationRequest, where: str, context: OrderSignContext, index_of: dict[str, int]
-) -> tuple[CodeableConcept, str | None]:
-    """The order's medication as a CodeableConcept, or why it cannot be identified."""
-    empty = CodeableConcept()
-    if draft.medicationCodeableConcept is not None:
-        concept = draft.medicationCodeableConcept
-    elif draft.medicationReference is None:
-        return empty, f"{where}: has neither medicationCodeableConcept nor medicationReference"
-    else:
-        reference = draft.medicationReference.reference
+    draft: dict[str, Any], where: str, context: OrderSignContext, index_of: dict[str, int]
+) -> tuple[dict[str, Any], str | None]:
+    """The medication CodeableConcept of a draft that has its R4 shape, or why it cannot be identified."""
+    concept = draft.get("medicationCodeableConcept")
+    if concept is None:
+        medication_reference = draft.get("medicationReference")
+        if medication_reference is None:
+            return {}, f"{where}: has neither medicationCodeableConcept nor medicationReference"
+        reference = medication_reference.get("reference")
         if reference is None:
-            return empty, f"{where}.medicationReference.reference: missing"
+            return {}, f"{where}.medicationReference.reference: missing"
         if reference.startswith("#"):
-            contained = next((c for c in draft.contained or () if c.id == reference[1:]), None)
-            concept = contained.code if contained else None
+            contained = next((c for c in draft.get("contained") or () if c.get("id") == reference[1:]), None)
+            concept = contained.get("code") if contained is not None else None
         else:
             index = index_of.get(reference)
-            concept = None
             if index is not None:
                 medication = context.draftOrders.entry[index].resource
-                read, problems = read_shape(Medication, medication, f"context.draftOrders.entry.{index}.resource")
-                if read is None:
-                    return empty, problems[0]
-                concept = read.code
+                found = problems_of(Medication, medication, f"context.draftOrders.entry.{index}.resource")
+                if found:
+                    return {}, found[0]
+                concept = medication.get("code")
         if concept is None:
-            return empty, (
+            return {}, (
                 f"{where}.medicationReference: names a Medication that is neither contained nor in "
                 "draftOrders, or one without a code"
             )
-    if not (concept.text or any(c.code or c.display for c in concept.coding or ())):
-        return empty, f"{where}: the medication has no code, display or text"
+    if not (concept.get("text") or any(c.get("code") or c.get("display") for c in concept.get("coding") or ())):
+        return {}, f"{where}: the medication has no code, display or text"
     return concept, None

@@ -47,6 +47,7 @@ PHENOTYPE_COMPONENTS = frozenset(
     }
 )
 USABLE_STATUS = {"final", "amended", "corrected"}
+OBSERVATION = "Observation/"
 
 # LOINC answers for metabolizer status (LL3856-3) -> CPIC terms.
 LOINC_PHENOTYPES = {
@@ -98,11 +99,6 @@ def resources_of(value: Any, resource_type: str) -> list[dict[str, Any]]:
     return [value] if value.get("resourceType") == resource_type else []
 
 
-def observations(resources: Iterable[Any]) -> list[dict[str, Any]]:
-    """The Observations among prefetch values."""
-    return [obs for resource in resources for obs in resources_of(resource, "Observation")]
-
-
 class ResultReader:
     """Reads PGx Observations for one library's genes and drugs (its lookup tables built once)."""
 
@@ -129,33 +125,38 @@ class ResultReader:
         """
         wanted = genes if genes is not None else self._genes
         genotypes, implications = [], []
-        for obs in observations(resources):
-            kind = _kind(obs)
-            if kind is not None:
-                (genotypes if kind == "genotype" else implications).append(obs)
+        for resource in resources:
+            for obs in resources_of(resource, "Observation"):
+                kind = _kind(obs)
+                if kind is not None:
+                    (genotypes if kind == "genotype" else implications).append(obs)
         reports = []
-        genotype_genes = {}  # "Observation/id" -> gene, for implications derived from a genotype
+        # Keyed by id, not "Observation/id": most genotypes are never asked for by an implication.
+        genotype_genes = {}  # Observation id -> gene, for implications derived from a genotype
         others = {}  # the same for genotypes naming a gene not wanted: checked only if an implication asks
         for obs in genotypes:
-            reference = f"Observation/{obs['id']}" if obs.get("id") else None
+            obs_id = obs.get("id")
             named, gene = self._gene_studied(obs)
             if gene is not None and gene not in wanted:
-                if reference:
-                    others[reference] = obs, gene
-                    genotype_genes.pop(reference, None)
+                if obs_id:
+                    others[obs_id] = obs, gene
+                    genotype_genes.pop(obs_id, None)
                 continue
             gene, report = self._genotype(obs, named, gene, patient_id)
-            if gene is not None and reference:
-                genotype_genes[reference] = gene
-                others.pop(reference, None)
+            if gene is not None and obs_id:
+                genotype_genes[obs_id] = gene
+                others.pop(obs_id, None)
             if report is not None:
                 reports.append(report)
 
         def derived_gene(reference: str) -> str | None:
             """The gene of the genotype an implication is derived from, as if every genotype had been read."""
-            if reference in genotype_genes:
-                return genotype_genes[reference]
-            obs, gene = others.get(reference, (None, None))
+            if not reference.startswith(OBSERVATION):
+                return None
+            obs_id = reference[len(OBSERVATION) :]
+            if obs_id in genotype_genes:
+                return genotype_genes[obs_id]
+            obs, gene = others.get(obs_id, (None, None))
             return gene if obs is not None and _has_value(obs) and self._usable(obs, patient_id) else None
 
         for obs in implications:

@@ -34,13 +34,14 @@ def _active(condition: dict[str, Any]) -> bool:
     return not status & INACTIVE and condition.get("verificationStatus", {}).get("text") != "entered-in-error"
 
 
-def _age(patient: Any, today: date) -> int | None:
+def _age(patient: Any, today: date | None) -> int | None:
     if not isinstance(patient, dict) or not isinstance(patient.get("birthDate"), str):
         return None
     try:
         born = date.fromisoformat(patient["birthDate"][:10])
     except ValueError:
         return None
+    today = today or date.today()  # only when there is a birth date to compare with
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
@@ -60,4 +61,4 @@ def patient_facts(prefetch: dict[str, Any] | None, orders: list[Order], today: d
         for reason in order.carried.get("reasonCode") or []:
             codes |= _codes(reason)
     patient = prefetch.get("patient")
-    return PatientFacts(frozenset(codes), _age(patient, today or date.today()), _sex(patient))
+    return PatientFacts(frozenset(codes), _age(patient, today), _sex(patient))

@@ -32,11 +32,12 @@ class PlainRoute(APIRoute):
         self.app = self._asgi
 
     async def _asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self._call(Request(scope, receive, send))
+        response = await self.call_endpoint(Request(scope, receive, send))
         await response(scope, receive, send)
 
-    async def _call(self, request: Request) -> Response:
+    async def call_endpoint(self, request: Request) -> Response:
+        """The endpoint's response to ``request``, whose scope has the path parameters."""
         return await self.endpoint(request=request, **request.path_params)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        return self._call
+        return self.call_endpoint
