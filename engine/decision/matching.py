@@ -98,23 +98,25 @@ def rules_for(order: Order, by_code: RuleIndex, by_name: RuleIndex) -> tuple[lis
     return list(found.values()), True
 
 
+RulesFor = Callable[[Order], tuple[Sequence[tuple[RuleLookup, Drug]], bool]]
+
+
 def match_orders(
-    by_code: RuleIndex,
+    watching: RulesFor,
     orders: Iterable[Order],
     results: Mapping[str, GeneResult],
     facts: PatientFacts | None = None,
     strengths: StrengthTable | None = None,
-    by_name: RuleIndex | None = None,
-    watching: Callable[[Order], tuple[Sequence[tuple[RuleLookup, Drug]], bool]] | None = None,
 ) -> list[Match]:
     """Every (rule, order) pair whose drug was ordered and for which the rule has something to say.
 
-    ``watching``: ``rules_for`` over these indexes, remembered by the caller (the library).
+    ``watching(order)``: the rules watching the order's drug and whether found by name (``rules_for``
+    over the library's indexes, remembered by the library).
     """
     facts = facts or PatientFacts()
     matches: list[Match] = []
     for order in orders:
-        candidates, by_drug_name = watching(order) if watching else rules_for(order, by_code, by_name or {})
+        candidates, by_drug_name = watching(order)
         for lookup, drug in candidates:
             for match in _match_rule(lookup, drug, order, results, facts, strengths):
                 matches.append(replace(match, matched_by_name=by_drug_name) if by_drug_name else match)

@@ -54,7 +54,7 @@ class Library:
         facts: PatientFacts | None = None,
         strengths: StrengthTable | None = None,
     ) -> list[Match]:
-        return match_orders(self.rules_by_code, orders, results, facts, strengths, self.rules_by_name, self.rules_for)
+        return match_orders(self.rules_for, orders, results, facts, strengths)
 
     def rules_for(self, order: Order) -> Watching:
         """The rules watching ``order``'s drug, and whether found by its name (engine.decision.matching.rules_for)."""
