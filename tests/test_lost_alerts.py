@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from hooks.app import create_app
 from hooks.fhir.prefetch import UNREADABLE
-from tests.fhirdata import genotype, hook_request, medication_request, searchset
+from tests.fhirdata import genotype, hook_request, implication, medication_request, searchset
 
 SELECT = "/cds-services/pgx-order-select"
 SIGN = "/cds-services/pgx-order-sign"
@@ -129,6 +129,66 @@ def test_an_unreadable_prefetched_result_is_refused_not_skipped(client, case):
     changes, field = MALFORMED_RESULTS[case]
     body = hook_request(genotypes=[_genotype_with(**changes)])
     assert_refused(client.post(SELECT, json=body), field)
+
+
+def _other_gene_with(**changes) -> dict:
+    obs = genotype("CYP2D6", "*4/*4")
+    obs.update(changes)
+    return obs
+
+
+# Not the code or the gene-studied component: they are what tell which gene a result is about.
+BESIDE_THE_GENE = sorted(
+    case for case, (changes, _) in MALFORMED_RESULTS.items() if not {"code", "component"} & set(changes)
+)
+
+
+@pytest.mark.parametrize("case", BESIDE_THE_GENE)
+def test_a_malformed_result_about_a_gene_the_order_does_not_need_costs_no_card(client, case):
+    """A CYP2D6 result is not read for clopidogrel (issue 13): its garbage must not cost the CYP2C19 card."""
+    changes, _ = MALFORMED_RESULTS[case]
+    body = hook_request(genotypes=[_other_gene_with(**changes), genotype("CYP2C19", "*2/*2")])
+    response = client.post(SELECT, json=body)
+    assert response.status_code == 200, response.text
+    assert [card["indicator"] for card in response.json()["cards"]] == ["critical"]
+    # The same garbage about the gene clopidogrel needs is refused, as before.
+    cyp2c19 = {**genotype("CYP2C19", "*2/*2"), **changes}
+    assert_refused(client.post(SELECT, json=hook_request(genotypes=[cyp2c19])), GENOTYPES)
+
+
+GENE_DOUBTS = {
+    "component item a string": {"component": [SECRET]},
+    "component code a string": {"component": [{"code": "48018-6", "valueCodeableConcept": {"text": "CYP2C19"}}]},
+    "gene value coding an object": {
+        "component": [
+            {
+                "code": {"coding": [{"system": "http://loinc.org", "code": "48018-6"}]},
+                "valueCodeableConcept": {"coding": {"code": "HGNC:2621"}},
+            }
+        ]
+    },
+    "gene value a string": {
+        "component": [
+            {"code": {"coding": [{"system": "http://loinc.org", "code": "48018-6"}]}, "valueCodeableConcept": "CYP2C19"}
+        ]
+    },
+    "code coding a number": {"code": {"coding": [7]}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(GENE_DOUBTS))
+def test_a_result_whose_gene_cannot_be_read_is_refused_even_beside_a_good_one(client, case):
+    """Which gene a result is about must itself be readable before the result may be left unread."""
+    body = hook_request(genotypes=[genotype("CYP2C19", "*2/*2"), _other_gene_with(**GENE_DOUBTS[case])])
+    assert_refused(client.post(SELECT, json=body), "prefetch.pgxGenotypes.entry.1.resource")
+
+
+def test_an_implication_derived_from_an_unread_malformed_genotype_is_refused(client):
+    """An implication naming no gene leans on its genotype: that genotype is then checked after all."""
+    other = _other_gene_with(subject="Patient/example-patient-1")
+    derived = implication({"text": "Poor Metabolizer"}, drug_code="9999999", derived_from=f"Observation/{other['id']}")
+    body = hook_request(genotypes=[genotype("CYP2C19", "*2/*2"), other], implications=[derived])
+    assert_refused(client.post(SELECT, json=body), "prefetch: the genotype an implication is derived from")
 
 
 @pytest.mark.parametrize(

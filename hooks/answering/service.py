@@ -27,7 +27,7 @@ from engine.rulebook.library import Library
 from engine.runtime.identifiers import Identifiers, random_uuid
 from hooks.answering.eventlog import EventLog
 from hooks.answering.orders import OrderError, orders_to_check
-from hooks.fhir.fhir_pgx import ResultReader
+from hooks.fhir.fhir_pgx import ResultReader, UnreadableResult
 from hooks.fhir.fhir_shapes import value_problems
 from hooks.fhir.patient_facts import patient_facts
 from hooks.fhir.prefetch import FhirFetcher, PrefetchInvalid, pgx_resources
@@ -131,14 +131,22 @@ class HookHandler:
             return NOTHING  # no rule concerns these drugs: no need for results at all
         server = self._usable_server(request, issuer)
         token = request.fhirAuthorization.access_token if request.fhirAuthorization and server else None
+        triaged: dict[int, tuple[str, str | None]] = {}  # results of genes not needed, known by their triage
         try:
-            resources = await pgx_resources(request.prefetch, context.patientId, self._fetcher, server, token)
+            resources = await pgx_resources(
+                request.prefetch, context.patientId, self._fetcher, server, token, reader.unread(genes, triaged)
+            )
         except PrefetchInvalid as exc:
             log.warning("refused unreadable PGx prefetch: %s", exc)
             raise BadRequest(*exc.reasons) from None
         facts = patient_facts(request.prefetch, orders)
         # Only the genes of the rules these orders meet: the other results cannot change a card.
-        results = library.interpret(reader.read(resources, context.patientId, genes), facts.sex)
+        try:
+            reported = reader.read(resources, context.patientId, genes, triaged)
+        except UnreadableResult as exc:
+            log.warning("refused unreadable PGx prefetch: %s", exc)
+            raise BadRequest(*exc.reasons) from None
+        results = library.interpret(reported, facts.sex)
         matches = [match for match in library.match(orders, results, facts, strengths) if match.shows_card]
         if not matches:
             return NOTHING

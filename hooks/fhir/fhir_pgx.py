@@ -23,13 +23,16 @@ from engine.decision.orders import RXNORM_SYSTEM
 from engine.decision.rules import Drug
 from engine.genotype.genes import GeneDefinition
 from engine.genotype.results import ReportedResult
+from hooks.fhir.fhir_shapes import Observation, Unread, conforms, shape_problems
 
 log = logging.getLogger(__name__)
+DOUBT = object()  # a field the strict triage cannot read as R4 types it
 
 LOINC = "http://loinc.org"
 GENOMICS_TBD = "http://hl7.org/fhir/uv/genomics-reporting/CodeSystem/tbd-codes-cs"
 GENOTYPE = (LOINC, "84413-4")
-GENE_STUDIED = frozenset({(LOINC, "48018-6")})
+GENE_STUDIED_CODE = (LOINC, "48018-6")
+GENE_STUDIED = frozenset({GENE_STUDIED_CODE})
 MEDICATION_ASSESSED = frozenset({(LOINC, "51963-7")})
 METABOLISM_EFFECT = (LOINC, "53040-2")
 METABOLISM_EFFECTS = frozenset({METABOLISM_EFFECT})
@@ -57,6 +60,14 @@ LOINC_PHENOTYPES = {
     "LA10317-8": "Intermediate Metabolizer",
     "LA9657-3": "Poor Metabolizer",
 }
+
+
+class UnreadableResult(ValueError):
+    """A result the answer depends on is not shaped as R4 says (-> 400, one reason per problem)."""
+
+    def __init__(self, *reasons: str):
+        self.reasons = list(reasons)
+        super().__init__("; ".join(reasons))
 
 
 # These helpers run for every Observation of every call: plain loops, no intermediate lists.
@@ -114,20 +125,101 @@ class ResultReader:
         self._exact = {**{symbol: symbol for symbol in genes}, **self._by_hgnc}
         self._rules_by_code = rules_by_code
 
+    def unread(self, genes: Container[str], triaged: dict[int, tuple[str, str | None]]) -> Unread:
+        """Which prefetched Observations certainly cannot change a card for ``genes``, so need not be
+        checked: a genotype or implication whose code and gene-studied component, every part of
+        them of its R4 type, name a gene outside ``genes`` (or none of ours).
+
+        Any doubt (a part of the wrong type, no gene named, not a PGx result at all) answers False,
+        and the Observation is checked whole as before: an unreadable result about a gene the
+        order needs is still refused, never skipped. A malformed result about another gene no
+        longer costs the clinician the cards of this order.
+
+        What it finds is kept in ``triaged`` (by ``id`` of the Observation: (kind, gene)) for ``read``
+        of the same request, which then need not look again.
+        """
+
+        exact = self._exact
+
+        # Inline, without helpers or lists: it runs for every Observation of every call.
+        def unread(obs: dict[str, Any]) -> bool:
+            if obs.get("resourceType") != "Observation":
+                return False
+            code = obs.get("code")
+            codings = code.get("coding") if type(code) is dict else None
+            if type(codings) is not list:
+                return False
+            kind = None
+            for coding in codings:
+                if type(coding) is not dict:
+                    return False
+                system, value = coding.get("system"), coding.get("code")
+                if not (system is None or type(system) is str) or not (value is None or type(value) is str):
+                    return False
+                kind = KINDS.get((system, value))
+                if kind is not None:
+                    break
+            components = obs.get("component")
+            if kind is None or type(components) is not list:
+                return False
+            for component in components:
+                code = component.get("code") if type(component) is dict else None
+                codings = code.get("coding") if type(code) is dict else None
+                if type(codings) is not list:
+                    return False
+                for coding in codings:
+                    if type(coding) is not dict:
+                        return False
+                    system, value = coding.get("system"), coding.get("code")
+                    if not (system is None or type(system) is str) or not (value is None or type(value) is str):
+                        return False
+                    if value == "48018-6" and system == LOINC:  # gene studied: this component names the gene
+                        gene = self._strict_gene(component.get("valueCodeableConcept"), exact)
+                        if gene is DOUBT or gene in genes:
+                            return False
+                        triaged[id(obs)] = kind, gene
+                        return True
+            return False
+
+        return unread
+
+    def _strict_gene(self, value: Any, exact: Mapping[str, str]) -> Any:
+        """As ``_studied_gene``, or DOUBT if any part it reads is not of its R4 type."""
+        codings = value.get("coding") if type(value) is dict else DOUBT
+        if type(codings) is not list:
+            return DOUBT
+        for coding in codings:
+            code = coding.get("code") if type(coding) is dict else DOUBT
+            if type(code) is str and code in exact:  # the usual case: the first coding, an exact HGNC id
+                return exact[code]
+            if not (code is None or type(code) is str):
+                return DOUBT
+            display = coding.get("display")
+            if not (display is None or type(display) is str):
+                return DOUBT
+        text = value.get("text")
+        return self._studied_gene(value) if text is None or type(text) is str else DOUBT
+
     def read(
-        self, resources: Iterable[Any], patient_id: str, genes: Container[str] | None = None
+        self,
+        resources: Iterable[Any],
+        patient_id: str,
+        genes: Container[str] | None = None,
+        triaged: Mapping[int, tuple[str, str | None]] | None = None,
     ) -> list[ReportedResult]:
         """Every usable PGx result for ``patient_id`` among the given prefetch/fetch values.
 
         ``genes``: read only results for these genes (None: all). Observations about other genes
         are recognised by their gene and left unparsed; no rule asked for them, so they cannot
-        change a card.
+        change a card. ``triaged``: what ``unread`` found about the same values in this request.
         """
+        triaged = triaged or {}
         wanted = genes if genes is not None else self._genes
         genotypes, implications = [], []  # (Observation, names its gene, which of our genes)
         for resource in resources:
             for obs in resources_of(resource, "Observation"):
-                kind, named, gene = self._triage(obs)
+                known = triaged.get(id(obs))
+                kind, named, gene = (known[0], True, known[1]) if known else self._triage(obs)
                 if kind is not None:
                     (genotypes if kind == "genotype" else implications).append((obs, named, gene))
         reports = []
@@ -137,7 +229,7 @@ class ResultReader:
         for obs, named, gene in genotypes:
             obs_id = obs.get("id")
             if gene is not None and gene not in wanted:
-                if obs_id:
+                if type(obs_id) is str and obs_id:  # it may be unchecked (``unread``)
                     others[obs_id] = obs, gene
                     genotype_genes.pop(obs_id, None)
                 continue
@@ -156,7 +248,13 @@ class ResultReader:
             if obs_id in genotype_genes:
                 return genotype_genes[obs_id]
             obs, gene = others.get(obs_id, (None, None))
-            return gene if obs is not None and _has_value(obs) and self._usable(obs, patient_id) else None
+            if obs is None:
+                return None
+            if not conforms(Observation)(obs):  # it may have been left unchecked (``unread``): check it now
+                problems = shape_problems(Observation, obs, "prefetch: the genotype an implication is derived from")
+                if problems:
+                    raise UnreadableResult(*problems)
+            return gene if _has_value(obs) and self._usable(obs, patient_id) else None
 
         for obs, _, gene in implications:
             report = self._implication(obs, gene, derived_gene, wanted, patient_id)
@@ -252,9 +350,10 @@ class ResultReader:
         wanted: Container[str],
         patient_id: str,
     ) -> ReportedResult | None:
-        for reference in obs.get("derivedFrom") or []:
-            if gene is None and isinstance(reference, dict):
-                gene = derived_gene(str(reference.get("reference")))
+        if gene is None:
+            for reference in obs.get("derivedFrom") or []:
+                if gene is None and isinstance(reference, dict):
+                    gene = derived_gene(str(reference.get("reference")))
         if gene is None:
             gene = self._gene_from_assessed_drug(obs)
         if gene is None:

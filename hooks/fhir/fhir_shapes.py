@@ -9,6 +9,7 @@ unchecked and are never copied (``model_dump`` of a shape holds only declared fi
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from functools import cache
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -190,15 +191,27 @@ def _parts(shape: type[BaseModel]) -> tuple[tuple[str, type[BaseModel] | None], 
 _CARRIED_PARTS = tuple(part for part in _parts(DraftMedicationRequest) if part[0] in CARRIED_OVER)
 
 
-def value_problems(value: Any, where: str) -> list[str]:
-    """Shape problems of a prefetch value or fetched page: a Bundle's entries, or one resource."""
-    if _conforms(value):
+Unread = Callable[[dict[str, Any]], bool]
+
+
+def read_all(resource: dict[str, Any]) -> bool:
+    """Every resource is read (and so checked)."""
+    return False
+
+
+def value_problems(value: Any, where: str, unread: Unread = read_all) -> list[str]:
+    """Shape problems of a prefetch value or fetched page: a Bundle's entries, or one resource.
+
+    ``unread(resource)``: True for a resource the caller certainly will not read (a result about a
+    gene no rule of the order needs); its shape is then not checked.
+    """
+    if _conforms(value, unread):
         return []  # the usual case, known without building the shapes (hooks.fhir.shape_check)
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
         return [f"{where}: not a FHIR resource"]
     if value["resourceType"] != "Bundle":
         shape = SHAPES.get(value["resourceType"])
-        return shape_problems(shape, value, where) if shape else []
+        return shape_problems(shape, value, where) if shape and not unread(value) else []
     problems = shape_problems(Bundle, value, where)
     if problems:
         return problems
@@ -208,7 +221,7 @@ def value_problems(value: Any, where: str) -> list[str]:
             continue
         if not isinstance(resource.get("resourceType"), str):
             problems.append(f"{where}.entry.{index}.resource.resourceType: missing or not a string")
-        elif shape := SHAPES.get(resource["resourceType"]):
+        elif (shape := SHAPES.get(resource["resourceType"])) and not unread(resource):
             problems += shape_problems(shape, resource, f"{where}.entry.{index}.resource")
     return problems
 
@@ -217,7 +230,7 @@ _CHECKS = {kind: conforms(shape) for kind, shape in SHAPES.items()}
 _BUNDLE_CHECK = conforms(Bundle)
 
 
-def _conforms(value: Any) -> bool:
+def _conforms(value: Any, unread: Unread) -> bool:
     """Whether ``value`` certainly has no problems by ``value_problems`` (False: look closer)."""
     if type(value) is not dict:
         return False
@@ -226,7 +239,7 @@ def _conforms(value: Any) -> bool:
         return False
     if kind != "Bundle":
         check = _CHECKS.get(kind)
-        return check is None or check(value)
+        return check is None or unread(value) or check(value)
     if not _BUNDLE_CHECK(value):
         return False
     for entry in value.get("entry") or ():  # each a dict holding a dict or None: the Bundle check said so
@@ -237,6 +250,6 @@ def _conforms(value: Any) -> bool:
         if type(kind) is not str:
             return False
         check = _CHECKS.get(kind)
-        if check is not None and not check(resource):
+        if check is not None and not unread(resource) and not check(resource):
             return False
     return True

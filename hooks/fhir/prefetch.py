@@ -26,7 +26,7 @@ import anyio
 import httpx
 import orjson
 
-from hooks.fhir.fhir_shapes import value_problems
+from hooks.fhir.fhir_shapes import Unread, read_all, value_problems
 from hooks.protocol.discovery import PGX_PREFETCH
 from hooks.protocol.fhir_servers import under
 from hooks.protocol.limits import Limits, TooComplex
@@ -190,10 +190,13 @@ async def pgx_resources(
     fetcher: FhirFetcher,
     server: str | None,
     token: str | None,
+    unread: Unread = read_all,
 ) -> list[dict[str, Any]]:
     """The FHIR values holding the patient's PGx results, from prefetch or the FHIR server.
 
     ``server`` is the request's fhirServer when configuration allows contacting it, else None.
+    ``unread``: prefetched results the caller certainly will not read, left unchecked (see
+    ``ResultReader.unread``); what a FHIR server sends is always checked whole.
     """
     prefetch = prefetch or {}
     found: list[dict[str, Any]] = []
@@ -203,7 +206,7 @@ async def pgx_resources(
         if key not in prefetch:
             pending.append(key)
         elif prefetch[key] is not None:
-            problems += value_problems(prefetch[key], f"prefetch.{key}")
+            problems += value_problems(prefetch[key], f"prefetch.{key}", unread)
     if problems:
         raise PrefetchInvalid(*problems)
     for key in PGX_PREFETCH:
