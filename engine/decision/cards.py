@@ -17,6 +17,7 @@ from engine.decision.orders import RXNORM_SYSTEM
 from engine.decision.rules import Drug, OverrideReason, PreTest, Recommendation, Rule
 from engine.genotype.calls import NO_RESULT
 from engine.genotype.results import GeneResult
+from engine.runtime.identifiers import UUID_SEPARATOR as _SEP
 
 RULE_SYSTEM = "urn:pgx-loop:rule"
 OVERRIDE_REASON_SYSTEM = "urn:pgx-loop:override-reason"
@@ -32,9 +33,10 @@ DEFAULT_OVERRIDE_REASONS = (
     OverrideReason(code="will-monitor", display="Will monitor response and adjust"),
 )
 
-# A stable identifier from its parts: the same card for the same order and result gets the same
-# uuid at order-select and at order-sign, so the EHR shows it once (see README, "Card identity").
-IdMaker = Callable[..., str]
+# A stable identifier from its parts, given joined by UUID_SEPARATOR (``Identifiers.stable_uuid_of``): the
+# same card for the same order and result gets the same uuid at order-select and at order-sign, so the EHR
+# shows it once (see README, "Card identity"). Joined by the caller in one f-string: three uuids per card.
+IdMaker = Callable[[str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +212,8 @@ def build_card(match: Match, context: CardContext, template: CardTemplate) -> di
     """
     rule, tier = match.rule, match.tier
     card_id = context.make_id(
-        "card", context.patient_id, match.order.reference, rule.id, rule.version, match.kind, match.key, tier
+        f"card{_SEP}{context.patient_id}{_SEP}{match.order.reference}{_SEP}{rule.id}{_SEP}{rule.version}"
+        f"{_SEP}{match.kind}{_SEP}{match.key}{_SEP}{tier}"
     )
     card: dict[str, Any] = {
         "uuid": card_id,
@@ -246,7 +249,8 @@ def _suggestion(match: Match, swap: SwapTemplate, context: CardContext, card_id:
     if swap.delete_description:
         actions.append({"type": "delete", "description": swap.delete_description, "resourceId": match.order.reference})
     actions.append({"type": "create", "description": swap.create_description, "resource": resource})
-    return {"label": swap.label, "uuid": context.make_id("suggestion", card_id, swap.name), "actions": actions}
+    suggestion_id = context.make_id(f"suggestion{_SEP}{card_id}{_SEP}{swap.name}")
+    return {"label": swap.label, "uuid": suggestion_id, "actions": actions}
 
 
 # A backslash before each character markdown gives a meaning. Every ASCII character is in the table (most as

@@ -95,7 +95,10 @@ class EventLog:
         """Record ``events``; returns once they are as durable as the sync mode promises."""
         if not events:
             return
-        data = b"".join(orjson.dumps(event) + b"\n" for event in events)
+        if len(events) == 1:  # the usual hook call: one card
+            data = orjson.dumps(events[0], option=orjson.OPT_APPEND_NEWLINE)
+        else:
+            data = b"".join([orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE) for event in events])
         if self.sync == "interval":
             self._append_now(data)
             return

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -150,7 +152,7 @@ class HookHandler:
         matches = [match for match in library.match(orders, results, facts, strengths) if match.shows_card]
         if not matches:
             return NOTHING
-        card_context = CardContext(context.patientId, context.userId, self._ids.stable_uuid)
+        card_context = CardContext(context.patientId, context.userId, self._ids.stable_uuid_of)
         cards = [library.card(match, card_context) for match in matches]
         # Shadow rules are evaluated and logged like any other, but their cards are not returned.
         events = self._card_events(service, request, context.patientId, matches, cards, library, strengths_version)
@@ -193,14 +195,15 @@ class HookHandler:
 
         One timestamp and one pseudonym per patient and per order for the whole request.
         """
-        orders = {reference: self._ids.pseudonym(reference) for reference in {m.order.reference for m in matches}}
+        pseudonym = self._ids.pseudonym
+        orders = {reference: pseudonym(reference) for reference in {m.order.reference for m in matches}}
         shared = {
             "type": "card",
-            "time": datetime.now(UTC).isoformat(),
+            "time": iso_time(time.time_ns()),
             "service": service.id,
             "hook": service.hook,
             "hook_instance": request.hookInstance,
-            "patient": self._ids.pseudonym(patient_id),
+            "patient": pseudonym(patient_id),
             "library_version": library.version,
             "strengths_version": strengths_version,
         }
@@ -223,6 +226,23 @@ class HookHandler:
             }
             for match, card in zip(matches, cards, strict=True)
         ]
+
+
+def iso_time(ns: int) -> str:
+    """``datetime.now(UTC).isoformat()`` at the time ``ns`` (``time.time_ns()``), without building a datetime per call.
+
+    The date and time of day are formatted once per second; microseconds floored, and left out when
+    zero, as ``datetime`` does.
+    """
+    seconds, micros = divmod(ns // 1000, 1_000_000)
+    if micros:
+        return f"{_second_text(seconds)}.{micros:06d}+00:00"
+    return f"{_second_text(seconds)}+00:00"
+
+
+@lru_cache(maxsize=2)
+def _second_text(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()[:-6]  # without "+00:00"
 
 
 def _parse_context(hook: str, context: dict[str, Any]) -> OrderSignContext:
