@@ -124,19 +124,18 @@ class ResultReader:
         change a card.
         """
         wanted = genes if genes is not None else self._genes
-        genotypes, implications = [], []
+        genotypes, implications = [], []  # (Observation, names its gene, which of our genes)
         for resource in resources:
             for obs in resources_of(resource, "Observation"):
-                kind = _kind(obs)
+                kind, named, gene = self._triage(obs)
                 if kind is not None:
-                    (genotypes if kind == "genotype" else implications).append(obs)
+                    (genotypes if kind == "genotype" else implications).append((obs, named, gene))
         reports = []
         # Keyed by id, not "Observation/id": most genotypes are never asked for by an implication.
         genotype_genes = {}  # Observation id -> gene, for implications derived from a genotype
         others = {}  # the same for genotypes naming a gene not wanted: checked only if an implication asks
-        for obs in genotypes:
+        for obs, named, gene in genotypes:
             obs_id = obs.get("id")
-            named, gene = self._gene_studied(obs)
             if gene is not None and gene not in wanted:
                 if obs_id:
                     others[obs_id] = obs, gene
@@ -159,8 +158,8 @@ class ResultReader:
             obs, gene = others.get(obs_id, (None, None))
             return gene if obs is not None and _has_value(obs) and self._usable(obs, patient_id) else None
 
-        for obs in implications:
-            report = self._implication(obs, derived_gene, wanted, patient_id)
+        for obs, _, gene in implications:
+            report = self._implication(obs, gene, derived_gene, wanted, patient_id)
             if report is not None:
                 reports.append(report)
         return reports
@@ -190,21 +189,41 @@ class ResultReader:
         text = text.strip()
         return self._by_hgnc.get(text) or self._by_symbol.get(text.casefold())
 
-    def _gene_studied(self, obs: dict[str, Any]) -> tuple[bool, str | None]:
-        """Whether the Observation names its gene, and which of our genes that is (if any)."""
+    def _triage(self, obs: dict[str, Any]) -> tuple[str | None, bool, str | None]:
+        """(kind of PGx result or None, whether it names its gene, which of our genes that is).
+
+        One look at the code and the components, inline: it runs for every Observation of every
+        call, most of them about genes no rule of the order needs.
+        """
+        concept = obs.get("code")
+        codings = concept.get("coding") if type(concept) is dict else None
+        kind = None
+        for coding in codings if type(codings) is list else ():
+            if type(coding) is dict:
+                kind = KINDS.get((coding.get("system"), coding.get("code")))
+                if kind is not None:
+                    break
+        if kind is None:
+            return None, False, None
         components = obs.get("component")
         for component in components if type(components) is list else ():
-            if type(component) is dict and _has_code(component.get("code"), GENE_STUDIED):
-                value = component.get("valueCodeableConcept")
-                for coding in _codings(value):
-                    if type(coding) is dict:
-                        code = coding.get("code")
-                        symbol = self._exact.get(code) if type(code) is str else None  # the usual case, inline
-                        symbol = symbol or self._gene_symbol(code) or self._gene_symbol(coding.get("display"))
-                        if symbol:
-                            return True, symbol
-                return True, self._gene_symbol(value.get("text")) if type(value) is dict else None
-        return False, None
+            code = component.get("code") if type(component) is dict else None
+            codings = code.get("coding") if type(code) is dict else None
+            for coding in codings if type(codings) is list else ():
+                if type(coding) is dict and (coding.get("system"), coding.get("code")) in GENE_STUDIED:
+                    return kind, True, self._studied_gene(component.get("valueCodeableConcept"))
+        return kind, False, None
+
+    def _studied_gene(self, value: Any) -> str | None:
+        """Which of our genes a gene-studied component's value names (None: none of ours)."""
+        for coding in _codings(value):
+            if type(coding) is dict:
+                code = coding.get("code")
+                symbol = self._exact.get(code) if type(code) is str else None  # the usual case, inline
+                symbol = symbol or self._gene_symbol(code) or self._gene_symbol(coding.get("display"))
+                if symbol:
+                    return symbol
+        return self._gene_symbol(value.get("text")) if type(value) is dict else None
 
     def _genotype(
         self, obs: dict[str, Any], named: bool, gene: str | None, patient_id: str
@@ -228,11 +247,11 @@ class ResultReader:
     def _implication(
         self,
         obs: dict[str, Any],
+        gene: str | None,
         derived_gene: Callable[[str], str | None],
         wanted: Container[str],
         patient_id: str,
     ) -> ReportedResult | None:
-        _, gene = self._gene_studied(obs)
         for reference in obs.get("derivedFrom") or []:
             if gene is None and isinstance(reference, dict):
                 gene = derived_gene(str(reference.get("reference")))
@@ -286,17 +305,6 @@ def _has_value(obs: dict[str, Any]) -> bool:
                 if type(text) is str and text.strip():
                     return True
     return False
-
-
-def _kind(obs: dict[str, Any]) -> str | None:
-    concept = obs.get("code")
-    codings = concept.get("coding") if type(concept) is dict else None
-    for coding in codings if type(codings) is list else ():
-        if type(coding) is dict:
-            kind = KINDS.get((coding.get("system"), coding.get("code")))
-            if kind:
-                return kind
-    return None
 
 
 def _leading_word(value: str) -> str:
