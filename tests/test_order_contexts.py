@@ -37,63 +37,75 @@ ODD = (
     | st.lists(st.just("a"), max_size=2)
     | st.just({})
 )
-VALID_IDS = st.sampled_from(["draft-1", "a", "A.b-9", "x" * 64, PATIENT])
+IDS = st.sampled_from(["draft-1", "a", "A.b-9", "x" * 64, PATIENT])
 # Each almost a FHIR id: empty, too long, a trailing newline (Python's "$" passes it), non-ASCII, a reference.
-ODD_IDS = st.sampled_from(["", "x" * 65, "a\n", "a b", "é", "٣", "Patient/1", "a/b"])
-IDS = st.one_of(VALID_IDS, VALID_IDS, VALID_IDS, ODD_IDS, ODD)
-KINDS = st.one_of(
-    st.sampled_from(["MedicationRequest", "ServiceRequest", "Medication", "Observation", "NutritionOrder"]),
-    st.sampled_from(["MedicationRequest", "Medication"]),
-    st.sampled_from(["", "M", "medicationRequest", "MedicationRequest\n", "Medication Request", "Médication"]),
-    ODD,
+ODD_IDS = st.sampled_from(["", "x" * 65, "a\n", "a b", "é", "٣", "Patient/1", "a/b"]) | ODD
+KINDS = st.sampled_from(["MedicationRequest", "MedicationRequest", "ServiceRequest", "Medication", "Observation"])
+ODD_KINDS = (
+    st.sampled_from(["", "M", "medicationRequest", "MedicationRequest\n", "Medication Request", "Médication"]) | ODD
 )
-USERS = st.one_of(
-    st.sampled_from(["Practitioner/prescriber-1", "PractitionerRole/r.1", "Practitioner/" + "x" * 64]),
-    st.sampled_from(["Patient/1", "Practitioner/", "Practitioner/a\n", "practitioner/a", "Practitioner/é", "a"]),
-    ODD,
+USERS = st.sampled_from(["Practitioner/prescriber-1", "PractitionerRole/r.1", "Practitioner/" + "x" * 64])
+ODD_USERS = (
+    st.sampled_from(["Patient/1", "Practitioner/", "Practitioner/a\n", "practitioner/a", "Practitioner/é"]) | ODD
 )
 EXTRA = st.dictionaries(st.text(max_size=6), st.none() | st.integers() | st.text(max_size=3), max_size=2)
 
 
-def _damaged(draw: Any, value: Any, odds: int = 10) -> Any:
-    """``value`` most of the time; sometimes a value of another JSON type."""
-    return draw(ODD) if draw(st.integers(0, odds - 1)) == 0 else value
+class Damage:
+    """Draws well-formed parts, each damaged with probability 1/odds (never when odds is 0)."""
 
+    def __init__(self, draw: Any, odds: int, json_only: bool):
+        self.draw, self.odds, self.json_only = draw, odds, json_only
 
-def _fields(draw: Any, fields: dict[Any, Any], json_only: bool) -> dict[Any, Any]:
-    """Some fields dropped, extra fields added, sometimes a key that is not a string."""
-    value = {**draw(EXTRA), **{key: item for key, item in fields.items() if draw(st.integers(0, 11)) != 0}}
-    if not json_only and draw(st.integers(0, 19)) == 0:
-        value[1] = "x"
-    return value
+    def hit(self) -> bool:
+        return self.odds > 0 and self.draw(st.integers(0, self.odds - 1)) == 0
+
+    def pick(self, valid: st.SearchStrategy, odd: st.SearchStrategy = ODD) -> Any:
+        return self.draw(odd if self.hit() else valid)
+
+    def value(self, value: Any) -> Any:
+        return self.draw(ODD) if self.hit() else value
+
+    def fields(self, fields: dict[Any, Any]) -> dict[Any, Any]:
+        """Extra fields added; sometimes a field dropped, or a key that is not a string."""
+        value = {**self.draw(EXTRA), **{key: item for key, item in fields.items() if not self.hit()}}
+        if not self.json_only and self.hit() and self.hit():
+            value[1] = "x"
+        return value
 
 
 @st.composite
 def contexts(draw: Any, json_only: bool = False) -> tuple[str, dict[Any, Any]]:
+    """(hook, context): pristine, slightly damaged or much damaged, in about equal shares."""
     hook = draw(st.sampled_from(sorted(MODELS)))
+    damage = Damage(draw, draw(st.sampled_from([0, 25, 6])), json_only)
     entries, references = [], []
-    for _ in range(draw(st.integers(0, 4))):
-        kind, name = draw(KINDS), draw(IDS)
+    for _ in range(draw(st.integers(1, 4)) if not damage.hit() else 0):
+        kind, name = damage.pick(KINDS, ODD_KINDS), damage.pick(IDS, ODD_IDS)
         base = medication_request(name) if kind == "MedicationRequest" and isinstance(name, str) else {}
-        resource = _fields(draw, {**base, "resourceType": kind, "id": name}, json_only)
-        entries.append(_damaged(draw, _fields(draw, {"resource": _damaged(draw, resource)}, json_only)))
+        resource = damage.fields({**base, "resourceType": kind, "id": name})
+        entries.append(damage.value(damage.fields({"resource": damage.value(resource)})))
         if isinstance(kind, str) and isinstance(name, str):
             references.append(f"{kind}/{name}")
-    known = [st.sampled_from(references)] * 4 if references else []
-    selection = st.one_of(*known, st.sampled_from(["MedicationRequest/nope", "Medication/a", "MedicationRequest"]), ODD)
+    orders = [reference for reference in references if reference.startswith("MedicationRequest/")]
+    selection = st.sampled_from(orders or references or ["MedicationRequest/nope"])
+    odd_selection = st.sampled_from(["MedicationRequest/nope", "Medication/a", "MedicationRequest", *references]) | ODD
     bundle = {
-        "resourceType": draw(st.sampled_from(["Bundle"] * 6 + ["List", "bundle", "Bundle\n"])),
+        "resourceType": damage.pick(st.just("Bundle"), st.sampled_from(["List", "bundle", "Bundle\n"]) | ODD),
         "type": "collection",
-        "entry": _damaged(draw, entries),
+        "entry": damage.value(entries),
     }
+    selections = [
+        damage.pick(selection, odd_selection) for _ in range(draw(st.integers(1, 3)) if not damage.hit() else 0)
+    ]
     context = {
-        "userId": draw(USERS),
-        "patientId": draw(IDS),
-        "encounterId": draw(st.none() | IDS),
-        "draftOrders": _damaged(draw, _fields(draw, bundle, json_only)),
-        "selections": _damaged(draw, draw(st.lists(selection, max_size=3))),
+        "userId": damage.pick(USERS, ODD_USERS),
+        "patientId": damage.pick(IDS, ODD_IDS),
+        "encounterId": damage.pick(st.none() | IDS, ODD_IDS),
+        "draftOrders": damage.value(damage.fields(bundle)),
+        "selections": damage.value(selections),
     }
-    return hook, _fields(draw, context, json_only)
+    return hook, damage.fields(context)
 
 
 def reference(hook: str, context: Any) -> tuple[Any, list[str]]:
