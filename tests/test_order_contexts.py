@@ -124,10 +124,8 @@ def orders_or_reasons(context: Any) -> Any:
         return exc.reasons
 
 
-@settings(max_examples=1500, deadline=None)
-@given(case=contexts())
-def test_a_context_the_fast_check_accepts_pydantic_accepts_with_the_same_values(case):
-    hook, context = case
+def assert_read_as_pydantic_reads(hook: str, context: Any) -> None:
+    """Fast check accepted => pydantic accepts, same values, same orders; either way pydantic's answer."""
     fast = certainly_valid(hook, context)
     expected, reasons = reference(hook, context)
     if fast is not None:
@@ -140,6 +138,61 @@ def test_a_context_the_fast_check_accepts_pydantic_accepts_with_the_same_values(
         assert validation_reasons(exc, "context") == reasons
     else:
         assert read == expected
+
+
+@settings(max_examples=1500, deadline=None)
+@given(case=contexts())
+def test_a_context_the_fast_check_accepts_pydantic_accepts_with_the_same_values(case):
+    assert_read_as_pydantic_reads(*case)
+
+
+class Key(str):
+    """A key pydantic takes as a string, the fast check declines (not exactly str)."""
+
+
+# Every near miss at every place a pattern or type is checked, in an otherwise valid context.
+PLACES = {
+    "userId": ("userId",),
+    "patientId": ("patientId",),
+    "encounterId": ("encounterId",),
+    "bundle type": ("draftOrders", "resourceType"),
+    "entry type": ("draftOrders", "entry", 1, "resource", "resourceType"),
+    "entry id": ("draftOrders", "entry", 1, "resource", "id"),
+    "selection": ("selections", 0),
+}
+NEAR_MISSES = [
+    *("", "a\n", "a b", "é", "٣", "x" * 65, "Practitioner/" + "x" * 65, "Practitioner/a\n", "PractitionerRole/"),
+    *("Patient/1", "Bundle\n", "MedicationRequest\n", "Medication", "M", "MedicationRequest/draft-2\n"),
+    *("Medication/draft-2", "MedicationRequest/nope", None, 1, True, ["a"], {}),
+]
+
+
+@pytest.mark.parametrize("hook", sorted(MODELS))
+@pytest.mark.parametrize("place", sorted(PLACES))
+def test_every_near_miss_in_a_valid_context_is_read_as_pydantic_reads_it(hook, place):
+    *parents, last = PLACES[place]
+    for value in NEAR_MISSES:
+        context = hook_request(orders=[medication_request(), medication_request("draft-2")])["context"]
+        target = context
+        for key in parents:
+            target = target[key]
+        target[last] = value
+        assert_read_as_pydantic_reads(hook, context)
+
+
+DICTS = [(), ("draftOrders",), ("draftOrders", "entry", 0), ("draftOrders", "entry", 0, "resource")]
+
+
+@pytest.mark.parametrize("key", [1, None, Key("extra")])
+@pytest.mark.parametrize("place", DICTS)
+def test_a_key_that_is_not_a_plain_string_anywhere_is_read_as_pydantic_reads_it(key, place):
+    context = hook_request()["context"]
+    target = context
+    for part in place:
+        target = target[part]
+    target[key] = "x"
+    assert certainly_valid("order-select", context) is None
+    assert_read_as_pydantic_reads("order-select", context)
 
 
 def _examples() -> list[tuple[str, dict[str, Any]]]:
