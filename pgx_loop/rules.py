@@ -141,13 +141,13 @@ def _strengths_line(path: Path, snapshot: Snapshot) -> str:
 
 def _explain_request(library: Library, path: Path, strengths: StrengthTable) -> list[Explanation]:
     from hooks.answering.orders import orders_to_check
-    from hooks.answering.service import CONTEXTS
     from hooks.fhir.fhir_pgx import ResultReader
     from hooks.fhir.patient_facts import patient_facts
+    from hooks.protocol.order_contexts import order_context
     from hooks.protocol.requests import HookRequest
 
     request = HookRequest.model_validate_json(path.read_bytes())
-    context = CONTEXTS[request.hook].model_validate(request.context)
+    context = order_context(request.hook, request.context)
     orders = orders_to_check(context)
     reader = ResultReader(library.genes, library.rules_by_code)
     reports = reader.read((request.prefetch or {}).values(), context.patientId)

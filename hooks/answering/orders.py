@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.decision.orders import RXNORM_SYSTEM, Order
 from hooks.fhir.fhir_shapes import DraftMedicationRequest, Medication, carried_over, problems_of
-from hooks.protocol.requests import OrderSelectContext, OrderSignContext
+from hooks.protocol.order_contexts import OrderContext
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +25,17 @@ class OrderError(ValueError):
         super().__init__("; ".join(reasons))
 
 
-def orders_to_check(context: OrderSignContext) -> list[Order]:
+def orders_to_check(context: OrderContext) -> list[Order]:
     """order-select: the selected orders; order-sign: every draft order. Medication orders only.
 
     Each order is checked against its R4 shape and then read as the JSON it is (no model built).
     """
-    entries = context.draftOrders.entry
-    index_of = {f"{entry.resource['resourceType']}/{entry.resource['id']}": i for i, entry in enumerate(entries)}
-    references = context.selections if isinstance(context, OrderSelectContext) else list(index_of)
+    resources, index_of = context.resources, context.index_of
+    references = context.selections if context.selections is not None else list(index_of)
     orders, problems = [], []
     for reference in references:
         index = index_of[reference]
-        resource = entries[index].resource
+        resource = resources[index]
         if resource["resourceType"] != "MedicationRequest":
             continue
         where = f"context.draftOrders.entry.{index}.resource"
@@ -48,7 +47,7 @@ def orders_to_check(context: OrderSignContext) -> list[Order]:
         if subject is not None and subject.get("reference") not in (None, f"Patient/{context.patientId}"):
             problems.append(f"{where}.subject: the order is for a different patient than context.patientId")
             continue
-        concept, problem = _medication(resource, where, context, index_of)
+        concept, problem = _medication(resource, where, context)
         if problem:
             problems.append(problem)
             continue
@@ -63,9 +62,7 @@ def orders_to_check(context: OrderSignContext) -> list[Order]:
     return orders
 
 
-def _medication(
-    draft: dict[str, Any], where: str, context: OrderSignContext, index_of: dict[str, int]
-) -> tuple[dict[str, Any], str | None]:
+def _medication(draft: dict[str, Any], where: str, context: OrderContext) -> tuple[dict[str, Any], str | None]:
     """The medication CodeableConcept of a draft that has its R4 shape, or why it cannot be identified."""
     concept = draft.get("medicationCodeableConcept")
     if concept is None:
@@ -79,9 +76,9 @@ def _medication(
             contained = next((c for c in draft.get("contained") or () if c.get("id") == reference[1:]), None)
             concept = contained.get("code") if contained is not None else None
         else:
-            index = index_of.get(reference)
+            index = context.index_of.get(reference)
             if index is not None:
-                medication = context.draftOrders.entry[index].resource
+                medication = context.resources[index]
                 found = problems_of(Medication, medication, f"context.draftOrders.entry.{index}.resource")
                 if found:
                     return {}, found[0]

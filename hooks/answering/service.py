@@ -36,11 +36,11 @@ from hooks.fhir.prefetch import FhirFetcher, PrefetchInvalid, pgx_resources
 from hooks.metrics import CARDS, STRENGTHS_VERSION
 from hooks.protocol.discovery import Service
 from hooks.protocol.fhir_servers import FhirServerPolicy
+from hooks.protocol.order_contexts import OrderContext, order_context
 from hooks.protocol.outcomes import BadRequest, validation_reasons
-from hooks.protocol.requests import HookRequest, OrderSelectContext, OrderSignContext
+from hooks.protocol.requests import HookRequest
 
 log = logging.getLogger(__name__)
-CONTEXTS = {"order-select": OrderSelectContext, "order-sign": OrderSignContext}
 CONTEXT_PREFETCH = {"patient": ("Patient",), "conditions": ("Bundle", "Condition")}
 EMPTY_RESPONSE = b'{"cards":[]}'
 
@@ -245,9 +245,9 @@ def _second_text(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat()[:-6]  # without "+00:00"
 
 
-def _parse_context(hook: str, context: dict[str, Any]) -> OrderSignContext:
+def _parse_context(hook: str, context: dict[str, Any]) -> OrderContext:
     try:
-        return CONTEXTS[hook].model_validate(context)
+        return order_context(hook, context)
     except ValidationError as exc:
         raise BadRequest(*validation_reasons(exc, "context")) from None
 
