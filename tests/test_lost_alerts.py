@@ -183,6 +183,20 @@ def test_a_result_whose_gene_cannot_be_read_is_refused_even_beside_a_good_one(cl
     assert_refused(client.post(SELECT, json=body), "prefetch.pgxGenotypes.entry.1.resource")
 
 
+def test_a_malformed_implication_naming_a_gene_we_do_not_define_is_refused(client):
+    """Its gene is none of ours, yet an implication may take its gene from what it is derived from: read on."""
+    other = implication({"text": "Poor Metabolizer"}, derived_from="Observation/x")
+    other["component"].append(
+        {
+            "code": {"coding": [{"system": "http://loinc.org", "code": "48018-6"}]},
+            "valueCodeableConcept": {"coding": [{"code": "HGNC:99999", "display": "NOTAGENE"}]},
+        }
+    )
+    other["derivedFrom"] = 5
+    body = hook_request(genotypes=[genotype("CYP2C19", "*2/*2")], implications=[other])
+    assert_refused(client.post(SELECT, json=body), "prefetch.pgxImplications.entry.0.resource.derivedFrom")
+
+
 def test_an_implication_derived_from_an_unread_malformed_genotype_is_refused(client):
     """An implication naming no gene leans on its genotype: that genotype is then checked after all."""
     other = _other_gene_with(subject="Patient/example-patient-1")

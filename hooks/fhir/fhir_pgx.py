@@ -128,7 +128,7 @@ class ResultReader:
     def unread(self, genes: Container[str], triaged: dict[int, tuple[str, str | None]]) -> Unread:
         """Which prefetched Observations certainly cannot change a card for ``genes``, so need not be
         checked: a genotype or implication whose code and gene-studied component, every part of
-        them of its R4 type, name a gene outside ``genes`` (or none of ours).
+        them of its R4 type, name one of our genes outside ``genes``.
 
         Any doubt (a part of the wrong type, no gene named, not a PGx result at all) answers False,
         and the Observation is checked whole as before: an unreadable result about a gene the
@@ -175,7 +175,8 @@ class ResultReader:
                         return False
                     if value == "48018-6" and system == LOINC:  # gene studied: this component names the gene
                         gene = self._strict_gene(component.get("valueCodeableConcept"), exact)
-                        if gene is DOUBT or gene in genes:
+                        # A gene not ours (None) is read on: an implication may still take its gene elsewhere.
+                        if gene is DOUBT or gene is None or gene in genes:
                             return False
                         triaged[id(obs)] = kind, gene
                         return True
