@@ -14,7 +14,7 @@ oversized or pathological request from costing the service memory or CPU that ot
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,26 +68,25 @@ class Limits:
                         inner.append(item)
             level = inner
 
-    def check_bundles(self, bundles: dict[str, Any]) -> None:
+    def check_bundles(self, bundles: Iterable[tuple[str, Any]]) -> None:
         """Refuse any Bundle (by where it sits in the request) holding more than ``max_entries`` entries."""
-        for where, bundle in bundles.items():
-            entries = bundle.get("entry") if isinstance(bundle, dict) else None
-            if isinstance(entries, list) and len(entries) > self.max_entries:
+        for where, bundle in bundles:
+            entries = bundle.get("entry") if type(bundle) is dict else None
+            if type(entries) is list and len(entries) > self.max_entries:
                 raise TooComplex(f"{where}.entry: {len(entries)} entries, more than the {self.max_entries} allowed")
 
     def _too_large(self) -> str:
         return f"the body is larger than the {self.max_body_bytes} bytes this service accepts"
 
 
-def request_bundles(data: Any) -> dict[str, Any]:
-    """The Bundles a hook request carries, keyed by where they sit: draft orders and prefetch values."""
-    if not isinstance(data, dict):
-        return {}
-    bundles = {}
+def request_bundles(data: Any) -> Iterator[tuple[str, Any]]:
+    """The Bundles a hook request carries, with where they sit: draft orders and prefetch values."""
+    if type(data) is not dict:
+        return
     context = data.get("context")
-    if isinstance(context, dict):
-        bundles["context.draftOrders"] = context.get("draftOrders")
+    if type(context) is dict:
+        yield "context.draftOrders", context.get("draftOrders")
     prefetch = data.get("prefetch")
-    if isinstance(prefetch, dict):
-        bundles.update({f"prefetch.{key}": value for key, value in prefetch.items()})
-    return bundles
+    if type(prefetch) is dict:
+        for key, value in prefetch.items():
+            yield f"prefetch.{key}", value
