@@ -29,7 +29,7 @@ from engine.rulebook.library import Library
 from engine.runtime.identifiers import Identifiers, random_uuid
 from hooks.answering.eventlog import EventLog
 from hooks.answering.orders import OrderError, orders_to_check
-from hooks.fhir.fhir_pgx import ResultReader, UnreadableResult
+from hooks.fhir.fhir_pgx import ResultReader
 from hooks.fhir.fhir_shapes import value_problems
 from hooks.fhir.patient_facts import patient_facts
 from hooks.fhir.prefetch import FhirFetcher, PrefetchInvalid, pgx_resources
@@ -145,7 +145,7 @@ class HookHandler:
         # Only the genes of the rules these orders meet: the other results cannot change a card.
         try:
             reported = reader.read(resources, context.patientId, genes, triaged)
-        except UnreadableResult as exc:
+        except PrefetchInvalid as exc:
             log.warning("refused unreadable PGx prefetch: %s", exc)
             raise BadRequest(*exc.reasons) from None
         results = library.interpret(reported, facts.sex)

@@ -24,6 +24,7 @@ from engine.decision.rules import Drug
 from engine.genotype.genes import GeneDefinition
 from engine.genotype.results import ReportedResult
 from hooks.fhir.fhir_shapes import Observation, Unread, conforms, shape_problems
+from hooks.fhir.prefetch import PrefetchInvalid
 
 log = logging.getLogger(__name__)
 DOUBT = object()  # a field the strict triage cannot read as R4 types it
@@ -62,14 +63,6 @@ LOINC_PHENOTYPES = {
 }
 
 
-class UnreadableResult(ValueError):
-    """A result the answer depends on is not shaped as R4 says (-> 400, one reason per problem)."""
-
-    def __init__(self, *reasons: str):
-        self.reasons = list(reasons)
-        super().__init__("; ".join(reasons))
-
-
 # These helpers run for every Observation of every call: plain loops, no intermediate lists.
 def _codings(concept: Any) -> list[Any] | tuple[()]:
     if type(concept) is dict:
@@ -84,6 +77,16 @@ def _has_code(concept: Any, wanted: frozenset[tuple[str, str]]) -> bool:
         if type(coding) is dict and (coding.get("system"), coding.get("code")) in wanted:
             return True
     return False
+
+
+def _strict_pair(coding: Any) -> tuple[str | None, str | None] | None:
+    """A Coding's (system, code), or None if it or either of them is not of its R4 type."""
+    if type(coding) is not dict:
+        return None
+    system, code = coding.get("system"), coding.get("code")
+    if (system is None or type(system) is str) and (code is None or type(code) is str):
+        return system, code
+    return None
 
 
 def _texts(concept: Any) -> list[str]:
@@ -139,9 +142,7 @@ class ResultReader:
         of the same request, which then need not look again.
         """
 
-        exact = self._exact
-
-        # Inline, without helpers or lists: it runs for every Observation of every call.
+        # Inline, without lists: it runs for every Observation of every call.
         def unread(obs: dict[str, Any]) -> bool:
             if obs.get("resourceType") != "Observation":
                 return False
@@ -151,12 +152,10 @@ class ResultReader:
                 return False
             kind = None
             for coding in codings:
-                if type(coding) is not dict:
+                pair = _strict_pair(coding)
+                if pair is None:
                     return False
-                system, value = coding.get("system"), coding.get("code")
-                if not (system is None or type(system) is str) or not (value is None or type(value) is str):
-                    return False
-                kind = KINDS.get((system, value))
+                kind = KINDS.get(pair)
                 if kind is not None:
                     break
             components = obs.get("component")
@@ -168,13 +167,11 @@ class ResultReader:
                 if type(codings) is not list:
                     return False
                 for coding in codings:
-                    if type(coding) is not dict:
+                    pair = _strict_pair(coding)
+                    if pair is None:
                         return False
-                    system, value = coding.get("system"), coding.get("code")
-                    if not (system is None or type(system) is str) or not (value is None or type(value) is str):
-                        return False
-                    if value == "48018-6" and system == LOINC:  # gene studied: this component names the gene
-                        gene = self._strict_gene(component.get("valueCodeableConcept"), exact)
+                    if pair == GENE_STUDIED_CODE:  # this component names the gene
+                        gene = self._strict_gene(component.get("valueCodeableConcept"))
                         # A gene not ours (None) is read on: an implication may still take its gene elsewhere.
                         if gene is DOUBT or gene is None or gene in genes:
                             return False
@@ -184,15 +181,15 @@ class ResultReader:
 
         return unread
 
-    def _strict_gene(self, value: Any, exact: Mapping[str, str]) -> Any:
+    def _strict_gene(self, value: Any) -> Any:
         """As ``_studied_gene``, or DOUBT if any part it reads is not of its R4 type."""
         codings = value.get("coding") if type(value) is dict else DOUBT
         if type(codings) is not list:
             return DOUBT
         for coding in codings:
             code = coding.get("code") if type(coding) is dict else DOUBT
-            if type(code) is str and code in exact:  # the usual case: the first coding, an exact HGNC id
-                return exact[code]
+            if type(code) is str and code in self._exact:  # the usual case: the first coding, an exact HGNC id
+                return self._exact[code]
             if not (code is None or type(code) is str):
                 return DOUBT
             display = coding.get("display")
@@ -254,7 +251,7 @@ class ResultReader:
             if not conforms(Observation)(obs):  # it may have been left unchecked (``unread``): check it now
                 problems = shape_problems(Observation, obs, "prefetch: the genotype an implication is derived from")
                 if problems:
-                    raise UnreadableResult(*problems)
+                    raise PrefetchInvalid(*problems)
             return gene if _has_value(obs) and self._usable(obs, patient_id) else None
 
         for obs, _, gene in implications:
