@@ -93,7 +93,7 @@ async def _parse(request: Request, model: type[ModelT]) -> ModelT:
     """
     _require_json(request)
     limits: Limits = request.app.state.limits
-    body = await limits.read_body(request.headers.get("content-length"), request.stream())
+    body = await limits.read_body(request.headers.get("content-length"), request.receive)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -295,7 +295,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     async def call_service(service_id: str, request: Request) -> Response:
         service = _service(service_id)
-        claims = getattr(request.state, "jwt_claims", None)
+        claims = request.scope.get("state", {}).get("jwt_claims")  # not request.state: no exception when absent
         issuer = claims["iss"] if claims else None
         # The parsed request is handed over, not kept: it is freed before the response waits for the disk.
         content = await request.app.state.hooks.handle(service, await _parse(request, HookRequest), issuer)

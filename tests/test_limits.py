@@ -8,9 +8,10 @@ import json
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import ClientDisconnect
 
 from hooks.app import create_app
-from hooks.protocol.limits import Limits, TooComplex
+from hooks.protocol.limits import Limits, TooComplex, TooLarge
 from tests.fhirdata import genotype, hook_request, medication_request
 
 SELECT = "/cds-services/pgx-order-select"
@@ -134,10 +135,38 @@ def test_depth_is_measured_on_containers_not_brackets_in_strings(text, depth):
 def test_a_declared_length_over_the_limit_is_refused_before_reading():
     read = []
 
-    async def chunks():
+    async def receive():
         read.append(True)
-        yield b"{}"
+        return {"type": "http.request", "body": b"{}"}
 
     with pytest.raises(Exception, match="larger than"):
-        asyncio.run(Limits(1000, 10, 10).read_body("5000", chunks()))
+        asyncio.run(Limits(1000, 10, 10).read_body("5000", receive))
     assert read == []
+
+
+def _messages(*messages):
+    """An ASGI ``receive`` giving ``messages`` in order, and the count of those read."""
+    queue, read = list(messages), []
+
+    async def receive():
+        read.append(True)
+        return queue.pop(0)
+
+    return receive, read
+
+
+def test_a_body_in_chunks_is_joined_and_one_over_the_limit_is_refused_at_the_chunk_that_crosses_it():
+    chunk = {"type": "http.request", "body": b"x" * 400, "more_body": True}
+    last = {"type": "http.request", "body": b"!", "more_body": False}
+    receive, _ = _messages(chunk, chunk, last)
+    assert asyncio.run(Limits(1000, 10, 10).read_body(None, receive)) == b"x" * 800 + b"!"
+    receive, read = _messages(chunk, chunk, chunk, last)
+    with pytest.raises(TooLarge):
+        asyncio.run(Limits(1000, 10, 10).read_body(None, receive))
+    assert len(read) == 3  # the fourth message is never asked for
+
+
+def test_a_client_gone_before_its_body_arrived_is_a_client_disconnect():
+    receive, _ = _messages({"type": "http.request", "body": b"{", "more_body": True}, {"type": "http.disconnect"})
+    with pytest.raises(ClientDisconnect):
+        asyncio.run(Limits(1000, 10, 10).read_body(None, receive))
