@@ -15,7 +15,7 @@ from typing import Any
 from engine.decision.matching import Match
 from engine.decision.orders import RXNORM_SYSTEM
 from engine.decision.rules import Drug, OverrideReason, PreTest, Recommendation, Rule
-from engine.genotype.calls import NO_RESULT
+from engine.genotype.calls import NO_RESULT, PhenotypeCall
 from engine.genotype.results import GeneResult
 from engine.runtime.identifiers import UUID_SEPARATOR as _SEP
 
@@ -321,16 +321,37 @@ def _add_result_lines(lines: list[str], gene: str, result: GeneResult | None) ->
         )
         return
     if call.diplotype:
-        how = ""
-        if call.functions:
-            how = " — " + " + ".join([f"{_code(allele)} {function.lower()}" for allele, function in call.functions])
-        lines.append(f"**{gene} genotype:** {_code(call.diplotype)}{reported}")
-        lines.append(f"**{gene} phenotype (CPIC):** {_phenotype(call)}{how}")
+        genotype, phenotype = _called_lines(gene, call)
+        lines.append(f"{genotype}{reported}")
+        lines.append(phenotype)
     else:
         source = _escape(result.reported_phenotype) if result.reported_phenotype else _phenotype(call)
         lines.append(f"**{gene} result as reported:** {source}{reported}")
     if not call.definite and call.reason:
         lines.append(f"**Why indeterminate:** {_escape(call.reason)}.")
+
+
+# (gene, call) -> the start of its genotype line and its phenotype line. The phenotyper hands out the same
+# few calls over and over; bounded, forgotten all at once when full.
+_CALLED_LINES: dict[tuple[str, PhenotypeCall], tuple[str, str]] = {}
+CALLED_LINES_REMEMBERED = 4096
+
+
+def _called_lines(gene: str, call: PhenotypeCall) -> tuple[str, str]:
+    """The lines a called diplotype gives, but the date reported (see ``_CALLED_LINES``)."""
+    key = (gene, call)
+    found = _CALLED_LINES.get(key)
+    if found is None:
+        if len(_CALLED_LINES) >= CALLED_LINES_REMEMBERED:
+            _CALLED_LINES.clear()
+        how = ""
+        if call.functions:
+            how = " — " + " + ".join([f"{_code(allele)} {function.lower()}" for allele, function in call.functions])
+        found = _CALLED_LINES[key] = (
+            f"**{gene} genotype:** {_code(call.diplotype)}",
+            f"**{gene} phenotype (CPIC):** {_phenotype(call)}{how}",
+        )
+    return found
 
 
 def card_detail(match: Match, template: CardTemplate) -> str:
