@@ -15,7 +15,7 @@ from typing import Any
 from engine.decision.matching import Match
 from engine.decision.orders import RXNORM_SYSTEM
 from engine.decision.rules import Drug, OverrideReason, PreTest, Recommendation, Rule
-from engine.genotype.calls import NO_RESULT
+from engine.genotype.calls import NO_RESULT, PhenotypeCall
 from engine.genotype.results import GeneResult
 from engine.runtime.identifiers import UUID_SEPARATOR as _SEP
 
@@ -54,7 +54,6 @@ class SwapTemplate:
 
     name: str
     label: str
-    delete_description: str | None
     create_description: str
     resource: dict[str, Any]
 
@@ -64,15 +63,23 @@ class CardTemplate:
     """Everything a card takes from its rule file, prepared once when the library loads.
 
     Cards are built on every order; only the patient's results, the order and the ids differ
-    between two cards from the same template. Its dicts are shared: never mutate them.
+    between two cards from the same template. Its dicts are shared: never mutate them. Every swap's
+    resource has the same keys, and every swap deletes the draft the same way (``delete_description``,
+    None when nothing is deleted): a card builds what its suggestions add to them once.
     """
 
     summary: str
     advice: str
+    source_line: str
     source: dict[str, Any]
     links: list[dict[str, Any]]
     override_reasons: list[dict[str, Any]]
+    delete_description: str | None
     swaps: tuple[SwapTemplate, ...]
+
+    def __post_init__(self) -> None:
+        if len({tuple(swap.resource) for swap in self.swaps}) > 1:
+            raise ValueError("the swaps of one card template must have resources with the same keys")
 
 
 TemplateKey = tuple[str, int, str]  # (rule id, recommendation index or -1 for the pre-test card, drug name)
@@ -98,6 +105,7 @@ def template_key(match: Match) -> TemplateKey:
 def _common(rule: Rule) -> dict[str, Any]:
     guideline = rule.guideline
     return {
+        "source_line": f"**Source:** {guideline.citation} [{guideline.label}]({guideline.url})",
         "source": {
             "label": guideline.label,
             "url": guideline.url,
@@ -149,7 +157,6 @@ def _template(rule: Rule, recommendation: Recommendation, drug: Drug) -> CardTem
             SwapTemplate(
                 name=alternative.name,
                 label=f"Replace {drug.name} with {alternative.name}",
-                delete_description=f"Remove the draft {drug.name} order",
                 create_description=f"Order {alternative.order_text}",
                 resource={
                     "resourceType": "MedicationRequest",
@@ -168,6 +175,7 @@ def _template(rule: Rule, recommendation: Recommendation, drug: Drug) -> CardTem
     return CardTemplate(
         summary=recommendation.summary_for(drug.name),
         advice="\n\n".join(advice),
+        delete_description=f"Remove the draft {drug.name} order",
         swaps=tuple(swaps),
         **_common(rule),
     )
@@ -183,7 +191,6 @@ def _pretest_template(rule: Rule, pretest: PreTest, drug: Drug) -> CardTemplate:
     order = SwapTemplate(
         name="test",
         label=f"Order {pretest.test}",
-        delete_description=None,
         create_description=f"Order {pretest.test} before {drug.name}",
         resource={
             "resourceType": "ServiceRequest",
@@ -195,6 +202,7 @@ def _pretest_template(rule: Rule, pretest: PreTest, drug: Drug) -> CardTemplate:
     return CardTemplate(
         summary=pretest.summary.replace("{drug}", drug.name),
         advice=_stars(pretest.detail).replace("{drug}", drug.name),
+        delete_description=None,
         swaps=(order,),
         **_common(rule),
     )
@@ -222,10 +230,12 @@ def build_card(match: Match, context: CardContext, template: CardTemplate) -> di
         "indicator": tier,
         "source": template.source,
     }
-    withheld = {name for name, _ in match.withheld}
-    swaps = [swap for swap in template.swaps if swap.name not in withheld]
+    swaps = template.swaps
+    if match.withheld:
+        withheld = {name for name, _ in match.withheld}
+        swaps = tuple(swap for swap in swaps if swap.name not in withheld)
     if swaps:
-        card["suggestions"] = [_suggestion(match, swap, context, card_id) for swap in swaps]
+        card["suggestions"] = _suggestions(match, context, template, swaps, card_id)
         card["selectionBehavior"] = "at-most-one"
     if tier in ("warning", "critical"):
         card["overrideReasons"] = template.override_reasons
@@ -233,24 +243,37 @@ def build_card(match: Match, context: CardContext, template: CardTemplate) -> di
     return card
 
 
-def _suggestion(match: Match, swap: SwapTemplate, context: CardContext, card_id: str) -> dict[str, Any]:
-    """Create the alternative (deleting the draft order, for a swap), in the draft order's context."""
-    resource: dict[str, Any] = {
-        **swap.resource,
-        "intent": "order",
-        "subject": {"reference": f"Patient/{context.patient_id}"},
-    }
-    for key, value in match.order.carried.items():  # the draft's intent, visit, indication (R4-checked)
-        if key not in swap.resource:
-            resource[key] = value
+def _suggestions(
+    match: Match, context: CardContext, template: CardTemplate, swaps: tuple[SwapTemplate, ...], card_id: str
+) -> list[dict[str, Any]]:
+    """Create each alternative (deleting the draft order, for a swap), in the draft order's context.
+
+    What the suggestions have in common (the delete action, the resource's order-specific fields) is
+    built once and shared: orjson writes a shared dict wherever it appears, and no one mutates a card.
+    """
+    order = match.order
+    common: dict[str, Any] = {"intent": "order", "subject": {"reference": f"Patient/{context.patient_id}"}}
+    fixed = swaps[0].resource  # the keys of every swap's resource (CardTemplate)
+    for key, value in order.carried.items():  # the draft's intent, visit, indication (R4-checked)
+        if key not in fixed:
+            common[key] = value
     if context.user_id:
-        resource["requester"] = {"reference": context.user_id}
-    actions = []
-    if swap.delete_description:
-        actions.append({"type": "delete", "description": swap.delete_description, "resourceId": match.order.reference})
-    actions.append({"type": "create", "description": swap.create_description, "resource": resource})
-    suggestion_id = context.make_id(f"suggestion{_SEP}{card_id}{_SEP}{swap.name}")
-    return {"label": swap.label, "uuid": suggestion_id, "actions": actions}
+        common["requester"] = {"reference": context.user_id}
+    deletes = []
+    if template.delete_description:
+        deletes.append({"type": "delete", "description": template.delete_description, "resourceId": order.reference})
+    make_id, prefix = context.make_id, f"suggestion{_SEP}{card_id}{_SEP}"
+    return [
+        {
+            "label": swap.label,
+            "uuid": make_id(prefix + swap.name),
+            "actions": [
+                *deletes,
+                {"type": "create", "description": swap.create_description, "resource": {**swap.resource, **common}},
+            ],
+        }
+        for swap in swaps
+    ]
 
 
 # A backslash before each character markdown gives a meaning. Every ASCII character is in the table (most as
@@ -283,30 +306,52 @@ def _phenotype(call) -> str:
     return f"{text} (activity score {call.activity_score})" if call.activity_score else text
 
 
-def _result_lines(gene: str, result: GeneResult | None) -> list[str]:
+def _add_result_lines(lines: list[str], gene: str, result: GeneResult | None) -> None:
+    """Append the lines on ``gene``'s result to ``lines`` (the detail's parts: no list per gene)."""
     if result is None:
-        return [f"**{gene}:** {NO_RESULT.lower()} on file"]
+        lines.append(f"**{gene}:** {NO_RESULT.lower()} on file")
+        return
     call = result.call
     reported = f" (reported {_escape(result.effective)})" if result.effective else ""
     if result.conflicting:
-        listed = "\n".join(f"- {_describe(other)}" for other in result.conflicting)
-        return [
-            f"**{gene} results on file disagree:**\n{listed}",
-            f"**{gene} phenotype:** {call.phenotype}. Confirm the result with the laboratory before relying on it.",
-        ]
-    lines = []
+        listed = "\n".join([f"- {_describe(other)}" for other in result.conflicting])
+        lines.append(f"**{gene} results on file disagree:**\n{listed}")
+        lines.append(
+            f"**{gene} phenotype:** {call.phenotype}. Confirm the result with the laboratory before relying on it."
+        )
+        return
     if call.diplotype:
-        how = ""
-        if call.functions:
-            how = " — " + " + ".join(f"{_code(allele)} {function.lower()}" for allele, function in call.functions)
-        lines.append(f"**{gene} genotype:** {_code(call.diplotype)}{reported}")
-        lines.append(f"**{gene} phenotype (CPIC):** {_phenotype(call)}{how}")
+        genotype, phenotype = _called_lines(gene, call)
+        lines.append(f"{genotype}{reported}")
+        lines.append(phenotype)
     else:
         source = _escape(result.reported_phenotype) if result.reported_phenotype else _phenotype(call)
         lines.append(f"**{gene} result as reported:** {source}{reported}")
     if not call.definite and call.reason:
         lines.append(f"**Why indeterminate:** {_escape(call.reason)}.")
-    return lines
+
+
+# (gene, call) -> the start of its genotype line and its phenotype line. The phenotyper hands out the same
+# few calls over and over; bounded, forgotten all at once when full.
+_CALLED_LINES: dict[tuple[str, PhenotypeCall], tuple[str, str]] = {}
+CALLED_LINES_REMEMBERED = 4096
+
+
+def _called_lines(gene: str, call: PhenotypeCall) -> tuple[str, str]:
+    """The lines a called diplotype gives, but the date reported (see ``_CALLED_LINES``)."""
+    key = (gene, call)
+    found = _CALLED_LINES.get(key)
+    if found is None:
+        if len(_CALLED_LINES) >= CALLED_LINES_REMEMBERED:
+            _CALLED_LINES.clear()
+        how = ""
+        if call.functions:
+            how = " — " + " + ".join([f"{_code(allele)} {function.lower()}" for allele, function in call.functions])
+        found = _CALLED_LINES[key] = (
+            f"**{gene} genotype:** {_code(call.diplotype)}",
+            f"**{gene} phenotype (CPIC):** {_phenotype(call)}{how}",
+        )
+    return found
 
 
 def card_detail(match: Match, template: CardTemplate) -> str:
@@ -314,7 +359,7 @@ def card_detail(match: Match, template: CardTemplate) -> str:
     parts: list[str] = []
     if match.kind == "recommendation":
         for gene, result in match.results.items():
-            parts.extend(_result_lines(gene, result))
+            _add_result_lines(parts, gene, result)
         population = match.population
         if population.population is not None:
             parts.append(f"**Population:** {population.population.label} ({population.why})")
@@ -331,6 +376,5 @@ def card_detail(match: Match, template: CardTemplate) -> str:
             f"*Alert level set from this hospital's own outcome data, within the bounds set by pharmacy: "
             f"{_escape(match.strength.evidence)}.*"
         )
-    guideline = match.rule.guideline
-    parts.append(f"**Source:** {guideline.citation} [{guideline.label}]({guideline.url})")
+    parts.append(template.source_line)
     return "\n\n".join(parts)
