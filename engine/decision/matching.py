@@ -153,7 +153,7 @@ def _match_rule(
     guideline was: an HLA-A*31:01 result must not hide behind "please test HLA-B" (carbamazepine).
     """
     rule = lookup.rule
-    own = {}
+    own: dict[str, GeneResult | None] = {}
     tested = False
     for gene in lookup.genes:
         own[gene] = result = results.get(gene)
