@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from hooks.answering.orders import OrderError, orders_to_check
-from hooks.protocol.order_contexts import MODELS, certainly_valid, from_model, order_context
+from hooks.protocol.order_contexts import _RESOURCE_TYPE, MODELS, certainly_valid, from_model, order_context
 from hooks.protocol.outcomes import validation_reasons
+from hooks.protocol.requests import ORDER_TYPES
 from tests.fhirdata import PATIENT, genotype, hook_request, medication_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,6 +207,11 @@ def test_well_formed_contexts_take_the_fast_path(hook, context):
     fast = certainly_valid(hook, context)
     assert fast is not None  # else the fast path is never taken
     assert fast == reference(hook, context)[0]
+
+
+def test_every_order_type_meets_the_resource_type_pattern():
+    # The fast check does not match an order type's name against the pattern again.
+    assert all(_RESOURCE_TYPE.fullmatch(kind) for kind in ORDER_TYPES)
 
 
 @pytest.mark.parametrize("field", ["id", "resourceType"])

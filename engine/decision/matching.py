@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from engine.decision.lookup import RuleLookup
 from engine.decision.orders import Order
@@ -18,12 +17,15 @@ from engine.genotype.results import GeneResult
 StrengthTable = Mapping[tuple[str, str], Strength]
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):
     """A rule that applies to an order: the results it was decided on and what it recommends.
 
     ``kind`` is "recommendation", or "pretest" when the rule's gene was never tested and the
     rule asks for the test to be suggested (then ``recommendation`` is None).
+
+    A NamedTuple, immutable like the frozen dataclass it was: one is built per rule met on every
+    hook call, and that dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost more
+    than finding the recommendation.
     """
 
     rule: Rule
@@ -98,7 +100,21 @@ def rules_for(order: Order, by_code: RuleIndex, by_name: RuleIndex) -> tuple[lis
     return list(found.values()), True
 
 
-RulesFor = Callable[[Order], tuple[Sequence[tuple[RuleLookup, Drug]], bool]]
+class Watched(NamedTuple):
+    """The rules watching an order's drug, whether found by its name (``rules_for``), and their genes."""
+
+    rules: Sequence[tuple[RuleLookup, Drug]]
+    by_name: bool
+    genes: frozenset[str]
+
+
+def watched(order: Order, by_code: RuleIndex, by_name: RuleIndex) -> Watched:
+    """``rules_for``, with the genes of the rules found: worked out once per drug by a library that remembers it."""
+    rules, found_by_name = rules_for(order, by_code, by_name)
+    return Watched(tuple(rules), found_by_name, frozenset(gene for lookup, _ in rules for gene in lookup.genes))
+
+
+RulesFor = Callable[[Order], Watched]
 
 
 def match_orders(
@@ -110,16 +126,15 @@ def match_orders(
 ) -> list[Match]:
     """Every (rule, order) pair whose drug was ordered and for which the rule has something to say.
 
-    ``watching(order)``: the rules watching the order's drug and whether found by name (``rules_for``
+    ``watching(order)``: the rules watching the order's drug and whether found by name (``watched``
     over the library's indexes, remembered by the library).
     """
     facts = facts or PatientFacts()
     matches: list[Match] = []
     for order in orders:
-        candidates, by_drug_name = watching(order)
+        candidates, by_drug_name, _ = watching(order)
         for lookup, drug in candidates:
-            for match in _match_rule(lookup, drug, order, results, facts, strengths):
-                matches.append(replace(match, matched_by_name=by_drug_name) if by_drug_name else match)
+            matches += _match_rule(lookup, drug, order, results, facts, strengths, by_drug_name)
     return matches
 
 
@@ -130,6 +145,7 @@ def _match_rule(
     results: Mapping[str, GeneResult],
     facts: PatientFacts,
     strengths: StrengthTable | None,
+    by_drug_name: bool,
 ) -> list[Match]:
     """The rule's advice for this order: a recommendation, a pre-test card, or both.
 
@@ -137,10 +153,14 @@ def _match_rule(
     guideline was: an HLA-A*31:01 result must not hide behind "please test HLA-B" (carbamazepine).
     """
     rule = lookup.rule
-    own = {gene: results.get(gene) for gene in rule.gene_list}
+    own: dict[str, GeneResult | None] = {}
+    tested = False
+    for gene in lookup.genes:
+        own[gene] = result = results.get(gene)
+        tested = tested or result is not None
     population = choose_population(rule, facts) if facts.selects_population else lookup.default_choice
     found: list[Match] = []
-    if any(result is not None for result in own.values()):
+    if tested:
         compiled = lookup.find(own, population.id)
         # The loader proves coverage; a gap here would be a bug, so stay silent rather than guess.
         if compiled is not None:
@@ -160,17 +180,33 @@ def _match_rule(
                     tier,
                     strength,
                     withheld=withheld,
+                    matched_by_name=by_drug_name,
                 )
             )
-    if rule.pretest and all(own[gene] is None for gene in rule.pretest.genes or rule.gene_list):
+    if rule.pretest and all(own[gene] is None for gene in rule.pretest.genes or lookup.genes):
         found.append(
-            Match(rule, drug, order, own, None, -1, "no result", population, rule.pretest.tier, None, "pretest")
+            Match(
+                rule,
+                drug,
+                order,
+                own,
+                None,
+                -1,
+                "no result",
+                population,
+                rule.pretest.tier,
+                None,
+                "pretest",
+                matched_by_name=by_drug_name,
+            )
         )
     return found
 
 
 def _withheld(rule: Rule, recommendation: Recommendation, facts: PatientFacts) -> tuple[tuple[str, str], ...]:
     """Suggested alternatives the patient's own diagnoses rule out (prasugrel after a stroke)."""
+    if not facts.conditions:
+        return ()  # no diagnosis can rule any out
     withheld = []
     for name in recommendation.suggest:
         alternative = rule.alternative(name)

@@ -8,7 +8,8 @@ strictest, is used, and the card says that too.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from engine.decision.rules import GENERAL, Code, Population, Rule
 
@@ -19,14 +20,14 @@ SYSTEMS = {
 _ICD10_URIS = {"http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10"}
 
 
-@dataclass(frozen=True)
-class PatientFacts:
+class PatientFacts(NamedTuple):
     """What the request says about the patient beyond results: coded diagnoses, age in years, sex.
 
     ``sex`` is "female", "male" or None (unknown, or FHIR's "other"/"unknown"): G6PD needs it.
+    A NamedTuple: built on every hook call, where a frozen dataclass's ``__init__`` costs twice as much.
     """
 
-    conditions: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (system URI, code)
+    conditions: frozenset[tuple[str, str]] = frozenset()  # (system URI, code)
     age: int | None = None
     sex: str | None = None
 

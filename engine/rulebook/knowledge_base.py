@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.decision.cards import CardContext, CardTemplate, TemplateKey, build_card, template_key
 from engine.decision.lookup import RuleLookup
-from engine.decision.matching import Match, RuleIndex, StrengthTable, match_orders, rules_for
+from engine.decision.matching import Match, RuleIndex, StrengthTable, Watched, match_orders, watched
 from engine.decision.orders import Order
 from engine.decision.populations import PatientFacts
 from engine.decision.products import ProductIndex, ingredient_tables
@@ -21,7 +21,6 @@ from engine.decision.rules import Drug, Rule
 from engine.genotype.genes import GeneDefinition
 from engine.genotype.results import GeneResult, ReportedResult, interpret
 
-Watching = tuple[tuple[tuple[RuleLookup, Drug], ...], bool]
 WATCHING_REMEMBERED = 4096  # distinct (codes, drug text) pairs; then forgotten all at once
 
 
@@ -39,7 +38,7 @@ class Library:
     card_templates: Mapping[TemplateKey, CardTemplate]
     # (RxNorm codes, drug text) -> the rules watching such an order: fixed for this library, and the same drugs
     # are ordered over and over. Bounded; a library with other indexes (with_products) starts its own.
-    _watching: dict[tuple[frozenset[str], str | None], Watching] = field(
+    _watching: dict[tuple[frozenset[str], str | None], Watched] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -56,15 +55,15 @@ class Library:
     ) -> list[Match]:
         return match_orders(self.rules_for, orders, results, facts, strengths)
 
-    def rules_for(self, order: Order) -> Watching:
-        """The rules watching ``order``'s drug, and whether found by its name (engine.decision.matching.rules_for)."""
+    def rules_for(self, order: Order) -> Watched:
+        """The rules watching ``order``'s drug, whether found by its name, and their genes
+        (engine.decision.matching.rules_for)."""
         key = (order.rxnorm, order.display)
         found = self._watching.get(key)
         if found is None:
             if len(self._watching) >= WATCHING_REMEMBERED:
                 self._watching.clear()
-            rules, by_name = rules_for(order, self.rules_by_code, self.rules_by_name)
-            found = self._watching[key] = (tuple(rules), by_name)
+            found = self._watching[key] = watched(order, self.rules_by_code, self.rules_by_name)
         return found
 
     def genes_for(self, orders: Iterable[Order]) -> frozenset[str]:
@@ -72,11 +71,9 @@ class Library:
 
         Empty when no rule watches any of them.
         """
-        genes: set[str] = set()
-        for order in orders:
-            for lookup, _ in self.rules_for(order)[0]:
-                genes.update(lookup.rule.gene_list)
-        return frozenset(genes)
+        genes = [self.rules_for(order).genes for order in orders]
+        # One order (order-select's usual call): its remembered set as it is.
+        return genes[0] if len(genes) == 1 else frozenset().union(*genes)
 
     def watches(self, order: Order) -> bool:
         """Whether any rule watches the order's drug (by code, or by name when no code is known)."""

@@ -81,11 +81,14 @@ def certainly_valid(hook: str, context: Any) -> OrderContext | None:
         kind, name = resource.get("resourceType"), resource.get("id")
         if type(kind) is not str or type(name) is not str:
             return None
-        if not _RESOURCE_TYPE.fullmatch(kind) or not _ID.fullmatch(name):
+        if kind in ORDER_TYPES:
+            has_order = True  # and the pattern is met: every order type's name meets it
+        elif not _RESOURCE_TYPE.fullmatch(kind):
+            return None
+        if not _ID.fullmatch(name):
             return None
         resources.append(resource)
         index_of[f"{kind}/{name}"] = index
-        has_order = has_order or kind in ORDER_TYPES
     if not has_order:
         return None
     selections = None
