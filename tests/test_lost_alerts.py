@@ -252,3 +252,15 @@ def test_unreadable_results_from_the_fhir_server_give_412_not_an_empty_answer(se
     assert response.status_code == 412
     assert response.json()["issue"][0]["diagnostics"] == UNREADABLE
     assert any("valueCodeableConcept" in record.getMessage() for record in caplog.records)
+
+
+def test_the_triage_takes_a_result_for_the_gene_the_reader_would_read_it_as(client):
+    """A gene-studied value naming a gene in its first coding's display (or a code spelled loosely) and
+    another in a later code is read as the first: the triage must not leave it unread as the second."""
+    cyp2c19 = genotype("CYP2C19", "*2/*2")
+    cyp2c19["component"][0]["valueCodeableConcept"] = {
+        "coding": [{"code": "cyp2c19-gene", "display": " CYP2C19 "}, {"code": "HGNC:2623", "display": "CYP2C9"}]
+    }
+    response = client.post(SELECT, json=hook_request(genotypes=[cyp2c19]))
+    assert response.status_code == 200, response.text
+    assert [card["indicator"] for card in response.json()["cards"]] == ["critical"]

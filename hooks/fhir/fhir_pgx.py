@@ -190,13 +190,14 @@ class ResultReader:
             code = coding.get("code") if type(coding) is dict else DOUBT
             if type(code) is str and code in self._exact:  # the usual case: the first coding, an exact HGNC id
                 return self._exact[code]
-            if not (code is None or type(code) is str):
-                return DOUBT
             display = coding.get("display")
-            if not (display is None or type(display) is str):
+            if not (code is None or type(code) is str) or not (display is None or type(display) is str):
                 return DOUBT
+            symbol = self._coding_gene(code, display)
+            if symbol:
+                return symbol
         text = value.get("text")
-        return self._studied_gene(value) if text is None or type(text) is str else DOUBT
+        return self._gene_symbol(text) if text is None or type(text) is str else DOUBT
 
     def read(
         self,
@@ -314,12 +315,15 @@ class ResultReader:
         """Which of our genes a gene-studied component's value names (None: none of ours)."""
         for coding in _codings(value):
             if type(coding) is dict:
-                code = coding.get("code")
-                symbol = self._exact.get(code) if type(code) is str else None  # the usual case, inline
-                symbol = symbol or self._gene_symbol(code) or self._gene_symbol(coding.get("display"))
+                symbol = self._coding_gene(coding.get("code"), coding.get("display"))
                 if symbol:
                     return symbol
         return self._gene_symbol(value.get("text")) if type(value) is dict else None
+
+    def _coding_gene(self, code: Any, display: Any) -> str | None:
+        """Which of our genes one coding of a gene-studied value names: by its code, else its display."""
+        symbol = self._exact.get(code) if type(code) is str else None  # the usual case, inline
+        return symbol or self._gene_symbol(code) or self._gene_symbol(display)
 
     def _genotype(
         self, obs: dict[str, Any], named: bool, gene: str | None, patient_id: str
