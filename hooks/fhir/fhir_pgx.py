@@ -15,7 +15,7 @@ Only final results about the request's patient are used; everything else is skip
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from typing import Any
 
 from engine.decision.lookup import RuleLookup
@@ -89,14 +89,35 @@ def _strict_pair(coding: Any) -> tuple[str | None, str | None] | None:
     return None
 
 
-def _texts(concept: Any) -> list[str]:
-    """Candidate strings of a CodeableConcept, most human first: text, displays, codes."""
+def _texts(concept: Any) -> Iterator[str]:
+    """Candidate strings of a CodeableConcept, most human first: text, displays, codes.
+
+    Lazily: the first is usually the one read.
+    """
     if type(concept) is not dict:
-        return []
-    codings = [coding for coding in _codings(concept) if type(coding) is dict]
-    texts = [concept.get("text")]
-    texts += [coding.get("display") for coding in codings] + [coding.get("code") for coding in codings]
-    return [text.strip() for text in texts if isinstance(text, str) and text.strip()]
+        return
+    text = _stripped(concept.get("text"))
+    if text:
+        yield text
+    codings = _codings(concept)
+    for key in ("display", "code"):
+        for coding in codings:
+            text = _stripped(coding.get(key)) if type(coding) is dict else ""
+            if text:
+                yield text
+
+
+def _value_texts(obs: dict[str, Any]) -> Iterator[str]:
+    """Candidate strings of a genotype's value, ``valueString`` first, lazily."""
+    text = _stripped(obs.get("valueString"))
+    if text:
+        yield text
+    yield from _texts(obs.get("valueCodeableConcept"))
+
+
+def _stripped(text: Any) -> str:
+    """``text`` without surrounding white space; "" if it is not a string."""
+    return text.strip() if type(text) is str else ""
 
 
 def resources_of(value: Any, resource_type: str) -> list[dict[str, Any]]:
@@ -138,8 +159,8 @@ class ResultReader:
         order needs is still refused, never skipped. A malformed result about another gene no
         longer costs the clinician the cards of this order.
 
-        What it finds is kept in ``triaged`` (by ``id`` of the Observation: (kind, gene)) for ``read``
-        of the same request, which then need not look again.
+        Whatever it finds, read or not, is kept in ``triaged`` (by ``id`` of the Observation: (kind,
+        gene), gene None if not ours) for ``read`` of the same request, which then need not look again.
         """
 
         # Inline, without lists: it runs for every Observation of every call.
@@ -172,11 +193,11 @@ class ResultReader:
                         return False
                     if pair == GENE_STUDIED_CODE:  # this component names the gene
                         gene = self._strict_gene(component.get("valueCodeableConcept"))
-                        # A gene not ours (None) is read on: an implication may still take its gene elsewhere.
-                        if gene is DOUBT or gene is None or gene in genes:
+                        if gene is DOUBT:
                             return False
-                        triaged[id(obs)] = kind, gene
-                        return True
+                        triaged[id(obs)] = kind, gene  # what ``_triage`` would find, needed gene or not
+                        # A gene not ours (None) is read on: an implication may still take its gene elsewhere.
+                        return gene is not None and gene not in genes
             return False
 
         return unread
@@ -214,48 +235,46 @@ class ResultReader:
         """
         triaged = triaged or {}
         wanted = genes if genes is not None else self._genes
-        genotypes, implications = [], []  # (Observation, names its gene, which of our genes)
+        reports, implications = [], []  # implications: (Observation, which of our genes it names)
+        # Genotype Observation id -> its gene, for implications derived from it; (Observation, gene) for one
+        # naming a gene not wanted, checked only if an implication asks. Genotypes are read in one pass, in
+        # order (the last of an id counts); implications after them. Keyed by id, not "Observation/id":
+        # most genotypes are never asked for by an implication.
+        genotype_genes: dict[str, Any] = {}
         for resource in resources:
             for obs in resources_of(resource, "Observation"):
                 known = triaged.get(id(obs))
                 kind, named, gene = (known[0], True, known[1]) if known else self._triage(obs)
-                if kind is not None:
-                    (genotypes if kind == "genotype" else implications).append((obs, named, gene))
-        reports = []
-        # Keyed by id, not "Observation/id": most genotypes are never asked for by an implication.
-        genotype_genes = {}  # Observation id -> gene, for implications derived from a genotype
-        others = {}  # the same for genotypes naming a gene not wanted: checked only if an implication asks
-        for obs, named, gene in genotypes:
-            obs_id = obs.get("id")
-            if gene is not None and gene not in wanted:
-                if type(obs_id) is str and obs_id:  # it may be unchecked (``unread``)
-                    others[obs_id] = obs, gene
-                    genotype_genes.pop(obs_id, None)
-                continue
-            gene, report = self._genotype(obs, named, gene, patient_id)
-            if gene is not None and obs_id:
-                genotype_genes[obs_id] = gene
-                others.pop(obs_id, None)
-            if report is not None:
-                reports.append(report)
+                if kind != "genotype":
+                    if kind is not None:
+                        implications.append((obs, gene))
+                    continue
+                obs_id = obs.get("id")
+                if gene is not None and gene not in wanted:
+                    if type(obs_id) is str and obs_id:  # it may be unchecked (``unread``)
+                        genotype_genes[obs_id] = obs, gene
+                    continue
+                gene, report = self._genotype(obs, named, gene, patient_id)
+                if gene is not None and obs_id:
+                    genotype_genes[obs_id] = gene
+                if report is not None:
+                    reports.append(report)
 
         def derived_gene(reference: str) -> str | None:
             """The gene of the genotype an implication is derived from, as if every genotype had been read."""
             if not reference.startswith(OBSERVATION):
                 return None
-            obs_id = reference[len(OBSERVATION) :]
-            if obs_id in genotype_genes:
-                return genotype_genes[obs_id]
-            obs, gene = others.get(obs_id, (None, None))
-            if obs is None:
-                return None
+            found = genotype_genes.get(reference[len(OBSERVATION) :])
+            if type(found) is not tuple:
+                return found  # a genotype read, or none
+            obs, gene = found
             if not conforms(Observation)(obs):  # it may have been left unchecked (``unread``): check it now
                 problems = shape_problems(Observation, obs, "prefetch: the genotype an implication is derived from")
                 if problems:
                     raise PrefetchInvalid(*problems)
-            return gene if _has_value(obs) and self._usable(obs, patient_id) else None
+            return gene if next(_value_texts(obs), None) is not None and self._usable(obs, patient_id) else None
 
-        for obs, _, gene in implications:
+        for obs, gene in implications:
             report = self._implication(obs, gene, derived_gene, wanted, patient_id)
             if report is not None:
                 reports.append(report)
@@ -331,16 +350,14 @@ class ResultReader:
         """(gene, result) of a genotype Observation whose gene-studied component gave (named, gene)."""
         if named and gene is None:
             return None, None  # a gene we have no definitions for
-        values = _texts(obs.get("valueCodeableConcept"))
-        if isinstance(obs.get("valueString"), str) and obs["valueString"].strip():
-            values.insert(0, obs["valueString"].strip())
-        for value in values:
+        value = None
+        for value in _value_texts(obs):
             symbol = gene or self._gene_symbol(_leading_word(value))
             if symbol:  # the gene definition decides what the value means (it may be "-1639 GA")
                 if not self._usable(obs, patient_id):
                     return None, None
                 return symbol, ReportedResult(symbol, diplotype=value, effective=_effective(obs))
-        if values:
+        if value is not None:
             log.info("skipped a genotype Observation with no recognised gene and diplotype")
         return None, None
 
@@ -388,26 +405,6 @@ class ResultReader:
         return genes.pop() if len(genes) == 1 else None
 
 
-def _has_value(obs: dict[str, Any]) -> bool:
-    """Whether a genotype Observation carries any value text (what ``_texts`` would find), cheaply."""
-    text = obs.get("valueString")
-    if type(text) is str and text.strip():
-        return True
-    concept = obs.get("valueCodeableConcept")
-    if type(concept) is not dict:
-        return False
-    text = concept.get("text")
-    if type(text) is str and text.strip():
-        return True
-    for coding in _codings(concept):
-        if type(coding) is dict:
-            for key in ("display", "code"):
-                text = coding.get(key)
-                if type(text) is str and text.strip():
-                    return True
-    return False
-
-
 def _leading_word(value: str) -> str:
     """The gene symbol a diplotype string may start with: "CYP2C19" in "CYP2C19 *1/*2" or "CYP2C19*2/*2"."""
     words = value.split("*", 1)[0].split()
@@ -418,8 +415,7 @@ def _phenotype_text(concept: Any) -> str | None:
     for coding in _codings(concept):
         if coding.get("system") == LOINC and coding.get("code") in LOINC_PHENOTYPES:
             return LOINC_PHENOTYPES[coding["code"]]
-    texts = [text for text in _texts(concept) if not text.startswith("LA")]
-    return texts[0] if texts else None
+    return next((text for text in _texts(concept) if not text.startswith("LA")), None)
 
 
 def _effective(obs: dict[str, Any]) -> str | None:
