@@ -52,6 +52,8 @@ PHENOTYPE_COMPONENTS = frozenset(
 )
 USABLE_STATUS = {"final", "amended", "corrected"}
 OBSERVATION = "Observation/"
+# What the triage of an Observation finds: (kind of PGx result or None, whether it names its gene, which of our genes).
+Triage = tuple[str | None, bool, str | None]
 
 # LOINC answers for metabolizer status (LL3856-3) -> CPIC terms.
 LOINC_PHENOTYPES = {
@@ -149,7 +151,7 @@ class ResultReader:
         self._exact = {**{symbol: symbol for symbol in genes}, **self._by_hgnc}
         self._rules_by_code = rules_by_code
 
-    def unread(self, genes: Container[str], triaged: dict[int, tuple[str, str | None]]) -> Unread:
+    def unread(self, genes: Container[str], triaged: dict[int, Triage]) -> Unread:
         """Which prefetched Observations certainly cannot change a card for ``genes``, so need not be
         checked: a genotype or implication whose code and gene-studied component, every part of
         them of its R4 type, name one of our genes outside ``genes``.
@@ -159,8 +161,8 @@ class ResultReader:
         order needs is still refused, never skipped. A malformed result about another gene no
         longer costs the clinician the cards of this order.
 
-        Whatever it finds, read or not, is kept in ``triaged`` (by ``id`` of the Observation: (kind,
-        gene), gene None if not ours) for ``read`` of the same request, which then need not look again.
+        Whatever it finds, read or not, is kept in ``triaged`` (by ``id`` of the Observation, as
+        ``_triage`` would answer) for ``read`` of the same request, which then need not look again.
         """
 
         # Inline, without lists: it runs for every Observation of every call.
@@ -195,7 +197,7 @@ class ResultReader:
                         gene = self._strict_gene(component.get("valueCodeableConcept"))
                         if gene is DOUBT:
                             return False
-                        triaged[id(obs)] = kind, gene  # what ``_triage`` would find, needed gene or not
+                        triaged[id(obs)] = kind, True, gene  # needed gene or not
                         # A gene not ours (None) is read on: an implication may still take its gene elsewhere.
                         return gene is not None and gene not in genes
             return False
@@ -225,7 +227,7 @@ class ResultReader:
         resources: Iterable[Any],
         patient_id: str,
         genes: Container[str] | None = None,
-        triaged: Mapping[int, tuple[str, str | None]] | None = None,
+        triaged: Mapping[int, Triage] | None = None,
     ) -> list[ReportedResult]:
         """Every usable PGx result for ``patient_id`` among the given prefetch/fetch values.
 
@@ -243,8 +245,7 @@ class ResultReader:
         genotype_genes: dict[str, Any] = {}
         for resource in resources:
             for obs in resources_of(resource, "Observation"):
-                known = triaged.get(id(obs))
-                kind, named, gene = (known[0], True, known[1]) if known else self._triage(obs)
+                kind, named, gene = triaged.get(id(obs)) or self._triage(obs)
                 if kind != "genotype":
                     if kind is not None:
                         implications.append((obs, gene))
@@ -305,7 +306,7 @@ class ResultReader:
         text = text.strip()
         return self._by_hgnc.get(text) or self._by_symbol.get(text.casefold())
 
-    def _triage(self, obs: dict[str, Any]) -> tuple[str | None, bool, str | None]:
+    def _triage(self, obs: dict[str, Any]) -> Triage:
         """(kind of PGx result or None, whether it names its gene, which of our genes that is).
 
         One look at the code and the components, inline: it runs for every Observation of every
