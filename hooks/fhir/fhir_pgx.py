@@ -205,22 +205,32 @@ class ResultReader:
         return unread
 
     def _strict_gene(self, value: Any) -> Any:
-        """As ``_studied_gene``, or DOUBT if any part it reads is not of its R4 type."""
+        """As ``_studied_gene``, or DOUBT if any part it reads is not of its R4 type.
+
+        Unless the first gene named is an exact code, every coding and the text are checked, and
+        codings naming two different genes are a doubt too: the first is the one read, but which
+        gene such a result is about is not for the triage to settle.
+        """
         codings = value.get("coding") if type(value) is dict else DOUBT
         if type(codings) is not list:
             return DOUBT
+        found = None
         for coding in codings:
             code = coding.get("code") if type(coding) is dict else DOUBT
-            if type(code) is str and code in self._exact:  # the usual case: the first coding, an exact HGNC id
+            if found is None and type(code) is str and code in self._exact:  # the usual case: an exact HGNC id
                 return self._exact[code]
             display = coding.get("display")
             if not (code is None or type(code) is str) or not (display is None or type(display) is str):
                 return DOUBT
             symbol = self._coding_gene(code, display)
-            if symbol:
-                return symbol
+            if found is None:
+                found = symbol
+            elif symbol is not None and symbol != found:
+                return DOUBT
         text = value.get("text")
-        return self._gene_symbol(text) if text is None or type(text) is str else DOUBT
+        if not (text is None or type(text) is str):
+            return DOUBT
+        return found or self._gene_symbol(text)
 
     def read(
         self,
