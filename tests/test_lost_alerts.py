@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hooks.app import create_app
+from hooks.fhir.fhir_pgx import DOUBT, ResultReader
 from hooks.fhir.prefetch import UNREADABLE
 from tests.fhirdata import genotype, hook_request, implication, medication_request, searchset
 
@@ -252,3 +253,33 @@ def test_unreadable_results_from_the_fhir_server_give_412_not_an_empty_answer(se
     assert response.status_code == 412
     assert response.json()["issue"][0]["diagnostics"] == UNREADABLE
     assert any("valueCodeableConcept" in record.getMessage() for record in caplog.records)
+
+
+def test_the_triage_takes_a_result_for_the_gene_the_reader_would_read_it_as(client):
+    """A gene-studied value naming a gene in its first coding's display (or a code spelled loosely) and
+    another in a later code is read as the first: the triage must not leave it unread as the second."""
+    cyp2c19 = genotype("CYP2C19", "*2/*2")
+    cyp2c19["component"][0]["valueCodeableConcept"] = {
+        "coding": [{"code": "cyp2c19-gene", "display": " CYP2C19 "}, {"code": "HGNC:2623", "display": "CYP2C9"}]
+    }
+    response = client.post(SELECT, json=hook_request(genotypes=[cyp2c19]))
+    assert response.status_code == 200, response.text
+    assert [card["indicator"] for card in response.json()["cards"]] == ["critical"]
+
+
+GENE_VALUES = [
+    {"coding": [{"code": "HGNC:2621"}, {"code": "HGNC:2623"}]},
+    {"coding": [{"code": "x", "display": "CYP2C19"}, {"code": "HGNC:2623"}]},
+    {"coding": [{"code": " HGNC:2621 "}, {"code": "CYP2C9"}]},
+    {"coding": [{"code": "cyp2c19"}, {"code": "HGNC:2621", "display": 5}]},
+    {"coding": [{"code": "x", "display": "CYP2C9"}, {"code": "HGNC:2623"}], "text": "CYP2D6"},
+    {"coding": [{"code": "x"}], "text": " cyp2d6"},
+    {"coding": [{"code": "HGNC:99999", "display": "NOTAGENE"}]},
+]
+
+
+@pytest.mark.parametrize("value", GENE_VALUES)
+def test_the_strict_triage_names_the_gene_the_reader_reads_or_doubts(library, value):
+    reader = ResultReader(library.genes, library.rules_by_code)
+    strict = reader._strict_gene(value)
+    assert strict is DOUBT or strict == reader._studied_gene(value)

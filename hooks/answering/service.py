@@ -133,7 +133,7 @@ class HookHandler:
             return NOTHING  # no rule concerns these drugs: no need for results at all
         server = self._usable_server(request, issuer)
         token = request.fhirAuthorization.access_token if request.fhirAuthorization and server else None
-        triaged: dict[int, tuple[str, str | None]] = {}  # results of genes not needed, known by their triage
+        triaged: dict[int, tuple[str, bool, str | None]] = {}  # results known by their triage (ResultReader.unread)
         try:
             resources = await pgx_resources(
                 request.prefetch, context.patientId, self._fetcher, server, token, reader.unread(genes, triaged)

@@ -15,7 +15,7 @@ Only final results about the request's patient are used; everything else is skip
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from typing import Any
 
 from engine.decision.lookup import RuleLookup
@@ -52,6 +52,8 @@ PHENOTYPE_COMPONENTS = frozenset(
 )
 USABLE_STATUS = {"final", "amended", "corrected"}
 OBSERVATION = "Observation/"
+# What the triage of an Observation finds: (kind of PGx result or None, whether it names its gene, which of our genes).
+Triage = tuple[str | None, bool, str | None]
 
 # LOINC answers for metabolizer status (LL3856-3) -> CPIC terms.
 LOINC_PHENOTYPES = {
@@ -89,14 +91,35 @@ def _strict_pair(coding: Any) -> tuple[str | None, str | None] | None:
     return None
 
 
-def _texts(concept: Any) -> list[str]:
-    """Candidate strings of a CodeableConcept, most human first: text, displays, codes."""
+def _texts(concept: Any) -> Iterator[str]:
+    """Candidate strings of a CodeableConcept, most human first: text, displays, codes.
+
+    Lazily: the first is usually the one read.
+    """
     if type(concept) is not dict:
-        return []
-    codings = [coding for coding in _codings(concept) if type(coding) is dict]
-    texts = [concept.get("text")]
-    texts += [coding.get("display") for coding in codings] + [coding.get("code") for coding in codings]
-    return [text.strip() for text in texts if isinstance(text, str) and text.strip()]
+        return
+    text = _stripped(concept.get("text"))
+    if text:
+        yield text
+    codings = _codings(concept)
+    for key in ("display", "code"):
+        for coding in codings:
+            text = _stripped(coding.get(key)) if type(coding) is dict else ""
+            if text:
+                yield text
+
+
+def _value_texts(obs: dict[str, Any]) -> Iterator[str]:
+    """Candidate strings of a genotype's value, ``valueString`` first, lazily."""
+    text = _stripped(obs.get("valueString"))
+    if text:
+        yield text
+    yield from _texts(obs.get("valueCodeableConcept"))
+
+
+def _stripped(text: Any) -> str:
+    """``text`` without surrounding white space; "" if it is not a string."""
+    return text.strip() if type(text) is str else ""
 
 
 def resources_of(value: Any, resource_type: str) -> list[dict[str, Any]]:
@@ -128,7 +151,7 @@ class ResultReader:
         self._exact = {**{symbol: symbol for symbol in genes}, **self._by_hgnc}
         self._rules_by_code = rules_by_code
 
-    def unread(self, genes: Container[str], triaged: dict[int, tuple[str, str | None]]) -> Unread:
+    def unread(self, genes: Container[str], triaged: dict[int, Triage]) -> Unread:
         """Which prefetched Observations certainly cannot change a card for ``genes``, so need not be
         checked: a genotype or implication whose code and gene-studied component, every part of
         them of its R4 type, name one of our genes outside ``genes``.
@@ -138,8 +161,8 @@ class ResultReader:
         order needs is still refused, never skipped. A malformed result about another gene no
         longer costs the clinician the cards of this order.
 
-        What it finds is kept in ``triaged`` (by ``id`` of the Observation: (kind, gene)) for ``read``
-        of the same request, which then need not look again.
+        Whatever it finds, read or not, is kept in ``triaged`` (by ``id`` of the Observation, as
+        ``_triage`` would answer) for ``read`` of the same request, which then need not look again.
         """
 
         # Inline, without lists: it runs for every Observation of every call.
@@ -172,38 +195,49 @@ class ResultReader:
                         return False
                     if pair == GENE_STUDIED_CODE:  # this component names the gene
                         gene = self._strict_gene(component.get("valueCodeableConcept"))
-                        # A gene not ours (None) is read on: an implication may still take its gene elsewhere.
-                        if gene is DOUBT or gene is None or gene in genes:
+                        if gene is DOUBT:
                             return False
-                        triaged[id(obs)] = kind, gene
-                        return True
+                        triaged[id(obs)] = kind, True, gene  # needed gene or not
+                        # A gene not ours (None) is read on: an implication may still take its gene elsewhere.
+                        return gene is not None and gene not in genes
             return False
 
         return unread
 
     def _strict_gene(self, value: Any) -> Any:
-        """As ``_studied_gene``, or DOUBT if any part it reads is not of its R4 type."""
+        """As ``_studied_gene``, or DOUBT if any part it reads is not of its R4 type.
+
+        Unless the first gene named is an exact code, every coding and the text are checked, and
+        codings naming two different genes are a doubt too: the first is the one read, but which
+        gene such a result is about is not for the triage to settle.
+        """
         codings = value.get("coding") if type(value) is dict else DOUBT
         if type(codings) is not list:
             return DOUBT
+        found = None
         for coding in codings:
             code = coding.get("code") if type(coding) is dict else DOUBT
-            if type(code) is str and code in self._exact:  # the usual case: the first coding, an exact HGNC id
+            if found is None and type(code) is str and code in self._exact:  # the usual case: an exact HGNC id
                 return self._exact[code]
-            if not (code is None or type(code) is str):
-                return DOUBT
             display = coding.get("display")
-            if not (display is None or type(display) is str):
+            if not (code is None or type(code) is str) or not (display is None or type(display) is str):
+                return DOUBT
+            symbol = self._coding_gene(code, display)
+            if found is None:
+                found = symbol
+            elif symbol is not None and symbol != found:
                 return DOUBT
         text = value.get("text")
-        return self._studied_gene(value) if text is None or type(text) is str else DOUBT
+        if not (text is None or type(text) is str):
+            return DOUBT
+        return found or self._gene_symbol(text)
 
     def read(
         self,
         resources: Iterable[Any],
         patient_id: str,
         genes: Container[str] | None = None,
-        triaged: Mapping[int, tuple[str, str | None]] | None = None,
+        triaged: Mapping[int, Triage] | None = None,
     ) -> list[ReportedResult]:
         """Every usable PGx result for ``patient_id`` among the given prefetch/fetch values.
 
@@ -213,48 +247,45 @@ class ResultReader:
         """
         triaged = triaged or {}
         wanted = genes if genes is not None else self._genes
-        genotypes, implications = [], []  # (Observation, names its gene, which of our genes)
+        reports, implications = [], []  # implications: (Observation, which of our genes it names)
+        # Genotype Observation id -> its gene, for implications derived from it; (Observation, gene) for one
+        # naming a gene not wanted, checked only if an implication asks. Genotypes are read in one pass, in
+        # order (the last of an id counts); implications after them. Keyed by id, not "Observation/id":
+        # most genotypes are never asked for by an implication.
+        genotype_genes: dict[str, Any] = {}
         for resource in resources:
             for obs in resources_of(resource, "Observation"):
-                known = triaged.get(id(obs))
-                kind, named, gene = (known[0], True, known[1]) if known else self._triage(obs)
-                if kind is not None:
-                    (genotypes if kind == "genotype" else implications).append((obs, named, gene))
-        reports = []
-        # Keyed by id, not "Observation/id": most genotypes are never asked for by an implication.
-        genotype_genes = {}  # Observation id -> gene, for implications derived from a genotype
-        others = {}  # the same for genotypes naming a gene not wanted: checked only if an implication asks
-        for obs, named, gene in genotypes:
-            obs_id = obs.get("id")
-            if gene is not None and gene not in wanted:
-                if type(obs_id) is str and obs_id:  # it may be unchecked (``unread``)
-                    others[obs_id] = obs, gene
-                    genotype_genes.pop(obs_id, None)
-                continue
-            gene, report = self._genotype(obs, named, gene, patient_id)
-            if gene is not None and obs_id:
-                genotype_genes[obs_id] = gene
-                others.pop(obs_id, None)
-            if report is not None:
-                reports.append(report)
+                kind, named, gene = triaged.get(id(obs)) or self._triage(obs)
+                if kind != "genotype":
+                    if kind is not None:
+                        implications.append((obs, gene))
+                    continue
+                obs_id = obs.get("id")
+                if gene is not None and gene not in wanted:
+                    if type(obs_id) is str and obs_id:  # it may be unchecked (``unread``)
+                        genotype_genes[obs_id] = obs, gene
+                    continue
+                gene, report = self._genotype(obs, named, gene, patient_id)
+                if gene is not None and obs_id:
+                    genotype_genes[obs_id] = gene
+                if report is not None:
+                    reports.append(report)
 
         def derived_gene(reference: str) -> str | None:
             """The gene of the genotype an implication is derived from, as if every genotype had been read."""
             if not reference.startswith(OBSERVATION):
                 return None
-            obs_id = reference[len(OBSERVATION) :]
-            if obs_id in genotype_genes:
-                return genotype_genes[obs_id]
-            obs, gene = others.get(obs_id, (None, None))
-            if obs is None:
-                return None
+            found = genotype_genes.get(reference[len(OBSERVATION) :])
+            if type(found) is not tuple:
+                return found  # a genotype read, or none
+            obs, gene = found
             if not conforms(Observation)(obs):  # it may have been left unchecked (``unread``): check it now
                 problems = shape_problems(Observation, obs, "prefetch: the genotype an implication is derived from")
                 if problems:
                     raise PrefetchInvalid(*problems)
-            return gene if _has_value(obs) and self._usable(obs, patient_id) else None
+            return gene if next(_value_texts(obs), None) is not None and self._usable(obs, patient_id) else None
 
-        for obs, _, gene in implications:
+        for obs, gene in implications:
             report = self._implication(obs, gene, derived_gene, wanted, patient_id)
             if report is not None:
                 reports.append(report)
@@ -285,7 +316,7 @@ class ResultReader:
         text = text.strip()
         return self._by_hgnc.get(text) or self._by_symbol.get(text.casefold())
 
-    def _triage(self, obs: dict[str, Any]) -> tuple[str | None, bool, str | None]:
+    def _triage(self, obs: dict[str, Any]) -> Triage:
         """(kind of PGx result or None, whether it names its gene, which of our genes that is).
 
         One look at the code and the components, inline: it runs for every Observation of every
@@ -314,12 +345,15 @@ class ResultReader:
         """Which of our genes a gene-studied component's value names (None: none of ours)."""
         for coding in _codings(value):
             if type(coding) is dict:
-                code = coding.get("code")
-                symbol = self._exact.get(code) if type(code) is str else None  # the usual case, inline
-                symbol = symbol or self._gene_symbol(code) or self._gene_symbol(coding.get("display"))
+                symbol = self._coding_gene(coding.get("code"), coding.get("display"))
                 if symbol:
                     return symbol
         return self._gene_symbol(value.get("text")) if type(value) is dict else None
+
+    def _coding_gene(self, code: Any, display: Any) -> str | None:
+        """Which of our genes one coding of a gene-studied value names: by its code, else its display."""
+        symbol = self._exact.get(code) if type(code) is str else None  # the usual case, inline
+        return symbol or self._gene_symbol(code) or self._gene_symbol(display)
 
     def _genotype(
         self, obs: dict[str, Any], named: bool, gene: str | None, patient_id: str
@@ -327,16 +361,14 @@ class ResultReader:
         """(gene, result) of a genotype Observation whose gene-studied component gave (named, gene)."""
         if named and gene is None:
             return None, None  # a gene we have no definitions for
-        values = _texts(obs.get("valueCodeableConcept"))
-        if isinstance(obs.get("valueString"), str) and obs["valueString"].strip():
-            values.insert(0, obs["valueString"].strip())
-        for value in values:
+        value = None
+        for value in _value_texts(obs):
             symbol = gene or self._gene_symbol(_leading_word(value))
             if symbol:  # the gene definition decides what the value means (it may be "-1639 GA")
                 if not self._usable(obs, patient_id):
                     return None, None
                 return symbol, ReportedResult(symbol, diplotype=value, effective=_effective(obs))
-        if values:
+        if value is not None:
             log.info("skipped a genotype Observation with no recognised gene and diplotype")
         return None, None
 
@@ -384,26 +416,6 @@ class ResultReader:
         return genes.pop() if len(genes) == 1 else None
 
 
-def _has_value(obs: dict[str, Any]) -> bool:
-    """Whether a genotype Observation carries any value text (what ``_texts`` would find), cheaply."""
-    text = obs.get("valueString")
-    if type(text) is str and text.strip():
-        return True
-    concept = obs.get("valueCodeableConcept")
-    if type(concept) is not dict:
-        return False
-    text = concept.get("text")
-    if type(text) is str and text.strip():
-        return True
-    for coding in _codings(concept):
-        if type(coding) is dict:
-            for key in ("display", "code"):
-                text = coding.get(key)
-                if type(text) is str and text.strip():
-                    return True
-    return False
-
-
 def _leading_word(value: str) -> str:
     """The gene symbol a diplotype string may start with: "CYP2C19" in "CYP2C19 *1/*2" or "CYP2C19*2/*2"."""
     words = value.split("*", 1)[0].split()
@@ -414,8 +426,7 @@ def _phenotype_text(concept: Any) -> str | None:
     for coding in _codings(concept):
         if coding.get("system") == LOINC and coding.get("code") in LOINC_PHENOTYPES:
             return LOINC_PHENOTYPES[coding["code"]]
-    texts = [text for text in _texts(concept) if not text.startswith("LA")]
-    return texts[0] if texts else None
+    return next((text for text in _texts(concept) if not text.startswith("LA")), None)
 
 
 def _effective(obs: dict[str, Any]) -> str | None:
