@@ -193,39 +193,47 @@ class HookHandler:
     ) -> list[dict[str, Any]]:
         """One event per card (shown or shadow): what analytics needs, patient and order pseudonymised.
 
-        One timestamp and one pseudonym per patient and per order for the whole request.
+        One timestamp and one pseudonym per patient and per order for the whole request. Each event is one
+        dict display with every key written out, in a plain loop: merging a shared dict into each, and the
+        two comprehensions over the orders, cost about a microsecond more per request.
         """
         pseudonym = self._ids.pseudonym
-        orders = {reference: pseudonym(reference) for reference in {m.order.reference for m in matches}}
-        shared = {
-            "type": "card",
-            "time": iso_time(time.time_ns()),
-            "service": service.id,
-            "hook": service.hook,
-            "hook_instance": request.hookInstance,
-            "patient": pseudonym(patient_id),
-            "library_version": library.version,
-            "strengths_version": strengths_version,
-        }
-        return [
-            {
-                "event_id": random_uuid(),
-                **shared,
-                "order": orders[match.order.reference],
-                "card": card["uuid"],
-                "rule": match.rule.id,
-                "rule_version": match.rule.version,
-                "gene": "+".join(match.rule.gene_list),
-                "phenotype": match.key,
-                "kind": match.kind,
-                "population": match.population.id,
-                "drug": match.drug.name,
-                "tier": match.tier,
-                "tier_source": match.tier_source,
-                "shadow": match.rule.status == "shadow",
-            }
-            for match, card in zip(matches, cards, strict=True)
-        ]
+        at = iso_time(time.time_ns())
+        patient = pseudonym(patient_id)
+        orders: dict[str, str] = {}
+        events = []
+        for match, card in zip(matches, cards, strict=True):
+            rule = match.rule
+            reference = match.order.reference
+            order = orders.get(reference)
+            if order is None:
+                order = orders[reference] = pseudonym(reference)
+            events.append(
+                {
+                    "event_id": random_uuid(),
+                    "type": "card",
+                    "time": at,
+                    "service": service.id,
+                    "hook": service.hook,
+                    "hook_instance": request.hookInstance,
+                    "patient": patient,
+                    "library_version": library.version,
+                    "strengths_version": strengths_version,
+                    "order": order,
+                    "card": card["uuid"],
+                    "rule": rule.id,
+                    "rule_version": rule.version,
+                    "gene": "+".join(rule.gene_list),
+                    "phenotype": match.key,
+                    "kind": match.kind,
+                    "population": match.population.id,
+                    "drug": match.drug.name,
+                    "tier": match.tier,
+                    "tier_source": match.tier_source,
+                    "shadow": rule.status == "shadow",
+                }
+            )
+        return events
 
 
 def iso_time(ns: int) -> str:

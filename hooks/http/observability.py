@@ -115,6 +115,10 @@ def hook_labels(path: str) -> tuple[str, str] | None:
     return (service if service in SERVICES else "unknown"), (rest or "hook")
 
 
+# The labels of the services' own paths, nearly every request: found in one lookup.
+KNOWN_LABELS = {path: hook_labels(path) for path in (PREFIX + s + end for s in SERVICES for end in ("", "/feedback"))}
+
+
 class RequestObservability:
     """Sets the request id (taken from ``X-Request-ID`` or made up, echoed in the response), times hook
     calls, and logs every answer that is not a success (every answer if ``access_log``). Adds the
@@ -143,10 +147,12 @@ class RequestObservability:
             if message["type"] == "http.response.start":
                 status, responded = message["status"], True
                 headers = with_security_headers(scope["path"], message.get("headers", ()))
-                message = {**message, "headers": [*headers, echoed]}
+                headers.append(echoed)
+                message = {**message, "headers": headers}
             await send(message)
 
-        labels = hook_labels(scope["path"])
+        path = scope["path"]
+        labels = KNOWN_LABELS.get(path) or hook_labels(path)
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)
