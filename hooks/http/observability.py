@@ -115,7 +115,7 @@ def hook_labels(path: str) -> tuple[str, str] | None:
     return (service if service in SERVICES else "unknown"), (rest or "hook")
 
 
-# The labels of the services' own paths, nearly every request: found in one lookup.
+# The labels of the services' own paths (nearly every request), found in one lookup.
 KNOWN_LABELS = {path: hook_labels(path) for path in (PREFIX + s + end for s in SERVICES for end in ("", "/feedback"))}
 
 
