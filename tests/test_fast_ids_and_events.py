@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from random import Random
@@ -21,7 +22,7 @@ from engine.decision.orders import Order
 from engine.decision.populations import SYSTEMS, PatientFacts
 from engine.genotype.results import ReportedResult
 from engine.rulebook.library import default_rules_dir, load_library
-from engine.runtime.identifiers import Identifiers, random_uuid
+from engine.runtime.identifiers import RANDOM_BATCH, Identifiers, random_hex, random_uuid
 from hooks.answering.eventlog import EventLog
 from hooks.answering.service import iso_time
 
@@ -113,6 +114,24 @@ def test_pseudonyms_and_random_uuids_keep_their_form():
         text = random_uuid()
         parsed = uuid.UUID(text)
         assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_random_ids_are_never_repeated_nor_shared_with_a_forked_child():
+    drawn = [random_hex() for _ in range(5 * RANDOM_BATCH)]  # several refills of the pool
+    assert len(set(drawn)) == len(drawn) and all(len(text) == 32 and int(text, 16) >= 0 for text in drawn)
+    random_hex()  # the pool now holds ids the parent has not handed out yet
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(write, "".join(random_hex() for _ in range(RANDOM_BATCH)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read, "rb") as pipe:
+        text = pipe.read().decode()
+    in_child = {text[start : start + 32] for start in range(0, len(text), 32)}
+    in_parent = {random_hex() for _ in range(RANDOM_BATCH)}
+    assert len(in_child) == RANDOM_BATCH and not in_child & in_parent
 
 
 def test_event_time_is_datetimes_isoformat():

@@ -57,9 +57,26 @@ def _as_uuid(h: str, version: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{version}{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
+# Random ids are cut from one os.urandom call per RANDOM_BATCH: the system call cost more than all the rest
+# of making an id. A forked child starts with an empty pool, so parent and child never hand out the same id.
+RANDOM_BATCH = 64
+_random_pool: list[str] = []
+os.register_at_fork(after_in_child=_random_pool.clear)
+
+
+def random_hex() -> str:
+    """128 bits from ``os.urandom`` as 32 hex digits: ``os.urandom(16).hex()`` at a fraction of the cost."""
+    try:
+        return _random_pool.pop()  # atomic: two threads never get the same digits
+    except IndexError:
+        digits = os.urandom(16 * RANDOM_BATCH).hex()
+        _random_pool.extend([digits[start : start + 32] for start in range(32, len(digits), 32)])
+        return digits[:32]
+
+
 def random_uuid() -> str:
     """A random (version 4) uuid string, as ``str(uuid.uuid4())`` at a fraction of the cost (one per event)."""
-    return _as_uuid(os.urandom(16).hex(), "4")
+    return _as_uuid(random_hex(), "4")
 
 
 def load_or_create_key(path: Path) -> bytes:

@@ -45,10 +45,10 @@ CONTEXT_PREFETCH = {"patient": ("Patient",), "conditions": ("Bundle", "Condition
 EMPTY_RESPONSE = b'{"cards":[]}'
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass sets each field through object.__setattr__ (3x the cost)
 class Answer:
     """A hook call's response body, the events to make durable before sending it, and the card counters
-    to count once they are."""
+    to count once they are. Read only once made."""
 
     content: bytes
     events: list[dict[str, Any]]
@@ -156,8 +156,11 @@ class HookHandler:
         cards = [library.card(match, card_context) for match in matches]
         # Shadow rules are evaluated and logged like any other, but their cards are not returned.
         events = self._card_events(service, request, context.patientId, matches, cards, library, strengths_version)
-        shown = [card for match, card in zip(matches, cards, strict=True) if match.rule.status == "active"]
-        counters = [self._card_counter(m.rule.id, m.tier) for m in matches if m.rule.status == "active"]
+        shown, counters = [], []
+        for match, card in zip(matches, cards, strict=True):
+            if match.rule.status == "active":
+                shown.append(card)
+                counters.append(self._card_counter(match.rule.id, match.tier))
         return Answer(orjson.dumps({"cards": shown}) if shown else EMPTY_RESPONSE, events, counters)
 
     def _card_counter(self, rule_id: str, tier: str) -> Any:
@@ -193,39 +196,47 @@ class HookHandler:
     ) -> list[dict[str, Any]]:
         """One event per card (shown or shadow): what analytics needs, patient and order pseudonymised.
 
-        One timestamp and one pseudonym per patient and per order for the whole request.
+        One timestamp and one pseudonym per patient and per order for the whole request. Each event is one
+        dict display with every key written out, in a plain loop: merging a shared dict into each, and the
+        two comprehensions over the orders, cost about a microsecond more per request.
         """
         pseudonym = self._ids.pseudonym
-        orders = {reference: pseudonym(reference) for reference in {m.order.reference for m in matches}}
-        shared = {
-            "type": "card",
-            "time": iso_time(time.time_ns()),
-            "service": service.id,
-            "hook": service.hook,
-            "hook_instance": request.hookInstance,
-            "patient": pseudonym(patient_id),
-            "library_version": library.version,
-            "strengths_version": strengths_version,
-        }
-        return [
-            {
-                "event_id": random_uuid(),
-                **shared,
-                "order": orders[match.order.reference],
-                "card": card["uuid"],
-                "rule": match.rule.id,
-                "rule_version": match.rule.version,
-                "gene": "+".join(match.rule.gene_list),
-                "phenotype": match.key,
-                "kind": match.kind,
-                "population": match.population.id,
-                "drug": match.drug.name,
-                "tier": match.tier,
-                "tier_source": match.tier_source,
-                "shadow": match.rule.status == "shadow",
-            }
-            for match, card in zip(matches, cards, strict=True)
-        ]
+        at = iso_time(time.time_ns())
+        patient = pseudonym(patient_id)
+        orders: dict[str, str] = {}
+        events = []
+        for match, card in zip(matches, cards, strict=True):
+            rule = match.rule
+            reference = match.order.reference
+            order = orders.get(reference)
+            if order is None:
+                order = orders[reference] = pseudonym(reference)
+            events.append(
+                {
+                    "event_id": random_uuid(),
+                    "type": "card",
+                    "time": at,
+                    "service": service.id,
+                    "hook": service.hook,
+                    "hook_instance": request.hookInstance,
+                    "patient": patient,
+                    "library_version": library.version,
+                    "strengths_version": strengths_version,
+                    "order": order,
+                    "card": card["uuid"],
+                    "rule": rule.id,
+                    "rule_version": rule.version,
+                    "gene": "+".join(rule.gene_list),
+                    "phenotype": match.key,
+                    "kind": match.kind,
+                    "population": match.population.id,
+                    "drug": match.drug.name,
+                    "tier": match.tier,
+                    "tier_source": match.tier_source,
+                    "shadow": rule.status == "shadow",
+                }
+            )
+        return events
 
 
 def iso_time(ns: int) -> str:

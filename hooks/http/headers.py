@@ -34,7 +34,9 @@ def with_security_headers(path: str, headers: Iterable[tuple[bytes, bytes]]) -> 
     500s too, without another middleware layer on every request.
     """
     extra, replaced = PRIVATE if path.startswith(PRIVATE_PREFIX) else PUBLIC
-    return [*(header for header in headers if header[0].lower() not in replaced), *extra]
+    kept = [header for header in headers if header[0].lower() not in replaced]  # a new list: the caller may extend it
+    kept += extra
+    return kept
 
 
 def relative_slash_redirects(app: FastAPI) -> None:
