@@ -37,7 +37,15 @@ from analytics.study.calibration import SystematicError, fit_systematic_error
 from analytics.study.cohort import Catalog, Study, build, cells, recorded_query, store_catalog
 from analytics.study.estimate import Estimate, estimate
 from analytics.study.policy import Decision, Posterior, decide, update
-from analytics.study.report_counts import Run, cohort_counts, coverage_query, store_cohort, store_coverage
+from analytics.study.report_counts import (
+    Run,
+    cohort_counts,
+    coverage_query,
+    result_checks,
+    store_checks,
+    store_cohort,
+    store_coverage,
+)
 from analytics.study.sequential import Look, replay
 from engine.decision.learning import Group
 from engine.decision.products import ProductIndex
@@ -417,6 +425,8 @@ def _locked_cycle(library: Library, paths: Paths, run_id: str, started: float) -
                 inputs = _in_store(con, paths, library) if source is None else _in_source(con, source, library)
                 data, products = inputs.data, inputs.products
                 store_coverage(con, run_id, inputs.run(coverage_query(inputs.catalog)))
+                if source is not None:  # the store's pgx_result is not what this cycle studied
+                    store_checks(con, run_id, result_checks(inputs.run, inputs.catalog, library))
                 published = working = strengths.latest(con)
                 for rule in library.rules:
                     if rule.learning is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -42,6 +43,7 @@ def hospital(tmp_path_factory, library: Library, postgres) -> dict:
     database = folder / "hospital.duckdb"
     con = simulated(library, PERSONS, seed=11, effects=truth(), path=database)
     try:
+        _add_problem_results(con)
         lake = folder / "lake"
         export_lake(con, lake)
         url = postgres.create_database("omop_in_place") + "?schema=cdm"
@@ -51,11 +53,36 @@ def hospital(tmp_path_factory, library: Library, postgres) -> dict:
     return {"database": database, "lake": lake, "postgres": url}
 
 
+PROBLEMS = ("*1/*99", "banana", "*1/*1")  # an allele no definition knows, not a diplotype, another diplotype
+
+
+def _add_problem_results(con: duckdb.DuckDBPyConnection) -> None:
+    """For three tested persons, an earlier CYP2C19 result of each of ``PROBLEMS``, in OMOP and in the store
+    alike: the report's result checks have something to find, and no latest result (so no cell) changes."""
+    rows = con.execute(
+        "SELECT person_id, result_date FROM pgx_result WHERE gene = 'CYP2C19' AND diplotype <> '*1/*1' "
+        "ORDER BY person_id LIMIT 3"
+    ).fetchall()
+    ((concept,),) = con.execute(
+        "SELECT DISTINCT measurement_concept_id FROM measurement WHERE measurement_source_value = '84413-4'"
+    ).fetchall()
+    for (person, day), diplotype in zip(rows, PROBLEMS, strict=True):
+        earlier = day - timedelta(days=365)
+        con.execute("INSERT INTO pgx_result VALUES (?, 'CYP2C19', ?, ?, 'simulator')", [person, diplotype, earlier])
+        con.execute(
+            "INSERT INTO measurement (person_id, measurement_concept_id, measurement_date, "
+            "measurement_type_concept_id, measurement_source_value, value_source_value) "
+            "VALUES (?, ?, ?, 32817, '84413-4', ?)",
+            [person, concept, earlier, f"CYP2C19 {diplotype}"],
+        )
+
+
 def _store_without_omop(directory: Path, database: Path):
     paths = paths_in(directory, database)
     con = duckdb.connect(str(paths.database))
     for table in CDM_TABLES:
         con.execute(f'DROP TABLE IF EXISTS "{table}"')
+    con.execute("DELETE FROM pgx_result")  # the store's copy of the results: the source's are what counts
     con.close()
     return paths
 
@@ -124,6 +151,8 @@ def test_duckdb_postgresql_and_spark_give_identical_cells_and_estimates(
         assert result.opted_out_excluded == duck.opted_out_excluded > 0
         assert [e["tier_after"] for e in result.estimates] == [e["tier_after"] for e in duck.estimates]
         assert _counted(paths) == _counted(store), name
+        checks = query(paths, "SELECT * EXCLUDE (run_id) FROM quality_count")
+        assert checks == query(in_postgres[0], "SELECT * EXCLUDE (run_id) FROM quality_count") != [], name
         # What left the engine: the cells, the report's counts, a count per table and per study, the distinct
         # diplotypes, the products.
         cells = len({(row[0], json.dumps(cell, sort_keys=True)) for row in _estimates(paths)
@@ -135,7 +164,7 @@ def test_duckdb_postgresql_and_spark_give_identical_cells_and_estimates(
 
 
 COHORT_TABLES = ("-cohort-users", "-cohort-events", "-cohort-opt-outs", "-equity-users", "equity-result-coverage",
-                 "quality-results")  # fmt: skip
+                 "quality-results", "quality-problems")  # fmt: skip
 
 
 def test_the_report_shows_the_same_cohort_whichever_engine_ran(
@@ -151,7 +180,7 @@ def test_the_report_shows_the_same_cohort_whichever_engine_ran(
         folders[min_cell] = write_report(paths.database, library, tmp_path / f"postgres-{min_cell}", min_cell=min_cell)
         found = csv_tables(folders[min_cell])
         shown = {name: table for name, table in expected.items() if name.endswith(COHORT_TABLES)}
-        assert len(shown) == 4 * 2 + 2  # per rule: users, events, opt-outs, equity; coverage; results
+        assert len(shown) == 4 * 2 + 3  # per rule: users, events, opt-outs, equity; coverage; results; checks
         for name, table in shown.items():
             assert found[name] == table, name
     clopidogrel = found["cyp2c19-clopidogrel-cohort-users"]  # every count shown (min_cell 0)
@@ -160,6 +189,9 @@ def test_the_report_shows_the_same_cohort_whichever_engine_ran(
     assert clopidogrel[0][:2] == ["Genotype group", "clopidogrel"]
     assert next(row[1] for row in clopidogrel if row[0] == "Intermediate Metabolizer") == str(n) != "0"
     assert "queried them where they live (--omop)" in (folders[0] / "report.html").read_text()
+    # The result checks were made in PostgreSQL (the store's copy of the results is empty): the three problems.
+    checks = dict(found["quality-problems"][1:5])
+    assert [checks[name] for name in list(checks)[:3]] == ["1", "1", "3"], checks
 
 
 def test_nothing_but_aggregates_leaves_postgresql(in_postgres: Cycle, hospital):

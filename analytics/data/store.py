@@ -10,7 +10,8 @@ see analytics.data.omop). The loop's own tables:
 - ``analysis_run``: one row per analytics cycle, with its data snapshot;
 - ``estimate``: every estimate of every cycle;
 - ``cohort_count``, ``cohort_opt_out``, ``coverage_count``: what the report shows of the OMOP data, as
-  aggregates per cycle (analytics.study.report_counts), wherever the OMOP tables are;
+  aggregates per cycle (analytics.study.report_counts), wherever the OMOP tables are; ``quality_count``,
+  the result checks, for cycles that queried OMOP where it lives (the store's ``pgx_result`` is not theirs);
 - ``strength_audit``: every tier decision, applied or not, append-only;
 - ``strength_proposal``: changes waiting for a pharmacist's approval;
 - ``strength_snapshot``: every published set of strengths, by version.
@@ -113,6 +114,13 @@ CREATE TABLE IF NOT EXISTS coverage_count (
     determinate BIGINT NOT NULL,
     indeterminate BIGINT NOT NULL,
     untested BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quality_count (
+    run_id VARCHAR NOT NULL,
+    unknown_alleles BIGINT NOT NULL,
+    unreadable BIGINT NOT NULL,
+    disagreeing BIGINT NOT NULL,
+    disagreeing_phenotype BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS strength_audit (
     audit_id BIGINT PRIMARY KEY,

@@ -25,7 +25,7 @@ from analytics.data.store import first_row, scalar, table_exists
 from analytics.study import strengths
 from analytics.study.cohort import REFERENCE, Study, build
 from analytics.study.estimate import Z95
-from analytics.study.report_counts import UNKNOWN_GROUP, group_label_sql
+from analytics.study.report_counts import UNKNOWN_GROUP, ResultChecks, allele_checks, group_label_sql
 from engine.decision.cards import offered_reasons
 from engine.genotype.phenotyper import call_diplotype
 from engine.rulebook.library import Library
@@ -331,41 +331,50 @@ def _coverage(con: duckdb.DuckDBPyConnection, run: Run | None) -> dict[str, Cove
 
 def _quality(
     con: duckdb.DuckDBPyConnection, library: Library, events_dir: Path | Sequence[Path] | None,
-    coverage: dict[str, Coverage],
+    coverage: dict[str, Coverage], run: Run | None,
 ) -> Quality:  # fmt: skip
-    """Result and event-log checks on the store's ``pgx_result`` and ``cds_event``."""
+    """Result and event-log checks: on the store's ``pgx_result`` and ``cds_event``, or, for a cycle that
+    queried OMOP where it lives, the result checks that cycle made there."""
     if table_exists(con, "person"):
         persons = int(scalar(con, "SELECT count(*) FROM person"))
         tested = "SELECT person_id FROM pgx_result"
         without = int(scalar(con, f"SELECT count(*) FROM person WHERE person_id NOT IN ({tested})"))
+        checks = _result_checks(con, library)
     else:  # OMOP queried in place: the persons are counted where they are, with the coverage
         persons = sum(c.determinate + c.indeterminate + c.untested for c in coverage.values())
         without = sum(c.untested for c in coverage.values())
-    pairs = con.execute("SELECT gene, diplotype, count(*) FROM pgx_result GROUP BY ALL").fetchall()
-    phenotype: dict[tuple[str, str], str] = {}
-    unknown = unreadable = 0
-    for gene, diplotype, n in pairs:
-        definition = library.genes.get(gene)
-        if definition is None:
-            continue
-        call = call_diplotype(definition, diplotype)
-        phenotype[(gene, diplotype)] = call.phenotype
-        reason = call.reason or ""
-        unknown += n if reason.startswith("allele not in") else 0
-        unreadable += n if reason.startswith(("not a diplotype", "one allele without its zygosity")) else 0
-    multiple = con.execute(
-        "SELECT gene, list(DISTINCT diplotype) FROM pgx_result GROUP BY person_id, gene "
-        "HAVING count(DISTINCT diplotype) > 1"
-    ).fetchall()
-    differing = sum(len({phenotype.get((gene, d)) for d in diplotypes}) > 1 for gene, diplotypes in multiple)
+        found = table_exists(con, "quality_count") and first_row(
+            con, "SELECT unknown_alleles, unreadable, disagreeing, disagreeing_phenotype FROM quality_count "
+            "WHERE run_id = ?", [run.run_id if run else None])  # fmt: skip
+        # A run from before the cycle made these checks where the data is: the store's own results, as then.
+        checks = ResultChecks(*found) if found else _result_checks(con, library)
     newest, ingested = first_row(con, "SELECT max(time), max(ingested_at) FROM cds_event") or (None, None)
     stray = scalar(
         con,
         """SELECT count(*) FROM cds_event f WHERE f.type = 'feedback' AND NOT EXISTS (SELECT 1 FROM cds_event c
                WHERE c.type = 'card' AND c.card = f.card AND NOT coalesce(c.shadow, false))""",
     )
-    return Quality(persons, without, unknown, unreadable, len(multiple), differing, newest, ingested,
-                   _unread_bytes(con, events_dir), int(stray))  # fmt: skip
+    return Quality(persons, without, checks.unknown_alleles, checks.unreadable, checks.disagreeing,
+                   checks.disagreeing_phenotype, newest, ingested, _unread_bytes(con, events_dir),
+                   int(stray))  # fmt: skip
+
+
+def _result_checks(con: duckdb.DuckDBPyConnection, library: Library) -> ResultChecks:
+    """The result checks on the store's ``pgx_result``."""
+    # Distinct results: one loaded from a file and copied from OMOP ``measurement`` too is one result.
+    pairs = con.execute(
+        "SELECT gene, diplotype, count(*) FROM (SELECT DISTINCT person_id, result_date, gene, diplotype "
+        "FROM pgx_result) GROUP BY ALL"
+    ).fetchall()
+    checks = allele_checks(pairs, library)
+    phenotype = {(gene, d): call_diplotype(library.genes[gene], d).phenotype
+                 for gene, d, _ in pairs if gene in library.genes}  # fmt: skip
+    multiple = con.execute(
+        "SELECT gene, list(DISTINCT diplotype) FROM pgx_result GROUP BY person_id, gene "
+        "HAVING count(DISTINCT diplotype) > 1"
+    ).fetchall()
+    differing = sum(len({phenotype.get((gene, d)) for d in diplotypes}) > 1 for gene, diplotypes in multiple)
+    return ResultChecks(checks.unknown_alleles, checks.unreadable, len(multiple), differing)
 
 
 def _unread_bytes(con: duckdb.DuckDBPyConnection, events_dir: Path | Sequence[Path] | None) -> int | None:
@@ -427,7 +436,7 @@ def collect(
         runs=len(runs),
         rules=rules,
         coverage=coverage,
-        quality=_quality(con, library, events_dir, coverage),
+        quality=_quality(con, library, events_dir, coverage, run),
         linked=linked,
         in_place=in_place,
     )

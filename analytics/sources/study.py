@@ -60,14 +60,20 @@ def catalog(source: Source, library: Library, opt_outs: list[int]) -> Catalog:
         genotype_text="value_source_value" in measurement,
     )  # fmt: skip
     lookup: dict[str, dict[str, str]] = {}
+    counts: dict[tuple[str, str], int] = {}
     if found.genotype_text:
-        pairs = source.query(f"SELECT DISTINCT gene, diplotype FROM ({genotype_rows(found)}) g")
-        for gene, diplotype in pairs.itertuples(index=False):
+        # Distinct results: the same result recorded twice is one result for the report's checks.
+        results = f"SELECT DISTINCT person_id, result_date, gene, diplotype FROM ({genotype_rows(found)}) r"
+        pairs = source.query(f"SELECT gene, diplotype, count(*) AS results FROM ({results}) g GROUP BY gene, diplotype")
+        for gene, diplotype, results in pairs.itertuples(index=False):
+            if gene is None or diplotype is None:
+                continue
+            counts[(gene, diplotype)] = int(results)
             definition = library.genes.get(gene)
-            if definition is not None and diplotype is not None:
+            if definition is not None:
                 lookup.setdefault(gene, {})[diplotype] = call_diplotype(definition, diplotype).phenotype
     return Catalog(found.tables, found.condition_source, found.opt_outs, found.measurement_source,
-                   found.genotype_text, lookup)  # fmt: skip
+                   found.genotype_text, lookup, counts)  # fmt: skip
 
 
 def study_cells(source: Source, study: Study, found: Catalog) -> pd.DataFrame:

@@ -70,7 +70,9 @@ class Catalog:
 
     ``diplotype_phenotypes``: gene -> diplotype -> phenotype, when genotypes are read from the
     source's ``measurement`` table (OMOP elsewhere); None when they are in the store's
-    ``person_phenotype`` (the DuckDB path). ``opt_outs``: a relation holding ``person_id``.
+    ``person_phenotype`` (the DuckDB path). ``result_counts``: (gene, diplotype) -> how many results
+    the source holds, for the report's result checks (OMOP elsewhere only). ``opt_outs``: a relation
+    holding ``person_id``.
     """
 
     tables: frozenset[str]
@@ -79,6 +81,7 @@ class Catalog:
     measurement_source: bool = False
     genotype_text: bool = False  # measurement.value_source_value is present
     diplotype_phenotypes: dict[str, dict[str, str]] | None = None
+    result_counts: dict[tuple[str, str], int] | None = None
 
 
 CTE = tuple[str, str]  # (name, SELECT)

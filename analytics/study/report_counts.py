@@ -7,17 +7,23 @@ whichever engine ran the cycle:
 
 - per rule: new users, events and person-days per genotype group, arm and population group (the
   cohort and equity tables), and the new users excluded for a research opt-out (the cycle's count too);
-- per population group: persons with a usable genotype call, only Indeterminate calls, or none.
+- per population group: persons with a usable genotype call, only Indeterminate calls, or none;
+- the result checks (``quality_count``), when OMOP is queried where it lives: results naming an allele the
+  gene definitions do not know, results that are not a diplotype, persons whose results for one gene
+  disagree (and whether their phenotypes do). On the store the report checks ``pgx_result`` itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
 
 from analytics.study.cohort import CTE, Catalog, Study, cohort_ctes, genotype_rows, literal, population_ctes, with_query
+from engine.genotype.phenotyper import call_diplotype
+from engine.rulebook.library import Library
 
 RACE = {8527: "White", 8516: "Black or African American", 8515: "Asian", 8557: "Native Hawaiian or Pacific Islander",
         8657: "American Indian or Alaska Native"}  # fmt: skip
@@ -59,17 +65,24 @@ def cohort_counts(run: Run, study: Study, catalog: Catalog) -> tuple[pd.DataFram
     return rows[~opted_out].reset_index(drop=True), int(rows.persons[opted_out].sum())
 
 
-def _person_calls(catalog: Catalog) -> list[CTE]:
-    """``person_call``(person_id, phenotype): each person's call per gene, from the latest result."""
-    if catalog.diplotype_phenotypes is None:  # the store's person_phenotype
-        return [("person_call", "SELECT person_id, phenotype FROM person_phenotype")]
-    calls = sorted((gene, diplotype, phenotype) for gene, table in catalog.diplotype_phenotypes.items()
+def _phenotyped_results(diplotype_phenotypes: dict[str, dict[str, str]], catalog: Catalog) -> list[CTE]:
+    """``genotype`` (the source's results) and ``lookup``(gene, diplotype, phenotype) of their diplotypes."""
+    calls = sorted((gene, diplotype, phenotype) for gene, table in diplotype_phenotypes.items()
                    for diplotype, phenotype in table.items())  # fmt: skip
     body = ", ".join(f"({literal(g)}, {literal(d)}, {literal(p)})" for g, d, p in calls)
     body = body or "(CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR))"
     return [
         ("genotype", genotype_rows(catalog)),
         ("lookup", f"SELECT * FROM (VALUES {body}) AS v(gene, diplotype, phenotype)"),
+    ]
+
+
+def _person_calls(catalog: Catalog) -> list[CTE]:
+    """``person_call``(person_id, phenotype): each person's call per gene, from the latest result."""
+    if catalog.diplotype_phenotypes is None:  # the store's person_phenotype
+        return [("person_call", "SELECT person_id, phenotype FROM person_phenotype")]
+    return [
+        *_phenotyped_results(catalog.diplotype_phenotypes, catalog),
         ("ranked", "SELECT r.person_id, l.phenotype, row_number() OVER (PARTITION BY r.person_id, r.gene "
                    "ORDER BY r.result_date DESC NULLS LAST) AS k "
                    "FROM genotype r JOIN lookup l ON l.gene = r.gene AND l.diplotype = r.diplotype"),
@@ -90,6 +103,60 @@ def coverage_query(catalog: Catalog) -> str:
             AS determinate, CAST(sum(CASE WHEN usable = 0 THEN 1 ELSE 0 END) AS BIGINT) AS indeterminate,
             CAST(sum(CASE WHEN usable IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS untested
         FROM labelled GROUP BY population""")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ResultChecks:
+    """What the report's data-quality section says of the genotype results."""
+
+    unknown_alleles: int  # results naming an allele the gene definitions do not know
+    unreadable: int  # results that are not a diplotype at all
+    disagreeing: int = 0  # person-genes with results of more than one diplotype
+    disagreeing_phenotype: int = 0  # ... whose diplotypes give different phenotypes
+
+
+def allele_checks(pairs: Iterable[tuple[str, str, int]], library: Library) -> ResultChecks:
+    """Unknown alleles and unreadable results among ``pairs`` (gene, diplotype, how many results)."""
+    unknown = unreadable = 0
+    for gene, diplotype, n in pairs:
+        definition = library.genes.get(gene)
+        if definition is None:
+            continue
+        reason = call_diplotype(definition, diplotype).reason or ""
+        unknown += n if reason.startswith("allele not in") else 0
+        unreadable += n if reason.startswith(("not a diplotype", "one allele without its zygosity")) else 0
+    return ResultChecks(unknown, unreadable)
+
+
+def disagreeing_query(catalog: Catalog) -> str:
+    """Person-genes whose results name more than one diplotype, and of those, more than one phenotype."""
+    ctes = [
+        *_phenotyped_results(catalog.diplotype_phenotypes or {}, catalog),
+        # A gene without definitions has no phenotype: its diplotypes count as one (''), as they do on the store.
+        ("per_gene", "SELECT g.person_id, g.gene, count(DISTINCT g.diplotype) AS diplotypes, "
+                     "count(DISTINCT coalesce(l.phenotype, '')) AS phenotypes FROM genotype g "
+                     "LEFT JOIN lookup l ON l.gene = g.gene AND l.diplotype = g.diplotype "
+                     "GROUP BY g.person_id, g.gene"),
+    ]  # fmt: skip
+    return with_query(ctes, """SELECT CAST(count(*) AS BIGINT) AS disagreeing,
+            CAST(coalesce(sum(CASE WHEN phenotypes > 1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS disagreeing_phenotype
+        FROM per_gene WHERE diplotypes > 1""")  # fmt: skip
+
+
+def result_checks(run: Run, catalog: Catalog, library: Library) -> ResultChecks:
+    """The result checks of genotypes read where OMOP lives: the counts the catalog brought, one row more."""
+    pairs = ((gene, diplotype, n) for (gene, diplotype), n in (catalog.result_counts or {}).items())
+    checks = allele_checks(pairs, library)
+    row = run(disagreeing_query(catalog)).iloc[0]
+    return ResultChecks(checks.unknown_alleles, checks.unreadable, int(row.disagreeing),
+                        int(row.disagreeing_phenotype))  # fmt: skip
+
+
+def store_checks(con: duckdb.DuckDBPyConnection, run_id: str, checks: ResultChecks) -> None:
+    """Record the result checks for run ``run_id``."""
+    con.execute("INSERT INTO quality_count VALUES (?, ?, ?, ?, ?)",
+                [run_id, checks.unknown_alleles, checks.unreadable, checks.disagreeing,
+                 checks.disagreeing_phenotype])  # fmt: skip
 
 
 def store_cohort(con: duckdb.DuckDBPyConnection, run_id: str, rule: str, counts: pd.DataFrame, opted_out: int) -> None:
