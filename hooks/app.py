@@ -231,8 +231,8 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
             for watcher in watchers:
                 await watcher.stop()
         await events.close()
-        if verifier is not None and verifier.replay.network:
-            verifier.replay.close()  # the shared store's connections (a later start opens new ones)
+        if verifier is not None:
+            verifier.replay.close()  # the replay store's connections (a later start opens new ones)
 
     app = DirectDispatch(
         title="pgx-loop CDS Hooks service",

@@ -114,3 +114,27 @@ def test_over_http_an_issuer_at_its_quota_gets_401_and_others_are_served(make_cl
     assert ": replay_quota_full (" in caplog.text
     for _ in range(3):  # another issuer (same key, different iss) still has all of its own quota
         assert call(auth_client, SERVICE, keys["ES384"].sign(claims(FILED, BASE + SERVICE))).status_code == 200
+
+
+def test_a_closed_store_folds_its_log_into_the_file_and_opens_again_when_used(tmp_path):
+    path = tmp_path / "jti.sqlite3"
+    store = SqliteReplayStore(path, quota=5, clock=Clock())
+    assert store.first_use("https://a", "a-1", 2_000_000)
+    assert path.with_name(path.name + "-wal").exists()  # written ahead, not yet folded in
+    store.close()
+    assert not path.with_name(path.name + "-wal").exists()  # the last connection closed: all of it in the file
+    assert not store.first_use("https://a", "a-1", 2_000_000)  # opened again: still a replay
+    assert store.first_use("https://a", "a-2", 2_000_000) and store.held("https://a") == 2
+
+
+def test_the_service_closes_its_replay_store_when_it_stops_and_a_restart_still_refuses_replays(
+    make_client, keys, tmp_path
+):
+    client = make_client()  # its var directory: tmp_path / "var"
+    token = keys["ES384"].sign(claims(EHR, BASE + SERVICE))
+    assert call(client, SERVICE, token).status_code == 200
+    assert (tmp_path / "var" / "jti.sqlite3-wal").exists()
+    client.__exit__(None, None, None)  # the lifespan ends
+    assert not (tmp_path / "var" / "jti.sqlite3-wal").exists()
+    with client:  # the same app starts again
+        assert_unauthorized(call(client, SERVICE, token))

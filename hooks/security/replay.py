@@ -83,10 +83,8 @@ class SqliteReplayStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.quota = quota
         self._clock = clock
-        # Autocommit outside explicit transactions; a worker waits briefly for another's write.
-        self._db = sqlite3.connect(path, timeout=2.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # survives a process crash; that is what matters here
+        self._path = path
+        self._connection: sqlite3.Connection | None = None
         with self._transaction():
             for statement in _SCHEMA:
                 self._db.execute(statement)
@@ -97,6 +95,17 @@ class SqliteReplayStore:
             # Recounted at start: cheap, and the count is right whatever wrote the file before.
             self._db.execute("DELETE FROM held")
             self._db.execute("INSERT INTO held SELECT iss, count(*) FROM jtis GROUP BY iss")
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, opened again after ``close`` (the service may start again in the same process)."""
+        if self._connection is None:
+            # Autocommit outside explicit transactions; a worker waits briefly for another's write.
+            db = sqlite3.connect(self._path, timeout=2.0, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # survives a process crash; that is what matters here
+            self._connection = db
+        return self._connection
 
     def first_use(self, iss: str, jti: str, expires_at: float) -> bool:
         """Remember (iss, jti) until ``expires_at``: False if already seen; ReplayQuotaFull if ``iss`` is full."""
@@ -136,4 +145,8 @@ class SqliteReplayStore:
         self._db.execute("COMMIT")
 
     def close(self) -> None:
-        self._db.close()
+        """Close the connection (the last one to close folds the write-ahead log into the file); a later
+        check opens it again."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
