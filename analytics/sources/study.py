@@ -65,10 +65,10 @@ def catalog(source: Source, library: Library, opt_outs: list[int]) -> Catalog:
         # Distinct results: the same result recorded twice is one result for the report's checks.
         results = f"SELECT DISTINCT person_id, result_date, gene, diplotype FROM ({genotype_rows(found)}) r"
         pairs = source.query(f"SELECT gene, diplotype, count(*) AS results FROM ({results}) g GROUP BY gene, diplotype")
-        for gene, diplotype, results in pairs.itertuples(index=False):
+        for gene, diplotype, n in pairs.itertuples(index=False):
             if gene is None or diplotype is None:
                 continue
-            counts[(gene, diplotype)] = int(results)
+            counts[(gene, diplotype)] = int(n)
             definition = library.genes.get(gene)
             if definition is not None:
                 lookup.setdefault(gene, {})[diplotype] = call_diplotype(definition, diplotype).phenotype
