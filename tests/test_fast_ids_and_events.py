@@ -71,30 +71,11 @@ def test_card_and_suggestion_uuids_are_the_plain_derivation_for_every_example_ca
         for match in matches:
             card = library.card(match, context)
             rule = match.rule
-            expected = reference_uuid(
-                "card",
-                context.patient_id,
-                match.order.reference,
-                rule.id,
-                rule.version,
-                match.kind,
-                match.key,
-                match.tier,
-            )
+            parts = ("card", context.patient_id, match.order.reference, rule.id, rule.version, match.kind,
+                     match.key, match.tier)  # fmt: skip
+            expected = reference_uuid(*parts)
             assert card["uuid"] == expected
-            assert (
-                ids.stable_uuid(
-                    "card",
-                    context.patient_id,
-                    match.order.reference,
-                    rule.id,
-                    rule.version,
-                    match.kind,
-                    match.key,
-                    match.tier,
-                )
-                == expected
-            )
+            assert ids.stable_uuid(*parts) == expected
             # The whole card is the same whichever way the caller derives its ids.
             plain = CardContext(context.patient_id, user, lambda joined: reference_uuid(*joined.split("\x1f")))
             assert orjson.dumps(library.card(match, plain)) == orjson.dumps(card)
