@@ -6,6 +6,7 @@ calls that are refused in each way the service refuses them.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,15 @@ def lines_of(server: LiveServer) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in server.output().splitlines() if line.strip()]
 
 
-def answers(server: LiveServer) -> dict[str, dict[str, Any]]:
-    """The answer lines, by request id."""
-    return {line["request_id"]: line for line in lines_of(server) if line["logger"] == "hooks.access"}
+def answers(server: LiveServer, request_ids: set[str], timeout: float = 10.0) -> dict[str, dict[str, Any]]:
+    """The answer lines, by request id, once all of ``request_ids`` are logged: the line is written after
+    the answer is sent (its duration includes the sending), so the client can read it first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logged = {line["request_id"]: line for line in lines_of(server) if line["logger"] == "hooks.access"}
+        if request_ids <= logged.keys() or time.monotonic() > deadline:
+            return logged
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -78,7 +85,7 @@ def test_each_refusal_is_logged_with_status_reason_request_id_and_service(server
         assert response.status_code == status, (name, response.text)
         ids[name] = response.headers["x-request-id"]
 
-    logged = answers(server)
+    logged = answers(server, set(ids.values()))
     expected = {
         "no token": ("WARNING", "missing_token", "pgx-order-select", "/cds-services/{service_id}"),
         "wrong audience": ("WARNING", "wrong_audience", "pgx-order-select", "/cds-services/{service_id}"),
