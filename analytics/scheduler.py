@@ -131,3 +131,14 @@ def start_scheduler(settings: AnalyticsSettings) -> BackgroundScheduler | None:
     scheduler.start()
     log.info("analytics every %g h; next cycle at %s", hours, first.isoformat(timespec="seconds"))
     return scheduler
+
+
+def stop_scheduler(scheduler: BackgroundScheduler) -> None:
+    """Stop the schedule without waiting for a cycle in progress: its child process is stopped too.
+
+    A cycle commits all or nothing, so a stopped one changed no strength; it is overdue at the next
+    start and runs then.
+    """
+    scheduler.shutdown(wait=False)
+    for child in multiprocessing.active_children():  # the pool's worker, idle or not: this process starts no other
+        child.terminate()

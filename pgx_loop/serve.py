@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -74,7 +77,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1, library: 
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from analytics.scheduler import start_scheduler
+    from analytics.scheduler import start_scheduler, stop_scheduler
     from engine.runtime.logs import configure, log_config
     from hooks.app import create_app
     from hooks.http.client_deadline import PROTOCOL as CLIENT_DEADLINE_PROTOCOL
@@ -110,13 +113,38 @@ def _serve(settings: Settings, host: str, port: int, workers: int = 1, library: 
         admin = uvicorn.Config(app, host=host, port=settings.admin_port, log_config=None)
         sockets.append(admin.bind_socket())
     try:
-        if workers == 1:
-            uvicorn.Server(config).run(sockets=sockets)
-        else:
-            Multiprocess(config, sockets=sockets).run()
+        with _stopped_by_signal_exits_cleanly():
+            if workers == 1:
+                uvicorn.Server(config).run(sockets=sockets)
+            else:
+                Multiprocess(config, sockets=sockets).run()
     finally:
         if scheduler is not None:
-            scheduler.shutdown(wait=False)
+            stop_scheduler(scheduler)
+
+
+@contextmanager
+def _stopped_by_signal_exits_cleanly() -> Iterator[None]:
+    """Make a stop by SIGTERM or Ctrl-C an ordinary exit (status 0) once the server has shut down.
+
+    uvicorn, after its graceful shutdown, raises again the signal that stopped it. With the default
+    handlers that killed the process on SIGTERM (a container's stop) before the scheduler stopped and
+    the exit handlers ran, and turned Ctrl-C into Click's "Aborted!". The handlers set here take
+    that one signal and give the default behaviour back, so a second Ctrl-C still interrupts.
+    """
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in stops}
+
+    def restore(*_: object) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    for sig in stops:
+        signal.signal(sig, restore)
+    try:
+        yield
+    finally:
+        restore()
 
 
 def _share_metrics(settings: Settings) -> None:
