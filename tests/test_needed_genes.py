@@ -91,3 +91,14 @@ def test_the_examples_give_the_same_cards_reading_only_the_needed_genes(library:
 
     assert shown(reader.read(resources, patient, genes)) == shown(reader.read(resources, patient))
     assert len(reader.read(resources, patient, genes)) < len(reader.read(resources, patient))
+
+
+def test_a_triage_found_for_another_observation_is_not_trusted(library: Library):
+    """``read`` takes the triages ``unread`` found by the Observation's ``id``: an id the interpreter
+    gave again to another object (had the first been freed) must not lend that one's triage."""
+    reader = ResultReader(library.genes, library.rules_by_code)
+    needed = genotype("CYP2C19", "*2/*2")
+    other = genotype("CYP2D6", "*1/*1")
+    stale = {id(needed): (other, "genotype", True, "CYP2D6")}  # as if ``other`` had had that id
+    read = reader.read([{"resourceType": "Bundle", "entry": [{"resource": needed}]}], PATIENT, {"CYP2C19"}, stale)
+    assert [(result.gene, result.diplotype) for result in read] == [("CYP2C19", "CYP2C19 *2/*2")]  # as reported

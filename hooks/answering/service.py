@@ -29,7 +29,7 @@ from engine.rulebook.library import Library
 from engine.runtime.identifiers import Identifiers, random_uuid
 from hooks.answering.eventlog import EventLog
 from hooks.answering.orders import OrderError, orders_to_check
-from hooks.fhir.fhir_pgx import ResultReader
+from hooks.fhir.fhir_pgx import ResultReader, Triaged
 from hooks.fhir.fhir_shapes import value_problems
 from hooks.fhir.patient_facts import patient_facts
 from hooks.fhir.prefetch import FhirFetcher, PrefetchInvalid, pgx_resources
@@ -133,7 +133,7 @@ class HookHandler:
             return NOTHING  # no rule concerns these drugs: no need for results at all
         server = self._usable_server(request, issuer)
         token = request.fhirAuthorization.access_token if request.fhirAuthorization and server else None
-        triaged: dict[int, tuple[str, bool, str | None]] = {}  # results known by their triage (ResultReader.unread)
+        triaged: Triaged = {}  # results known by their triage (ResultReader.unread)
         try:
             resources = await pgx_resources(
                 request.prefetch, context.patientId, self._fetcher, server, token, reader.unread(genes, triaged)

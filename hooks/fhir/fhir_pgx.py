@@ -54,6 +54,10 @@ USABLE_STATUS = {"final", "amended", "corrected"}
 OBSERVATION = "Observation/"
 # What the triage of an Observation finds: (kind of PGx result or None, whether it names its gene, which of our genes).
 Triage = tuple[str | None, bool, str | None]
+# Triages found ahead of ``read`` in one request, by ``id`` of the Observation. The Observation itself is
+# kept beside its triage: it stays alive, so its id cannot be reused by another, and ``read`` checks it is
+# the same object before trusting what was found.
+Triaged = dict[int, tuple[dict[str, Any], str | None, bool, str | None]]
 
 # LOINC answers for metabolizer status (LL3856-3) -> CPIC terms.
 LOINC_PHENOTYPES = {
@@ -151,7 +155,7 @@ class ResultReader:
         self._exact = {**{symbol: symbol for symbol in genes}, **self._by_hgnc}
         self._rules_by_code = rules_by_code
 
-    def unread(self, genes: Container[str], triaged: dict[int, Triage]) -> Unread:
+    def unread(self, genes: Container[str], triaged: Triaged) -> Unread:
         """Which prefetched Observations certainly cannot change a card for ``genes``, so need not be
         checked: a genotype or implication whose code and gene-studied component, every part of
         them of its R4 type, name one of our genes outside ``genes``.
@@ -197,7 +201,7 @@ class ResultReader:
                         gene = self._strict_gene(component.get("valueCodeableConcept"))
                         if gene is DOUBT:
                             return False
-                        triaged[id(obs)] = kind, True, gene  # needed gene or not
+                        triaged[id(obs)] = obs, kind, True, gene  # needed gene or not
                         # A gene not ours (None) is read on: an implication may still take its gene elsewhere.
                         return gene is not None and gene not in genes
             return False
@@ -237,7 +241,7 @@ class ResultReader:
         resources: Iterable[Any],
         patient_id: str,
         genes: Container[str] | None = None,
-        triaged: Mapping[int, Triage] | None = None,
+        triaged: Triaged | None = None,
     ) -> list[ReportedResult]:
         """Every usable PGx result for ``patient_id`` among the given prefetch/fetch values.
 
@@ -255,7 +259,8 @@ class ResultReader:
         genotype_genes: dict[str, Any] = {}
         for resource in resources:
             for obs in resources_of(resource, "Observation"):
-                kind, named, gene = triaged.get(id(obs)) or self._triage(obs)
+                known = triaged.get(id(obs))
+                kind, named, gene = known[1:] if known is not None and known[0] is obs else self._triage(obs)
                 if kind != "genotype":
                     if kind is not None:
                         implications.append((obs, gene))
