@@ -77,8 +77,10 @@ CellsOf = Callable[[Study], pd.DataFrame]  # a study's cells, wherever OMOP is
 def store_cells(con: duckdb.DuckDBPyConnection) -> CellsOf:
     """Cells computed in the analytics store (OMOP copied into it: the default)."""
 
+    built: dict[str, str] = {}  # what each study table was built from: negative controls share their rule's cohort
+
     def cells_of(study: Study) -> pd.DataFrame:
-        build(con, study)
+        build(con, study, built)
         return cells(con, study)
 
     return cells_of

