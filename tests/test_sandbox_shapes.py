@@ -116,3 +116,16 @@ def test_a_lone_concept_that_is_itself_malformed_is_still_refused(client, field)
     response = client.post(SELECT, json=sandbox_request(order=order))
     assert response.status_code == 400
     assert response.json()["issue"][0]["diagnostics"].startswith(f"context.draftOrders.entry.0.resource.{field}")
+
+
+def test_a_paged_prefetch_that_cannot_be_followed_gives_412_not_the_first_page_alone(client):
+    # CDS Hooks 2.0 lets a client page prefetch; the sandbox's FHIR server pages searchsets. The page
+    # after this one may hold the *2/*2 result: answering from the first page alone would be a guess.
+    first = searchset(genotype("CYP2C19", "*1/*1", patient=PATIENT))
+    first["link"] = [
+        {"relation": "next", "url": "https://launch.smarthealthit.org/v/r4/fhir?_getpages=a&_getpagesoffset=1"}
+    ]
+    body = sandbox_request(prefetch={"pgxGenotypes": first, "pgxImplications": None})
+    response = client.post(SELECT, json=body)
+    assert response.status_code == 412, response.text
+    assert "pgxGenotypes" in response.json()["issue"][0]["diagnostics"]
