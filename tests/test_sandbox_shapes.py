@@ -17,6 +17,7 @@ from tests.fhirdata import RXNORM, genotype, searchset
 
 SELECT = "/cds-services/pgx-order-select"
 SIGN = "/cds-services/pgx-order-sign"
+RASBURICASE = "283821"
 PATIENT = "smart-1288992"  # the sandbox's default patient (src/reducers/patient-reducers.js)
 STROKE = {"coding": [{"system": "http://snomed.info/sct", "code": "230690007", "display": "Stroke"}], "text": "Stroke"}
 
@@ -129,3 +130,32 @@ def test_a_paged_prefetch_that_cannot_be_followed_gives_412_not_the_first_page_a
     response = client.post(SELECT, json=body)
     assert response.status_code == 412, response.text
     assert "pgxGenotypes" in response.json()["issue"][0]["diagnostics"]
+
+
+FETCH_FAILED = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "processing"}]}
+
+
+@pytest.mark.parametrize("key", ["patient", "conditions"])
+def test_an_operation_outcome_for_an_optional_key_is_no_data_not_a_400(client, key):
+    # CDS Hooks 2.0: a client that failed to prefetch a key SHOULD send an OperationOutcome there.
+    # patient and conditions are optional: without them the card shows the default population, saying so.
+    body = sandbox_request()
+    body["prefetch"][key] = FETCH_FAILED
+    response = client.post(SELECT, json=body)
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    assert card["indicator"] == "critical" and "ACS and/or PCI" in population(card)
+    assert "was not available" in population(card)
+
+
+def test_an_operation_outcome_posing_as_a_patient_is_not_read_as_one(client):
+    # Only a Patient gives the sex G6PD is read by: an OperationOutcome carrying a gender is no patient.
+    order = sandbox_order()
+    order["medicationCodeableConcept"] = {"coding": [{"system": RXNORM, "code": RASBURICASE}], "text": "rasburicase"}
+    body = sandbox_request(order=order)
+    body["prefetch"]["pgxGenotypes"] = searchset(genotype("G6PD", "A- 202A_376G/B (reference)", patient=PATIENT))
+    body["prefetch"]["patient"] = {**FETCH_FAILED, "id": PATIENT, "gender": "female"}
+    response = client.post(SELECT, json=body)
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    assert card["summary"].startswith("G6PD Indeterminate") and "sex is needed" in card["detail"]
