@@ -128,8 +128,8 @@ def test_a_suggestion_carries_only_known_valid_fields_of_the_draft(client):
         assert isinstance(resource["note"], list) and isinstance(resource["dosageInstruction"], list)
 
 
-def test_a_draft_whose_category_is_not_an_r4_array_gets_400_not_an_invalid_create(client):
-    order = {**medication_request(), "category": {"text": "inpatient"}}
+def test_a_draft_whose_category_is_neither_an_r4_array_nor_one_concept_gets_400_not_an_invalid_create(client):
+    order = {**medication_request(), "category": "inpatient"}
     response = post(client, SELECT, hook_request(orders=[order], genotypes=[genotype("CYP2C19", "*2/*2")]))
     assert response.status_code == 400
     assert response.json()["issue"][0]["diagnostics"].startswith("context.draftOrders.entry.0.resource.category")

@@ -70,10 +70,10 @@ MALFORMED_ORDERS = {
         "contained",
     ),
     "subject a string": ({"subject": f"Patient/{SECRET}"}, "subject"),
-    "category an object": ({"category": {"text": SECRET}}, "category"),
+    "category a string": ({"category": SECRET}, "category"),
     "priority not an R4 code": ({"priority": SECRET}, "priority"),
     "intent a number": ({"intent": 1}, "intent"),
-    "reasonCode an object": ({"reasonCode": {"text": SECRET}}, "reasonCode"),
+    "reasonCode a string": ({"reasonCode": SECRET}, "reasonCode"),
     "encounter a string": ({"encounter": SECRET}, "encounter"),
 }
 

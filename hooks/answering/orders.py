@@ -15,6 +15,10 @@ from hooks.fhir.fhir_shapes import DraftMedicationRequest, Medication, carried_o
 from hooks.protocol.order_contexts import OrderContext
 
 log = logging.getLogger(__name__)
+# R4 lists that a real client sends as one CodeableConcept: the HL7 CDS Hooks sandbox builds every draft
+# MedicationRequest with ``category`` (0..1 in STU3) and ``reasonCode`` (the chosen Condition.code) as one
+# object (cds-hooks/sandbox src/reducers/medication-reducers.js, createFhirResource). Read as a list of it.
+ONE_OR_LIST = ("category", "reasonCode")
 
 
 class OrderError(ValueError):
@@ -38,6 +42,7 @@ def orders_to_check(context: OrderContext) -> list[Order]:
         resource = resources[index]
         if resource["resourceType"] != "MedicationRequest":
             continue
+        resource = _listed(resource)
         where = f"context.draftOrders.entry.{index}.resource"
         found = problems_of(DraftMedicationRequest, resource, where)
         if found:
@@ -60,6 +65,12 @@ def orders_to_check(context: OrderContext) -> list[Order]:
         log.warning("refused draft orders that cannot be read: %s", "; ".join(problems))
         raise OrderError(*problems)
     return orders
+
+
+def _listed(draft: dict[str, Any]) -> dict[str, Any]:
+    """``draft`` with a lone object in a field of ``ONE_OR_LIST`` made a list of it (then checked as R4)."""
+    lone = [name for name in ONE_OR_LIST if type(draft.get(name)) is dict]
+    return {**draft, **{name: [draft[name]] for name in lone}} if lone else draft
 
 
 def _medication(draft: dict[str, Any], where: str, context: OrderContext) -> tuple[dict[str, Any], str | None]:

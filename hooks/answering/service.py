@@ -264,7 +264,11 @@ def _parse_context(hook: str, context: dict[str, Any]) -> OrderContext:
 
 
 def _check_context_prefetch(request: HookRequest, patient_id: str) -> None:
-    """The optional Patient and Conditions must be readable too: they choose the CPIC population."""
+    """The optional Patient and Conditions must be readable too: they choose the CPIC population.
+
+    An OperationOutcome there (the EHR could not fetch it, CDS Hooks 2.0 §Prefetch) is no data, as
+    an absent key is: these keys are never fetched, and ``patient_facts`` reads only their own types.
+    """
     prefetch = request.prefetch or {}
     problems = []
     for key, kinds in CONTEXT_PREFETCH.items():
@@ -272,12 +276,15 @@ def _check_context_prefetch(request: HookRequest, patient_id: str) -> None:
         if value is None:
             continue
         found = value_problems(value, f"prefetch.{key}")
+        if not found and value["resourceType"] == "OperationOutcome":
+            log.info("prefetch.%s is an OperationOutcome: read as no data", key)
+            continue
         if not found and value["resourceType"] not in kinds:
-            found = [f"prefetch.{key}: must be a {' or '.join(kinds)}, or null"]
+            found = [f"prefetch.{key}: must be a {' or '.join(kinds)}, an OperationOutcome, or null"]
         problems += found
     if problems:
         log.warning("refused unreadable prefetch: %s", "; ".join(problems))
         raise BadRequest(*problems)
     patient = prefetch.get("patient")
-    if patient is not None and patient.get("id") != patient_id:
+    if patient is not None and patient["resourceType"] == "Patient" and patient.get("id") != patient_id:
         raise BadRequest("prefetch.patient is not the patient in context.patientId")

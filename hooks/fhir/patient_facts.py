@@ -61,4 +61,6 @@ def patient_facts(prefetch: dict[str, Any] | None, orders: list[Order], today: d
         for reason in order.carried.get("reasonCode") or []:
             codes |= _codes(reason)
     patient = prefetch.get("patient")
+    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
+        patient = None  # an OperationOutcome (the EHR could not read it) says nothing about the patient
     return PatientFacts(frozenset(codes), _age(patient, today), _sex(patient))

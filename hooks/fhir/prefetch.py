@@ -1,7 +1,8 @@
 """Getting the patient's PGx results: from prefetch, or from the EHR's FHIR server.
 
 CDS Hooks semantics (../shared/reference/cds-hooks.md §2):
-- key present with a resource or Bundle: use it (following ``next`` links of a paged Bundle);
+- key present with a resource or Bundle: use it (following ``next`` links of a paged Bundle, on
+  ``fhirServer``: without one the later pages cannot be read, and the request gets 412);
 - key present as ``null``: the EHR has no such data; nothing to fetch;
 - key present as an OperationOutcome (the EHR's own fetch failed) or absent: fetch it from
   ``fhirServer`` with the given bearer token, within a bounded time; if that cannot be done,
@@ -215,7 +216,9 @@ async def pgx_resources(
             continue
         if value["resourceType"] == "OperationOutcome":
             pending.append(key)
-        elif value["resourceType"] == "Bundle" and _next_link(value) and server:
+        elif value["resourceType"] == "Bundle" and _next_link(value):
+            if not server:  # the pages after this one may hold the result that changes the card
+                raise PrefetchUnavailable(f"prefetch {key} has more pages and no usable fhirServer to read them")
             found.extend(await _fetched(key, fetcher.rest_of(server, value, token)))
         else:
             found.append(value)
