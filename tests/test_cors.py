@@ -10,13 +10,14 @@ from tests.jwt_keys import claims
 SANDBOX_ORIGIN = "https://sandbox.cds-hooks.org"
 
 
-def preflight(client, origin: str = SANDBOX_ORIGIN, path: str = SERVICE):
+def preflight(client, origin: str = SANDBOX_ORIGIN, path: str = SERVICE, **extra: str):
     return client.options(
         path,
         headers={
             "Origin": origin,
             "Access-Control-Request-Method": "POST",
             "Access-Control-Request-Headers": "authorization,content-type",
+            **extra,
         },
     )
 
@@ -32,6 +33,17 @@ def test_a_sandbox_preflight_needs_no_jwt_and_names_authorization(auth_client, p
     assert response.headers["access-control-allow-origin"] == "*"
     assert {"authorization", "content-type"} <= allowed_headers(response)
     assert "POST" in response.headers["access-control-allow-methods"]
+
+
+def test_a_public_page_may_call_the_service_on_a_private_network(auth_client, make_client):
+    """Chromium's Private Network Access: the sandbox (a public https page) calling a service on localhost
+    or the hospital's network first asks with ``Access-Control-Request-Private-Network``; without the
+    answer's ``Access-Control-Allow-Private-Network`` the browser never sends the hook call."""
+    asked = {"Access-Control-Request-Private-Network": "true"}
+    response = preflight(auth_client, **asked)
+    assert response.status_code == 200 and response.headers["access-control-allow-private-network"] == "true"
+    refused = preflight(make_client(cors_origins=SANDBOX_ORIGIN), origin="https://evil.example.com", **asked)
+    assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers  # the browser stops
 
 
 def test_the_browser_can_read_both_a_card_and_a_401(auth_client, keys):

@@ -86,5 +86,7 @@ def secure(app: Starlette, settings: Settings, verifier: JwtVerifier | None) -> 
         allow_origins=settings.cors_origin_list,
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type"],
+        # A public page (the sandbox) calling a service on a private network: Chromium's preflight asks first.
+        allow_private_network=True,
         max_age=600,
     )
