@@ -159,3 +159,15 @@ def test_an_operation_outcome_posing_as_a_patient_is_not_read_as_one(client):
     assert response.status_code == 200, response.text
     [card] = response.json()["cards"]
     assert card["summary"].startswith("G6PD Indeterminate") and "sex is needed" in card["detail"]
+
+
+def test_fhir_authorization_with_a_lower_case_bearer_is_read(client):
+    # OAuth 2.0 token types are case-insensitive (RFC 6749 §5.1); clients built on OAuth libraries send "bearer".
+    body = sandbox_request()
+    body["fhirAuthorization"] = {"access_token": "t", "token_type": "bearer", "expires_in": 300,
+                                 "scope": "patient/*.read", "subject": "sandbox"}  # fmt: skip
+    response = client.post(SELECT, json=body)
+    assert response.status_code == 200 and response.json()["cards"][0]["indicator"] == "critical", response.text
+    body["fhirAuthorization"]["token_type"] = "MAC"
+    refused = client.post(SELECT, json=body)
+    assert refused.status_code == 400 and "fhirAuthorization.token_type" in refused.text

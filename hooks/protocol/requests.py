@@ -37,6 +37,13 @@ class FhirAuthorization(_Open):
     subject: NonBlank
     patient: str | None = Field(default=None, pattern=FHIR_ID)
 
+    @field_validator("token_type", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        # CDS Hooks writes "Bearer"; OAuth 2.0 token types are case-insensitive (RFC 6749 §5.1), and clients
+        # built on OAuth libraries send "bearer".
+        return "Bearer" if type(value) is str and value.lower() == "bearer" else value
+
 
 class HookRequest(_Open):
     """The body of ``POST /cds-services/{id}``."""
