@@ -67,10 +67,18 @@ class UnknownService(LookupError):
 class UnsupportedMediaType(Exception):
     """A POST body not declared as JSON (-> 415): a browser's cross-site "simple" POST cannot declare it."""
 
+    def __init__(self, reason: str = "the body must be sent as Content-Type: application/json") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
 
 def _require_json(request: Request) -> None:
-    """``application/json``, optionally with ``charset=utf-8``; else UnsupportedMediaType."""
-    content_type = request.headers.get("content-type", "")
+    """``application/json``, optionally with ``charset=utf-8``, not compressed; else UnsupportedMediaType."""
+    headers = request.headers
+    encoding = headers.get("content-encoding")
+    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+        raise UnsupportedMediaType("the body must be sent uncompressed: Content-Encoding is not supported")
+    content_type = headers.get("content-type", "")
     if content_type in USUAL_JSON:
         return  # what EHRs send, known without parsing it
     media_type, *parameters = (part.strip().lower() for part in content_type.split(";"))
@@ -259,7 +267,7 @@ def create_app(settings: Settings | None = None, library: Library | None = None)
 
     @app.exception_handler(UnsupportedMediaType)
     async def unsupported_media_type(request: Request, exc: UnsupportedMediaType) -> Response:
-        return operation_outcome(415, "not-supported", "the body must be sent as Content-Type: application/json")
+        return operation_outcome(415, "not-supported", exc.reason)
 
     @app.exception_handler(TooLarge)
     async def too_large(request: Request, exc: TooLarge) -> Response:

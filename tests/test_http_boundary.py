@@ -4,6 +4,7 @@ and suggestion resources built only from fields known to be valid."""
 from __future__ import annotations
 
 import copy
+import gzip
 
 import orjson
 import pytest
@@ -55,6 +56,19 @@ def test_hook_and_feedback_posts_must_be_declared_json(client, path, content_typ
     response = post(client, path, body, content_type)
     assert response.status_code == 415
     assert response.json()["issue"][0]["diagnostics"] == "the body must be sent as Content-Type: application/json"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate"])
+@pytest.mark.parametrize("path", [SELECT, FEEDBACK])
+def test_a_compressed_body_is_unsupported_media_not_malformed_json(client, path, encoding):
+    body = FEEDBACK_BODY if path == FEEDBACK else hook_request(genotypes=[genotype("CYP2C19", "*2/*2")])
+    compressed = gzip.compress(orjson.dumps(body))
+    headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+    response = client.post(path, content=compressed, headers=headers)
+    assert response.status_code == 415
+    assert "Content-Encoding is not supported" in response.json()["issue"][0]["diagnostics"]
+    headers["Content-Encoding"] = "identity"
+    assert client.post(path, content=orjson.dumps(body), headers=headers).status_code == 200
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=UTF-8", "Application/JSON"])

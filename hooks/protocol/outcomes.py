@@ -62,6 +62,6 @@ ERRORS = {
     404: "No such CDS service",
     412: "The patient's results are neither in prefetch nor obtainable from fhirServer",
     413: "The body is larger than the service accepts",
-    415: "The body is not declared as Content-Type: application/json",
+    415: "The body is not declared as Content-Type: application/json, or is compressed (Content-Encoding)",
     503: "The event log cannot be written right now; nothing was recorded, try again",
 }
