@@ -283,3 +283,17 @@ def test_the_strict_triage_names_the_gene_the_reader_reads_or_doubts(library, va
     reader = ResultReader(library.genes, library.rules_by_code)
     strict = reader._strict_gene(value)
     assert strict is DOUBT or strict == reader._studied_gene(value)
+
+
+def test_a_medication_known_only_by_its_reference_display_is_recognised_by_name(client):
+    """An EHR that references a Medication on its own server, with the drug's name as the display: the
+    order is matched on that name (and the card says so) rather than refused, which would lose the alert."""
+    order = {**medication_request(), "medicationReference": {"reference": "Medication/erx-8812",
+                                                               "display": "Clopidogrel 75 MG Oral Tablet"}}  # fmt: skip
+    del order["medicationCodeableConcept"]
+    body = hook_request(orders=[order], genotypes=[genotype("CYP2C19", "*2/*2")])
+    [card] = client.post(SELECT, json=body).json()["cards"]
+    assert card["indicator"] == "critical" and "recognised by the drug name" in card["detail"]
+    order["medicationReference"] = {"reference": "Medication/erx-8812"}  # nothing to go on: refused, not skipped
+    body = hook_request(orders=[order], genotypes=[genotype("CYP2C19", "*2/*2")])
+    assert_refused(client.post(SELECT, json=body), "context.draftOrders.entry.0.resource.medicationReference")

@@ -95,9 +95,14 @@ def _medication(draft: dict[str, Any], where: str, context: OrderContext) -> tup
                     return {}, found[0]
                 concept = medication.get("code")
         if concept is None:
+            display = medication_reference.get("display")
+            if type(display) is str and display.strip():
+                # The Medication is on the EHR's server only (an Epic-style reference with its name): the
+                # drug is recognised by that name, and the card says so; refusing would lose its alert.
+                return {"text": display}, None
             return {}, (
                 f"{where}.medicationReference: names a Medication that is neither contained nor in "
-                "draftOrders, or one without a code"
+                "draftOrders, or one without a code, and gives no display"
             )
     if not (concept.get("text") or any(c.get("code") or c.get("display") for c in concept.get("coding") or ())):
         return {}, f"{where}: the medication has no code, display or text"
