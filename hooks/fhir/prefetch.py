@@ -224,7 +224,10 @@ async def pgx_resources(
             found.append(value)
     if pending:
         if not server:
-            raise PrefetchUnavailable(f"prefetch {', '.join(pending)} not provided and no usable fhirServer")
+            raise PrefetchUnavailable(
+                f"prefetch {', '.join(pending)} not provided (absent, or an OperationOutcome: the EHR could not "
+                "fetch it) and no usable fhirServer"
+            )
         for pages in await asyncio.gather(
             *(_fetched(key, fetcher.search(server, PGX_PREFETCH[key], patient_id, token)) for key in pending)
         ):
