@@ -55,7 +55,7 @@ MALFORMED_ORDERS = {
         "medicationCodeableConcept.coding.0.code",
     ),
     "text a list": ({"medicationCodeableConcept": {"text": [SECRET]}}, "medicationCodeableConcept.text"),
-    "no medication at all": ({"medicationCodeableConcept": None}, ORDER),
+    "medication under another name": ({"medicationCodeableConcept": None, "medication": {"text": "x"}}, ORDER),
     "medication without code or text": ({"medicationCodeableConcept": {"coding": [{"system": "x"}]}}, ORDER),
     "reference a string": (
         {"medicationCodeableConcept": None, "medicationReference": f"Medication/{SECRET}"},
@@ -92,6 +92,14 @@ def test_order_sign_names_the_unreadable_entry_among_good_ones(client):
     orders = [medication_request("good"), {**medication_request("bad"), "medicationCodeableConcept": SECRET}]
     body = hook_request("order-sign", orders=orders, genotypes=[genotype("CYP2C19", "*2/*2")])
     assert_refused(client.post(SIGN, json=body), "context.draftOrders.entry.1.resource.medicationCodeableConcept")
+
+
+def test_an_order_with_no_medication_at_all_is_refused_when_signed(client):
+    # order-select may come before a drug is chosen (tests/test_sandbox_shapes.py); a signed order may not.
+    order = medication_request()
+    del order["medicationCodeableConcept"]
+    body = hook_request("order-sign", orders=[order], genotypes=[genotype("CYP2C19", "*2/*2")])
+    assert_refused(client.post(SIGN, json=body), f"{ORDER}: has neither medicationCodeableConcept")
 
 
 def test_a_referenced_medication_in_the_bundle_is_read_and_checked(client):

@@ -171,3 +171,19 @@ def test_fhir_authorization_with_a_lower_case_bearer_is_read(client):
     body["fhirAuthorization"]["token_type"] = "MAC"
     refused = client.post(SELECT, json=body)
     assert refused.status_code == 400 and "fhirAuthorization.token_type" in refused.text
+
+
+def test_the_sandbox_form_before_a_drug_is_chosen_gets_no_card_not_an_error(client):
+    # rx-view.jsx calls order-select on every change of the form (needExplicitTrigger: false), first with no
+    # medication at all: createFhirResource sets medicationCodeableConcept only once a drug is chosen.
+    order = {key: value for key, value in sandbox_order(reason=STROKE).items()
+             if key in ("resourceType", "id", "status", "subject", "authoredOn", "reasonCode")}  # fmt: skip
+    response = client.post(SELECT, json=sandbox_request(order=order))
+    assert response.status_code == 200 and response.json() == {"cards": []}, response.text
+    # A medication field the service cannot read is still refused: that could be a drug it fails to see.
+    for field in ({"medication": {"text": "clopidogrel"}}, {"medicationCodeableConcept": None},
+                  {"contained": [{"resourceType": "Medication", "id": "m"}]}):  # fmt: skip
+        refused = client.post(SELECT, json=sandbox_request(order={**order, **field}))
+        assert refused.status_code == 400, (field, refused.text)
+    # Signed with no medication: refused (tests/test_lost_alerts.py).
+    assert client.post(SIGN, json=sandbox_request("order-sign", order)).status_code == 400

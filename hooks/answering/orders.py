@@ -52,6 +52,9 @@ def orders_to_check(context: OrderContext) -> list[Order]:
         if subject is not None and subject.get("reference") not in (None, f"Patient/{context.patientId}"):
             problems.append(f"{where}.subject: the order is for a different patient than context.patientId")
             continue
+        if context.selections is not None and _no_drug_chosen(resource):
+            log.info("a selected draft order names no medication yet: nothing to check for it")
+            continue
         concept, problem = _medication(resource, where, context)
         if problem:
             problems.append(problem)
@@ -65,6 +68,18 @@ def orders_to_check(context: OrderContext) -> list[Order]:
         log.warning("refused draft orders that cannot be read: %s", "; ".join(problems))
         raise OrderError(*problems)
     return orders
+
+
+def _no_drug_chosen(draft: dict[str, Any]) -> bool:
+    """A draft with no medication field at all, nor anything contained: no drug has been chosen yet.
+
+    Only for order-select: the CDS Hooks sandbox calls it as the clinician fills the form, before a drug
+    is picked; there is nothing to check, and a 400 would read as a broken service. An order signed with
+    no medication is refused (order-sign), as is a draft with any key that starts with "medication" (a
+    null, a misspelling, another version's name) or a contained resource it cannot read: that could be a
+    drug the service fails to see.
+    """
+    return "contained" not in draft and not any(key.startswith("medication") for key in draft)
 
 
 def _listed(draft: dict[str, Any]) -> dict[str, Any]:
