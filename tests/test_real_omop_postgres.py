@@ -176,6 +176,11 @@ def hospital_csv() -> dict[str, str]:
         measurements.append((10 + p, p, 0 if by_source else GENOTYPE_CONCEPT, "2019-06-01", None, None, 32817, None,
                              None, 0, 0, None, None, None, None, None, "84413-4" if by_source else "PGX-CYP2C19",
                              None, None, None, text, None, None))  # fmt: skip
+    # Person 8's two results of one day disagree (Normal and Poor Metabolizer): neither is the latest
+    measurements += [(30, 8, GENOTYPE_CONCEPT, "2019-06-01", None, None, 32817, None, None, 0, 0, None, None, None,
+                      None, None, "PGX-CYP2C19", None, None, None, "CYP2C19 *1/*1", None, None),
+                     (31, 8, 0, "2019-06-01", None, None, 32817, None, None, 0, 0, None, None, None, None, None,
+                      "84413-4", None, None, None, "CYP2C19 *2/*2", None, None)]  # fmt: skip
     concepts = [
         (TABLET, "clopidogrel 75 MG Oral Tablet", "Drug", "RxNorm", "Clinical Drug", "S", "309362"),
         (INGREDIENT, "clopidogrel", "Drug", "RxNorm", "Ingredient", "S", "32968"),
@@ -222,6 +227,8 @@ def site(postgres, tmp_path_factory) -> dict:
         (folder / f"{table.upper()}.csv").write_text(text)
     url = postgres.create_database("official_ddl")
     create_cdm(url, "cdm", csv)
+    with psycopg.connect(url, autocommit=True) as con:  # a routine update: the row now lies after its twin
+        con.execute("UPDATE cdm.measurement SET measurement_time = '09:00' WHERE measurement_id = 30")
     return {"url": url, "csv": csv, "folder": folder}
 
 
@@ -252,17 +259,32 @@ def in_store(site, tmp_path_factory) -> dict[str, list[tuple]]:
     return _counted(database)
 
 
-def test_the_official_ddl_in_postgresql_gives_the_store_s_cohort_and_cells(site, in_store, tmp_path: Path):
-    database = tmp_path / "loop.duckdb"
+@pytest.fixture(scope="module")
+def in_place(site, tmp_path_factory) -> dict[str, list[tuple]]:
+    database = tmp_path_factory.mktemp("in-place") / "loop.duckdb"
     done = _analyze(database, "--omop", site["url"] + "?schema=cdm")
-
     assert done.exit_code == 0, done.output
-    in_place = _counted(database)
+    return _counted(database)
+
+
+def test_the_official_ddl_in_postgresql_gives_the_store_s_cohort_and_cells(in_place, in_store):
     clopidogrel = [row for row in in_place["cohort_count"] if row[0] == "cyp2c19-clopidogrel"]
     # the 7 genotyped new users of the tablet (person 8 has no result) and the 3 of prasugrel, with 3 events
     assert sum(row[4] for row in clopidogrel if row[2] == 1) == 7 and sum(row[4] for row in clopidogrel) == 10
     assert sum(row[5] for row in clopidogrel) == 3
     assert {row[1] for row in clopidogrel} == {"reference", "Intermediate Metabolizer", "Poor Metabolizer"}
+    assert in_place == in_store
+
+
+def test_results_of_one_day_that_disagree_are_indeterminate_on_both_paths(in_place, in_store):
+    """Person 8 (White, on clopidogrel) has *1/*1 and *2/*2 of the same day. Whichever row an engine meets first
+    used to decide their group (PostgreSQL, after the update, chose Normal; the store Poor): an ambiguous result is
+    Indeterminate, in no group, and counted so."""
+    for counted in (in_place, in_store):
+        users = sum(row[4] for row in counted["cohort_count"] if row[0] == "cyp2c19-clopidogrel" and row[2] == 1)
+        assert users == 7  # persons 1-7; not 8
+        white = next(row for row in counted["coverage_count"] if row[0] == "White")
+        assert white[1:] == (7, 1, 0)  # persons 1, 2, 4, 6, 7, 10 and 11 called; 8 Indeterminate
     assert in_place == in_store
 
 
