@@ -150,6 +150,31 @@ def test_genotypes_are_found_in_measurement_by_concept_or_by_source_value(tmp_pa
     assert phenotypes == {1: "Intermediate Metabolizer", 2: "Poor Metabolizer", 3: "Rapid Metabolizer"}
 
 
+def test_results_of_the_latest_date_that_give_different_phenotypes_make_the_call_indeterminate(
+    tmp_path: Path, library: Library
+):
+    """Which of two rows of one day comes first is the engine's choice, not the patient's: no guess is made."""
+    con = connect(tmp_path / "m.duckdb")
+    con.execute(
+        """CREATE TABLE measurement AS SELECT * FROM (VALUES
+           (6, DATE '2024-01-04', 'CYP2C19 *1/*1'), (6, DATE '2024-01-04', 'CYP2C19 *2/*2'),
+           (7, DATE '2024-01-04', 'CYP2C19 *1/*2'), (7, DATE '2024-01-04', 'CYP2C19 *1/*3'),
+           (8, DATE '2023-01-04', 'CYP2C19 *1/*1'), (8, DATE '2023-01-04', 'CYP2C19 *2/*2'),
+           (8, DATE '2024-01-04', 'CYP2C19 *1/*2'))
+           t(person_id, measurement_date, value_source_value)"""
+    )
+    con.execute("ALTER TABLE measurement ADD COLUMN measurement_source_value VARCHAR DEFAULT '84413-4'")
+    con.execute("ALTER TABLE measurement ADD COLUMN measurement_concept_id INTEGER DEFAULT 0")
+    with transaction(con):
+        extract_measurements(con, set(library.genes))
+    refresh_phenotypes(con, library)
+    calls = {row[0]: row[1:] for row in con.execute(
+        "SELECT person_id, phenotype, activity_score, reason FROM person_phenotype ORDER BY 1").fetchall()}  # fmt: skip
+    assert calls[6] == ("Indeterminate", None, "results of the same date give different phenotypes")
+    assert calls[7][0] == "Intermediate Metabolizer"  # two diplotypes, one phenotype: the same call
+    assert calls[8][0] == "Intermediate Metabolizer"  # a later result settles an earlier disagreement
+
+
 def test_a_lab_genotype_file_loads_and_a_bad_row_is_named(tmp_path: Path, library: Library):
     database = tmp_path / "g.duckdb"
     good = tmp_path / "lab.csv"

@@ -92,7 +92,9 @@ def extract_measurements(con: duckdb.DuckDBPyConnection, genes: set[str]) -> int
 def refresh_phenotypes(con: duckdb.DuckDBPyConnection, library: Library) -> None:
     """(Re)build ``person_phenotype``: each person's phenotype per gene, from their latest result.
 
-    Distinct (gene, diplotype) pairs are phenotyped once in Python; the join back is SQL.
+    Distinct (gene, diplotype) pairs are phenotyped once in Python; the join back is SQL. Results of the
+    latest date that give different phenotypes are ambiguous: the call is Indeterminate (``DISAGREEING``),
+    whichever row comes first. ``latest_call_sql`` is the same choice, for the study run in place.
     """
     pairs = con.execute("SELECT DISTINCT gene, diplotype FROM pgx_result").fetchall()
     calls = []
@@ -103,13 +105,33 @@ def refresh_phenotypes(con: duckdb.DuckDBPyConnection, library: Library) -> None
         call = call_diplotype(definition, diplotype)
         calls.append((gene, diplotype, call.phenotype, call.activity_score, call.reason))
     con.register("lookup", pd.DataFrame(calls, columns=["gene", "diplotype", "phenotype", "activity_score", "reason"]))
+    called = """SELECT r.person_id, r.gene, r.diplotype, l.phenotype, l.activity_score, l.reason, r.result_date
+        FROM pgx_result r JOIN lookup l USING (gene, diplotype)"""
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TABLE person_phenotype AS
-        SELECT person_id, gene, diplotype, phenotype, activity_score, reason, result_date FROM (
-            SELECT r.person_id, r.gene, r.diplotype, l.phenotype, l.activity_score, l.reason, r.result_date,
-                   row_number() OVER (PARTITION BY r.person_id, r.gene ORDER BY r.result_date DESC NULLS LAST) AS k
-            FROM pgx_result r JOIN lookup l USING (gene, diplotype)
-        ) WHERE k = 1
+        WITH latest AS ({latest_results_sql(f"({called})", "person_id, gene")}),
+        chosen AS (
+            SELECT *, min(phenotype) OVER w <> max(phenotype) OVER w AS disagree,
+                   row_number() OVER (PARTITION BY person_id, gene ORDER BY diplotype) AS j
+            FROM latest WINDOW w AS (PARTITION BY person_id, gene)
+        )
+        SELECT person_id, gene, diplotype,
+               CASE WHEN disagree THEN 'Indeterminate' ELSE phenotype END AS phenotype,
+               CASE WHEN disagree THEN NULL ELSE activity_score END AS activity_score,
+               CASE WHEN disagree THEN '{DISAGREEING}' ELSE reason END AS reason, result_date
+        FROM chosen WHERE j = 1
         """
+    )
+
+
+DISAGREEING = "results of the same date give different phenotypes"
+
+
+def latest_results_sql(results: str, per: str) -> str:
+    """The rows of ``results`` (a relation with ``result_date``) of the latest date for each ``per``: all of them when
+    several share it, so that the caller sees whether they agree (SQL for DuckDB, PostgreSQL and Spark alike)."""
+    return (
+        f"SELECT * FROM (SELECT r.*, dense_rank() OVER (PARTITION BY {per} ORDER BY result_date DESC NULLS LAST) "
+        f"AS latest_k FROM {results} r) x WHERE latest_k = 1"
     )

@@ -40,7 +40,8 @@ class Source(ABC):
 
     @abstractmethod
     def columns(self) -> dict[str, dict[str, str]]:
-        """CDM table (lower case) -> column (lower case) -> type, spelled as DuckDB spells it."""
+        """CDM table -> column -> type, spelled as DuckDB spells it; names in lower case where the study's SQL
+        reaches them so (a PostgreSQL table created as "PERSON" keeps its name: unquoted SQL cannot reach it)."""
 
     def query(self, sql: str) -> pd.DataFrame:
         """Run a DuckDB-dialect query in the engine; its result is all that leaves the engine."""

@@ -21,6 +21,12 @@ CONNECT_SECONDS = 10
 class PostgresSource(Source):
     """A PostgreSQL database; every transaction is read-only (the server refuses any write).
 
+    The URL's schema is the one of that exact name if there is one (the exporter creates it quoted),
+    else its lower-case fold: what an unquoted name means to PostgreSQL, so ``schema=CDM`` finds the
+    ``cdm`` that OHDSI's DDL creates from ``@cdmDatabaseSchema`` = CDM. The check of the columns and the
+    study read that one schema. Table and column names are taken as PostgreSQL holds them: the study's
+    SQL names them unquoted, so a table created as "PERSON" is not its ``person``.
+
     Nested-loop joins are off for the session: the planner cannot see the size of the study's
     CTEs and, guessing a handful of rows, chose nested loops that took minutes on 30,000 persons;
     every join of the study is an equality join that hashes well.
@@ -31,15 +37,27 @@ class PostgresSource(Source):
     def __init__(self, url: PostgresUrl) -> None:
         super().__init__()
         import psycopg  # imported here: the serving process never needs it
+        from psycopg import sql
 
         self.shown, self.schema, self.conninfo = url.shown, url.schema, url.conninfo
         try:
             self.con = psycopg.connect(
                 url.conninfo, autocommit=True, connect_timeout=CONNECT_SECONDS,
-                options=f"-c default_transaction_read_only=on -c search_path={url.schema} -c enable_nestloop=off",
+                options="-c default_transaction_read_only=on -c enable_nestloop=off",
             )  # fmt: skip
         except psycopg.Error as exc:
             raise SourceError(f"{self.shown}: cannot connect: {scrubbed(exc, self.conninfo)[:300]}") from None
+        try:
+            found = self.con.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname IN (%s, lower(%s)) ORDER BY nspname <> %s LIMIT 1",
+                [url.schema, url.schema, url.schema],
+            ).fetchone()
+            self.schema = found[0] if found else url.schema
+            self.con.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        except psycopg.Error as exc:
+            self.con.close()
+            reason = scrubbed(exc, self.conninfo)[:300]
+            raise SourceError(f"{self.shown}: cannot use schema {url.schema}: {reason}") from None
 
     def _fetch(self, sql: str) -> pd.DataFrame:
         import psycopg
@@ -61,7 +79,7 @@ class PostgresSource(Source):
                 [self.schema],
             )
             for table, column, kind in cursor.fetchall():
-                found.setdefault(table.lower(), {})[column.lower()] = TYPES.get(kind, kind.upper())
+                found.setdefault(table, {})[column] = TYPES.get(kind, kind.upper())
         if not found:
             raise SourceError(f"{self.shown}: schema {self.schema} holds no tables this login can read")
         return found

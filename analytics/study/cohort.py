@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from analytics.data.genotypes import GENOTYPE_LOINC
+from analytics.data.genotypes import GENOTYPE_LOINC, latest_results_sql
 from engine.decision.learning import CodedCondition, Learning, Outcome
 from engine.decision.rules import Rule
 
@@ -173,16 +173,19 @@ def _person_groups(study: Study, catalog: Catalog) -> list[CTE]:
                              f"ON g.phenotype = pp.phenotype WHERE pp.gene = {literal(gene)}"),
         ]  # fmt: skip
     # Genotypes in the source's measurement table; the diplotypes were phenotyped in Python (the
-    # same gene definitions the service uses) and come back as an inline table.
+    # same gene definitions the service uses) and come back as an inline table. As in the store
+    # (analytics.data.genotypes.refresh_phenotypes), results of the latest date that give different
+    # phenotypes are Indeterminate: in no group.
     groups = study.groups()
-    lookup = [(d, groups.get(p)) for d, p in sorted(catalog.diplotype_phenotypes.get(gene, {}).items())]
+    lookup = [(d, p, groups.get(p)) for d, p in sorted(catalog.diplotype_phenotypes.get(gene, {}).items())]
     return [
         ("genotype", f"SELECT * FROM ({genotype_rows(catalog)}) g WHERE gene = {literal(gene)}"),
-        ("lookup", _values(lookup, "diplotype, grp")),
-        ("ranked", "SELECT r.person_id, l.grp, row_number() OVER (PARTITION BY r.person_id "
-                   "ORDER BY r.result_date DESC NULLS LAST) AS k "
+        ("lookup", _values(lookup, "diplotype, phenotype, grp")),
+        ("called", "SELECT r.person_id, r.result_date, l.phenotype, l.grp "
                    "FROM genotype r JOIN lookup l ON l.diplotype = r.diplotype"),
-        ("person_group", "SELECT person_id, grp FROM ranked WHERE k = 1 AND grp IS NOT NULL"),
+        ("latest", latest_results_sql("called", "person_id")),
+        ("person_group", "SELECT person_id, min(grp) AS grp FROM latest GROUP BY person_id "
+                         "HAVING min(phenotype) = max(phenotype) AND min(grp) IS NOT NULL"),
     ]  # fmt: skip
 
 

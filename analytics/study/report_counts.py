@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
+from analytics.data.genotypes import latest_results_sql
 from analytics.study.cohort import CTE, Catalog, Study, cohort_ctes, genotype_rows, literal, population_ctes, with_query
 from engine.genotype.phenotyper import call_diplotype
 from engine.rulebook.library import Library
@@ -81,12 +82,14 @@ def _person_calls(catalog: Catalog) -> list[CTE]:
     """``person_call``(person_id, phenotype): each person's call per gene, from the latest result."""
     if catalog.diplotype_phenotypes is None:  # the store's person_phenotype
         return [("person_call", "SELECT person_id, phenotype FROM person_phenotype")]
+    # as refresh_phenotypes calls them in the store: results of the latest date that disagree are Indeterminate
     return [
         *_phenotyped_results(catalog.diplotype_phenotypes, catalog),
-        ("ranked", "SELECT r.person_id, l.phenotype, row_number() OVER (PARTITION BY r.person_id, r.gene "
-                   "ORDER BY r.result_date DESC NULLS LAST) AS k "
+        ("called", "SELECT r.person_id, r.gene, r.result_date, l.phenotype "
                    "FROM genotype r JOIN lookup l ON l.gene = r.gene AND l.diplotype = r.diplotype"),
-        ("person_call", "SELECT person_id, phenotype FROM ranked WHERE k = 1"),
+        ("latest", latest_results_sql("called", "person_id, gene")),
+        ("person_call", "SELECT person_id, CASE WHEN min(phenotype) = max(phenotype) THEN min(phenotype) "
+                        "ELSE 'Indeterminate' END AS phenotype FROM latest GROUP BY person_id, gene"),
     ]  # fmt: skip
 
 
