@@ -134,7 +134,7 @@ class NotationReader:
     def read(self, text: str) -> Reading | str:
         """The strands ``text`` describes, or why it cannot be read (a reason for Indeterminate)."""
         body, zygosity, stated = self._qualified(" ".join(text.split()))
-        position = self._position(body, zygosity)
+        position = self._position(body, zygosity, stated)
         if position is not None:
             return position
         parts = _split_strands(body)
@@ -186,21 +186,22 @@ class NotationReader:
                 return text[:cut].rstrip(_SEPARATORS), word
         return None
 
-    def _position(self, text: str, zygosity: str | None) -> Reading | str | None:
+    def _position(self, text: str, zygosity: str | None, stated: str | None) -> Reading | str | None:
+        """A single-position genotype, keeping any phenotype written after it to be checked like any other."""
         for pattern, bases in self._positions:
             match = pattern.match(text)
             if match is None:
                 continue
             if match["first"]:
                 first, second = match["first"].upper(), match["second"].upper()
-                return Reading(((bases[first],), (bases[second],)), zygosity)
+                return Reading(((bases[first],), (bases[second],)), zygosity, stated)
             ref, alt = match["ref"].upper(), match["alt"].upper()
             if ref == alt:
                 return f"{text!r} names no change"
             if zygosity is None:
                 return f"{text!r} does not say whether it is heterozygous or homozygous"
             strands = ((bases[ref],), (bases[alt],)) if zygosity == "heterozygous" else ((bases[alt],),) * 2
-            return Reading(strands, zygosity)
+            return Reading(strands, zygosity, stated)
         return None
 
 
