@@ -12,6 +12,7 @@ import pytest
 
 from engine.genotype.calls import INDETERMINATE
 from engine.genotype.phenotyper import call_diplotype
+from tests.fhirdata import genotype, hook_request, medication_request
 
 # --- a phenotype written after a single-position genotype ------------------------------------------
 
@@ -34,3 +35,46 @@ def test_a_single_position_genotype_contradicted_by_its_own_phenotype_is_indeter
 def test_a_single_position_genotype_with_the_phenotype_it_gives_is_read(library):
     call = call_diplotype(library.genes["SLCO1B1"], "rs4149056 C/C Poor Function")
     assert call.phenotype == "Poor Function"
+
+
+# --- through a hook call ---------------------------------------------------------------------------
+
+CLOPIDOGREL, CODEINE, ABACAVIR, CARBAMAZEPINE = "32968", "2670", "190521", "2002"
+
+
+def _cards(client, *, genotypes=(), implications=(), drug=CLOPIDOGREL) -> list[tuple[str, str]]:
+    body = hook_request(
+        genotypes=list(genotypes) or None,
+        implications=list(implications) or None,
+        orders=[medication_request(code=drug)],
+    )
+    response = client.post("/cds-services/pgx-order-select", json=body)
+    assert response.status_code == 200, response.text
+    return [(card["indicator"], card["summary"]) for card in response.json()["cards"]]
+
+
+def _indeterminate(cards: list[tuple[str, str]]) -> bool:
+    return len(cards) == 1 and cards[0][0] == "info" and "Indeterminate" in cards[0][1]
+
+
+# --- an HLA status for one allele says nothing about the others -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stated", "drug", "untested"),
+    [
+        ("HLA-B*57:01 negative", CARBAMAZEPINE, "HLA-B*15:02"),  # the abacavir screen, then carbamazepine
+        ("HLA-B*58:01 not detected", ABACAVIR, "HLA-B*57:01"),  # the allopurinol screen, then abacavir
+    ],
+)
+def test_a_status_for_another_allele_keeps_the_card_that_asks_for_the_test(client, stated, drug, untested):
+    """Before: the partial result matched no recommendation, so the pre-test card vanished too (silence)."""
+    cards = _cards(client, genotypes=[genotype("HLA-B", stated)], drug=drug)
+    assert [indicator for indicator, _ in cards] == ["warning"]
+    assert f"No {untested} result on file" in cards[0][1]
+
+
+def test_a_status_for_the_allele_the_drug_depends_on_is_still_read(client):
+    assert _cards(client, genotypes=[genotype("HLA-B", "HLA-B*57:01 negative")], drug=ABACAVIR) == []
+    [(indicator, _)] = _cards(client, genotypes=[genotype("HLA-B", "HLA-B*57:01 detected")], drug=ABACAVIR)
+    assert indicator == "critical"

@@ -151,6 +151,38 @@ class RuleLookup:
             by_population.setdefault(recommendation.spec.population, []).append(recommendation)
         return {population: tuple(found) for population, found in by_population.items()}
 
+    @cached_property
+    def keys_by_gene(self) -> dict[str, frozenset[str]]:
+        """Every categorical value the rule's recommendations look each gene up by."""
+        found: dict[str, set[str]] = {}
+        for recommendation in self.recommendations:
+            for gene, condition in recommendation.conditions.items():
+                found.setdefault(gene, set()).update(condition.keys)
+        return {gene: frozenset(keys) for gene, keys in found.items()}
+
+    def result_for(self, gene: str, result: GeneResult | None) -> GeneResult | None:
+        """``result`` as this rule reads it: None (not tested) when it leaves out an allele the rule asks about.
+
+        Only allele-presence genes report part of what they could: "HLA-B*57:01 negative" is no
+        HLA-B*15:02 result, so carbamazepine gets its pre-test card, not silence.
+        """
+        if result is None:
+            return None
+        definition = self._gene_definitions.get(gene)
+        if isinstance(definition, AllelePresenceGene) and not definition.answers(
+            result.call, self.keys_by_gene.get(gene, frozenset())
+        ):
+            return None
+        return result
+
+    @cached_property
+    def _gene_definitions(self) -> dict[str, GeneDefinition]:
+        return {
+            gene: condition.gene
+            for recommendation in self.recommendations
+            for gene, condition in recommendation.conditions.items()
+        }
+
     def find(self, results: GeneResults, population: str) -> CompiledRecommendation | None:
         found = self._first(results, population)
         if found is None:

@@ -156,7 +156,7 @@ def _match_rule(
     own: dict[str, GeneResult | None] = {}
     tested = False
     for gene in lookup.genes:
-        own[gene] = result = results.get(gene)
+        own[gene] = result = lookup.result_for(gene, results.get(gene))
         tested = tested or result is not None
     population = choose_population(rule, facts) if facts.selects_population else lookup.default_choice
     found: list[Match] = []

@@ -116,6 +116,23 @@ class AllelePresenceGene(GeneDefinition):
         keys = tuple(f"{allele} {status}" for allele, status in found.items())
         return PhenotypeCall(self.symbol, None, "; ".join(keys), keys=keys) if keys else None
 
+    def answers(self, call: PhenotypeCall, keys: frozenset[str]) -> bool:
+        """Whether ``call`` states every allele of interest that ``keys`` (a rule's lookup values) ask about.
+
+        A lab may report one allele's status alone ("HLA-B*57:01 negative", the abacavir screen):
+        that says nothing about *15:02, so for carbamazepine it is no result at all, not a result
+        no recommendation fits (which would hide the card that asks for the test).
+        """
+        if self.named is not None or not call.definite:
+            return True
+        asked = {allele for allele in self.alleles_of_interest if self._statuses(allele) & keys}
+        stated = {allele for allele in self.alleles_of_interest if self._statuses(allele) & set(call.keys)}
+        return asked <= stated
+
+    @staticmethod
+    def _statuses(allele: str) -> set[str]:
+        return {f"{allele} positive", f"{allele} negative"}
+
     def representative_calls(self) -> list[PhenotypeCall]:
         if self.named is not None:
             return super().representative_calls()
