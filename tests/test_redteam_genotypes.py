@@ -12,7 +12,7 @@ import pytest
 
 from engine.genotype.calls import INDETERMINATE
 from engine.genotype.phenotyper import call_diplotype
-from tests.fhirdata import genotype, hook_request, medication_request
+from tests.fhirdata import LOINC, TBD, genotype, hook_request, implication, medication_request
 
 # --- a phenotype written after a single-position genotype ------------------------------------------
 
@@ -77,4 +77,71 @@ def test_a_status_for_another_allele_keeps_the_card_that_asks_for_the_test(clien
 def test_a_status_for_the_allele_the_drug_depends_on_is_still_read(client):
     assert _cards(client, genotypes=[genotype("HLA-B", "HLA-B*57:01 negative")], drug=ABACAVIR) == []
     [(indicator, _)] = _cards(client, genotypes=[genotype("HLA-B", "HLA-B*57:01 detected")], drug=ABACAVIR)
+    assert indicator == "critical"
+
+
+# --- one FHIR result whose parts disagree ----------------------------------------------------------
+
+
+def _phenotype_component(code: tuple[str, str], value: dict) -> dict:
+    return {"code": {"coding": [{"system": code[0], "code": code[1]}]}, "valueCodeableConcept": value}
+
+
+def test_a_genotype_whose_text_and_coding_disagree_is_indeterminate(client):
+    """Before: the text was read and the coding ignored, so *1/*1 (no card) hid a coded *2/*2."""
+    obs = genotype("CYP2C19", "*2/*2")
+    obs["valueCodeableConcept"]["text"] = "CYP2C19 *1/*1"
+    assert _indeterminate(_cards(client, genotypes=[obs]))
+
+
+def test_a_genotype_whose_two_codings_disagree_is_indeterminate(client):
+    obs = genotype("CYP2C19", "*2/*2")
+    obs["valueCodeableConcept"]["coding"].append({"system": "urn:lab", "code": "CYP2C19 *1/*1"})
+    assert _indeterminate(_cards(client, genotypes=[obs]))
+
+
+def test_a_genotype_whose_text_and_coding_agree_is_read(client):
+    """The IG's ClinVar style: an opaque code beside a readable display is not a disagreement."""
+    obs = genotype("CYP2C19", "*2/*2", style="clinvar")
+    obs["valueCodeableConcept"]["text"] = "CYP2C19 *2|*2"
+    [(indicator, summary)] = _cards(client, genotypes=[obs])
+    assert indicator == "critical" and "Poor Metabolizer" in summary
+
+
+@pytest.mark.parametrize(
+    ("code", "value"),
+    [
+        ((LOINC, "53040-2"), {"coding": [{"system": LOINC, "code": "LA9657-3", "display": "Poor metabolizer"}]}),
+        ((TBD, "therapeutic-implication"), {"text": "Poor Metabolizer"}),
+    ],
+)
+def test_a_genotype_whose_phenotype_component_contradicts_it_is_indeterminate(client, code, value):
+    """Before: *1/*1 with the lab's own "Poor metabolizer" beside it gave no card (normal)."""
+    obs = genotype("CYP2C19", "*1/*1")
+    obs["component"].append(_phenotype_component(code, value))
+    assert _indeterminate(_cards(client, genotypes=[obs]))
+
+
+def test_a_genotype_whose_phenotype_component_agrees_is_read(client):
+    obs = genotype("CYP2C19", "*2/*2")
+    obs["component"].append(_phenotype_component((LOINC, "53040-2"), {"text": "Poor metabolizer"}))
+    [(indicator, summary)] = _cards(client, genotypes=[obs])
+    assert indicator == "critical" and "Poor Metabolizer" in summary
+
+
+def test_an_implication_whose_code_and_text_disagree_is_indeterminate(client):
+    """Before: the LOINC answer (Poor) was taken and the text (Normal) ignored."""
+    value = {
+        "coding": [{"system": LOINC, "code": "LA9657-3", "display": "Poor metabolizer"}],
+        "text": "Normal Metabolizer",
+    }
+    assert _indeterminate(_cards(client, implications=[implication(value)]))
+
+
+def test_an_implication_whose_code_and_display_agree_is_read(client):
+    value = {
+        "coding": [{"system": LOINC, "code": "LA9657-3", "display": "Poor metabolizer"}],
+        "text": "Poor Metabolizer",
+    }
+    [(indicator, _)] = _cards(client, implications=[implication(value)])
     assert indicator == "critical"

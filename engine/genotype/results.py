@@ -18,13 +18,19 @@ from engine.genotype.phenotyper import call_diplotype
 
 @dataclass(frozen=True, slots=True)
 class ReportedResult:
-    """One result as reported, before interpretation."""
+    """One result as reported, before interpretation.
+
+    ``other_spellings``: the same diplotype as the result's other codings give it (a FHIR value's
+    displays and codes beside its text). They are not read instead of ``diplotype``, only
+    checked against it: one that gives another call makes the result Indeterminate.
+    """
 
     gene: str
     diplotype: str | None = None
     phenotype: str | None = None
     activity_score: str | None = None
     effective: str | None = None
+    other_spellings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +83,28 @@ def interpret_one(gene: GeneDefinition, report: ReportedResult, sex: str | None 
     if report.diplotype:
         call = call_diplotype(gene, report.diplotype, sex)
         result = GeneResult(call, report.effective, stated_text)
+        contradicting = _contradicting_spelling(gene, report, call, sex)
+        if contradicting is not None:
+            return _disagreement(gene.symbol, (result, contradicting))
         if stated_text and call.definite:
             stated = _reported_call(gene, report)
             if not compatible(stated, call):
                 return _disagreement(gene.symbol, (result, GeneResult(stated, report.effective, stated_text)))
         return result
     return GeneResult(_reported_call(gene, report), report.effective, stated_text)
+
+
+def _contradicting_spelling(
+    gene: GeneDefinition, report: ReportedResult, call: PhenotypeCall, sex: str | None
+) -> GeneResult | None:
+    """The first other spelling of a report's diplotype that reads as a different definite call, if any."""
+    if not call.definite:
+        return None
+    for spelling in report.other_spellings:
+        other = call_diplotype(gene, spelling, sex)
+        if other.definite and not (compatible(other, call) and compatible(call, other)):
+            return GeneResult(other, report.effective)
+    return None
 
 
 def _disagreement(gene: str, results: tuple[GeneResult, ...]) -> GeneResult:

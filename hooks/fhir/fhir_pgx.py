@@ -270,11 +270,10 @@ class ResultReader:
                     if type(obs_id) is str and obs_id:  # it may be unchecked (``unread``)
                         genotype_genes[obs_id] = obs, gene
                     continue
-                gene, report = self._genotype(obs, named, gene, patient_id)
+                gene, found = self._genotype(obs, named, gene, patient_id)
                 if gene is not None and obs_id:
                     genotype_genes[obs_id] = gene
-                if report is not None:
-                    reports.append(report)
+                reports += found
 
         def derived_gene(reference: str) -> str | None:
             """The gene of the genotype an implication is derived from, as if every genotype had been read."""
@@ -291,9 +290,7 @@ class ResultReader:
             return gene if next(_value_texts(obs), None) is not None and self._usable(obs, patient_id) else None
 
         for obs, gene in implications:
-            report = self._implication(obs, gene, derived_gene, wanted, patient_id)
-            if report is not None:
-                reports.append(report)
+            reports += self._implication(obs, gene, derived_gene, wanted, patient_id)
         return reports
 
     @staticmethod
@@ -362,20 +359,43 @@ class ResultReader:
 
     def _genotype(
         self, obs: dict[str, Any], named: bool, gene: str | None, patient_id: str
-    ) -> tuple[str | None, ReportedResult | None]:
-        """(gene, result) of a genotype Observation whose gene-studied component gave (named, gene)."""
+    ) -> tuple[str | None, list[ReportedResult]]:
+        """(gene, results) of a genotype Observation whose gene-studied component gave (named, gene).
+
+        The value is read from its first text (text, then displays, then codes); the others go
+        with it as other spellings, and one result per phenotype component: interpretation then
+        refuses to pick a side if any of them gives another call (a text "*1/*1" beside a coded
+        "*2/*2", or the lab's own "Poor metabolizer" beside "*1/*1"). A text that cannot be read
+        (an opaque ClinVar code) disagrees with nothing.
+        """
         if named and gene is None:
-            return None, None  # a gene we have no definitions for
-        value = None
-        for value in _value_texts(obs):
-            symbol = gene or self._gene_symbol(_leading_word(value))
-            if symbol:  # the gene definition decides what the value means (it may be "-1639 GA")
-                if not self._usable(obs, patient_id):
-                    return None, None
-                return symbol, ReportedResult(symbol, diplotype=value, effective=_effective(obs))
-        if value is not None:
-            log.info("skipped a genotype Observation with no recognised gene and diplotype")
-        return None, None
+            return None, []  # a gene we have no definitions for
+        texts = list(dict.fromkeys(_value_texts(obs)))
+        # The gene definition decides what a value means (it may be "-1639 GA"): without a gene-studied
+        # component, the first text that names one of our genes gives the gene and is the one read.
+        first = next((text for text in texts if gene or self._gene_symbol(_leading_word(text))), None)
+        if first is None:
+            if texts:
+                log.info("skipped a genotype Observation with no recognised gene and diplotype")
+            return None, []
+        symbol = gene or self._gene_symbol(_leading_word(first))
+        if symbol is None or not self._usable(obs, patient_id):
+            return None, []
+        effective = _effective(obs)
+        others = tuple(text for text in texts if text != first)
+        reports = [ReportedResult(symbol, diplotype=first, effective=effective, other_spellings=others)]
+        for phenotype in self._component_phenotypes(obs):
+            reports.append(ReportedResult(symbol, phenotype=phenotype, effective=effective))
+        return symbol, reports
+
+    @staticmethod
+    def _component_phenotypes(obs: dict[str, Any]) -> list[str]:
+        """The phenotypes stated in an Observation's phenotype components, each of its texts once."""
+        found: list[str] = []
+        for component in obs.get("component") or []:
+            if isinstance(component, dict) and _has_code(component.get("code"), PHENOTYPE_COMPONENTS):
+                found += _phenotype_texts(component.get("valueCodeableConcept"))
+        return list(dict.fromkeys(found))
 
     def _implication(
         self,
@@ -384,7 +404,9 @@ class ResultReader:
         derived_gene: Callable[[str], str | None],
         wanted: Container[str],
         patient_id: str,
-    ) -> ReportedResult | None:
+    ) -> list[ReportedResult]:
+        """The phenotypes a therapeutic implication states: one result per distinct wording, so that a
+        LOINC answer and a text that disagree are both seen (and the gene called Indeterminate)."""
         if gene is None:
             for reference in obs.get("derivedFrom") or []:
                 if gene is None and isinstance(reference, dict):
@@ -393,22 +415,20 @@ class ResultReader:
             gene = self._gene_from_assessed_drug(obs)
         if gene is None:
             log.info("skipped a therapeutic implication whose gene could not be determined")
-            return None
+            return []
         if gene not in wanted or not self._usable(obs, patient_id):
-            return None
-        phenotype = None
+            return []
+        phenotypes = []
         if _has_code(obs.get("code"), METABOLISM_EFFECTS):
-            phenotype = _phenotype_text(obs.get("valueCodeableConcept"))
-        for component in obs.get("component") or []:
-            if (
-                phenotype is None
-                and isinstance(component, dict)
-                and _has_code(component.get("code"), PHENOTYPE_COMPONENTS)
-            ):
-                phenotype = _phenotype_text(component.get("valueCodeableConcept"))
-        if phenotype is None:
-            return None
-        return ReportedResult(gene, phenotype=phenotype, effective=_effective(obs))
+            phenotypes = _phenotype_texts(obs.get("valueCodeableConcept"))
+        if not phenotypes:  # the first phenotype component, as before; its texts must agree
+            for component in obs.get("component") or []:
+                if isinstance(component, dict) and _has_code(component.get("code"), PHENOTYPE_COMPONENTS):
+                    phenotypes = _phenotype_texts(component.get("valueCodeableConcept"))
+                    if phenotypes:
+                        break
+        effective = _effective(obs)
+        return [ReportedResult(gene, phenotype=phenotype, effective=effective) for phenotype in phenotypes]
 
     def _gene_from_assessed_drug(self, obs: dict[str, Any]) -> str | None:
         genes = set()
@@ -427,11 +447,19 @@ def _leading_word(value: str) -> str:
     return words[0] if words else ""
 
 
-def _phenotype_text(concept: Any) -> str | None:
+def _phenotype_texts(concept: Any) -> list[str]:
+    """Every phenotype a value states, each once: LOINC answers as CPIC terms, then texts and displays.
+
+    All of them, not the first: a LOINC answer and a text that disagree must both reach the
+    interpretation, which then calls the gene Indeterminate. An unmapped LOINC answer code
+    ("LA...") is left out; a wording no gene knows is Indeterminate there and outweighs nothing.
+    """
+    found = []
     for coding in _codings(concept):
-        if coding.get("system") == LOINC and coding.get("code") in LOINC_PHENOTYPES:
-            return LOINC_PHENOTYPES[coding["code"]]
-    return next((text for text in _texts(concept) if not text.startswith("LA")), None)
+        if type(coding) is dict and coding.get("system") == LOINC and coding.get("code") in LOINC_PHENOTYPES:
+            found.append(LOINC_PHENOTYPES[coding["code"]])
+    found += [text for text in _texts(concept) if not text.startswith("LA")]
+    return list(dict.fromkeys(found))
 
 
 def _effective(obs: dict[str, Any]) -> str | None:
