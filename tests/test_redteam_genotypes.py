@@ -145,3 +145,25 @@ def test_an_implication_whose_code_and_display_agree_is_read(client):
     }
     [(indicator, _)] = _cards(client, implications=[implication(value)])
     assert indicator == "critical"
+
+
+# --- unambiguous spellings that were refused (cheap to read, checked both ways) ---------------------
+
+
+@pytest.mark.parametrize(
+    ("gene", "written", "canonical"),
+    [
+        ("CYP2D6", "*1/*4×2", "*1/*4x2"),  # the multiplication sign some reports print
+        ("CYP2D6", "*2×2/*9", "*2x2/*9"),
+        ("CYP2C19", "*1/*2 — IM", "*1/*2"),  # an em dash before the phenotype
+    ],
+)
+def test_a_standard_spelling_is_read_as_its_canonical_diplotype(library, gene, written, canonical):
+    definitions = library.genes[gene]
+    expected, call = call_diplotype(definitions, canonical), call_diplotype(definitions, written)
+    assert expected.definite
+    assert (call.phenotype, call.activity_score) == (expected.phenotype, expected.activity_score), call.reason
+
+
+def test_an_em_dash_does_not_hide_a_contradicting_phenotype(library):
+    assert call_diplotype(library.genes["CYP2C19"], "*1/*2 — PM").phenotype == INDETERMINATE

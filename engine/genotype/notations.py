@@ -48,7 +48,7 @@ ABBREVIATIONS = {
 UNKNOWN_COPIES = "xN"
 _COPIES_N = re.compile(r"^(?P<base>.+?)\s*[xX×]\s*[nN]$")
 _TRAILING_PAREN = re.compile(r"^(?P<body>.*\S)\s*\((?P<word>[^()]+)\)$")
-_SEPARATORS = " ,;:-–"
+_SEPARATORS = " ,;:-–—"  # before a trailing qualifier: "*1/*2 - IM", "*1/*2 – IM", "*1/*2 — IM"
 # A defined name with another in brackets: "c.1905+1G>A (*2A)", "... (HapB3)"; not a lone base ("(C)").
 _BRACKETED = re.compile(r"(?P<main>.+?)\s*\((?P<other>[^()]{2,})\)")
 # "+" joins the parts of a tandem or the variants of a strand; in "c.1905+1G>A" it is part of a name.
@@ -56,8 +56,9 @@ _PLUS = re.compile(r"\s*\+\s*(?=[^\s\d])")
 
 
 def name_key(name: str) -> str:
-    """How two spellings of one allele name compare: case and spacing do not matter."""
-    return "".join(name.split()).casefold()
+    """How two spellings of one allele name compare: case and spacing do not matter, nor the
+    multiplication sign labs print for a copy number ("*4×2" is "*4x2")."""
+    return "".join(name.split()).casefold().replace("×", "x")
 
 
 @dataclass(frozen=True, slots=True)
