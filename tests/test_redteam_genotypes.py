@@ -167,3 +167,31 @@ def test_a_standard_spelling_is_read_as_its_canonical_diplotype(library, gene, w
 
 def test_an_em_dash_does_not_hide_a_contradicting_phenotype(library):
     assert call_diplotype(library.genes["CYP2C19"], "*1/*2 — PM").phenotype == INDETERMINATE
+
+
+# --- two qualifiers that contradict each other ----------------------------------------------------
+
+# Before: only the last word was kept ("*1/*2 PM IM" was a confident Intermediate Metabolizer).
+
+
+@pytest.mark.parametrize(
+    ("gene", "written"),
+    [
+        ("CYP2C19", "*1/*2 PM IM"),
+        ("CYP2C19", "*1/*2 (Poor Metabolizer) (Intermediate Metabolizer)"),
+        ("CYP2C19", "*1/*2 PM - Intermediate Metabolizer"),
+        ("CYP2C19", "*2/*2 het hom"),
+        ("CYP2C19", "*2/*2 (heterozygous) homozygous"),
+        ("SLCO1B1", "rs4149056 C/C Decreased Function Poor Function"),
+    ],
+)
+def test_two_qualifiers_that_contradict_each_other_are_indeterminate(library, gene, written):
+    call = call_diplotype(library.genes[gene], written)
+    assert call.phenotype == INDETERMINATE, call
+    assert "stated both" in (call.reason or "")
+
+
+def test_two_qualifiers_that_agree_are_read(library):
+    call = call_diplotype(library.genes["CYP2C19"], "*1/*2 - Intermediate Metabolizer (IM)")
+    assert call.phenotype == "Intermediate Metabolizer"
+    assert call_diplotype(library.genes["CYP2C19"], "*2/*2 homozygous PM").phenotype == "Poor Metabolizer"

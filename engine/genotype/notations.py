@@ -29,6 +29,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from engine.genotype.calls import stated_agrees
+
 ZYGOSITY = {
     "heterozygous": "heterozygous",
     "heterozygote": "heterozygous",
@@ -134,7 +136,10 @@ class NotationReader:
 
     def read(self, text: str) -> Reading | str:
         """The strands ``text`` describes, or why it cannot be read (a reason for Indeterminate)."""
-        body, zygosity, stated = self._qualified(" ".join(text.split()))
+        qualified = self._qualified(" ".join(text.split()))
+        if isinstance(qualified, str):
+            return f"{qualified}: {text.strip()!r}"
+        body, zygosity, stated = qualified
         position = self._position(body, zygosity, stated)
         if position is not None:
             return position
@@ -161,8 +166,13 @@ class NotationReader:
             return (whole or text,)
         return tuple(self.allele(part) for part in _PLUS.split(text))
 
-    def _qualified(self, text: str) -> tuple[str, str | None, str | None]:
-        """Strip trailing zygosity and phenotype words: "(heterozygous)", "Poor Metabolizer", "PM"."""
+    def _qualified(self, text: str) -> tuple[str, str | None, str | None] | str:
+        """Strip trailing zygosity and phenotype words: "(heterozygous)", "Poor Metabolizer", "PM".
+
+        Two of one kind must agree ("*2/*2 PM (Poor Metabolizer)"); two that differ ("*1/*2 PM IM",
+        "het hom") contradict each other, and the reason is returned instead: keeping either one
+        would be a guess.
+        """
         zygosity = stated = None
         for _ in range(2):
             found = self._trailing(text)
@@ -171,8 +181,12 @@ class NotationReader:
             text, word = found
             meaning = self._qualifiers[word]
             if meaning in ("heterozygous", "homozygous"):
-                zygosity = zygosity or meaning
+                if zygosity is not None and zygosity != meaning:
+                    return f"stated both {meaning} and {zygosity}"
+                zygosity = meaning
             else:
+                if stated is not None and not stated_agrees(meaning, stated):
+                    return f"stated both {meaning} and {stated}"
                 stated = stated or meaning
         return text, zygosity, stated
 
