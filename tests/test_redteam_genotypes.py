@@ -195,3 +195,28 @@ def test_two_qualifiers_that_agree_are_read(library):
     call = call_diplotype(library.genes["CYP2C19"], "*1/*2 - Intermediate Metabolizer (IM)")
     assert call.phenotype == "Intermediate Metabolizer"
     assert call_diplotype(library.genes["CYP2C19"], "*2/*2 homozygous PM").phenotype == "Poor Metabolizer"
+
+
+# --- a genotype without a gene-studied component ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "drug", "untested"),
+    [("B (reference)/B (reference)", ABACAVIR, "HLA-B*57:01"), ("A / B", CARBAMAZEPINE, "HLA-B*15:02")],
+)
+def test_a_g6pd_genotype_without_its_gene_is_not_read_as_an_hla_locus(client, value, drug, untested):
+    """Before: the leading "B" (or "A") of a G6PD value named HLA-B (HLA-A), and the unreadable HLA
+    result replaced the "test before starting" card with an Indeterminate one (or added one)."""
+    obs = genotype("G6PD", value)
+    del obs["component"]
+    obs["valueCodeableConcept"] = {"text": value}
+    cards = _cards(client, genotypes=[obs], drug=drug)
+    assert [indicator for indicator, _ in cards] == ["warning"], cards
+    assert f"No {untested} result on file" in cards[0][1]
+
+
+def test_an_hla_typing_with_its_locus_letter_still_names_its_gene(client):
+    obs = genotype("HLA-B", "*57:01/*07:02")
+    del obs["component"]
+    obs["valueCodeableConcept"] = {"text": "B*57:01/B*07:02"}
+    assert [indicator for indicator, _ in _cards(client, genotypes=[obs], drug=ABACAVIR)] == ["critical"]

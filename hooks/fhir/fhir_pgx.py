@@ -442,9 +442,19 @@ class ResultReader:
 
 
 def _leading_word(value: str) -> str:
-    """The gene symbol a diplotype string may start with: "CYP2C19" in "CYP2C19 *1/*2" or "CYP2C19*2/*2"."""
-    words = value.split("*", 1)[0].split()
-    return words[0] if words else ""
+    """The gene symbol a diplotype string may start with: "CYP2C19" in "CYP2C19 *1/*2" or "CYP2C19*2/*2".
+
+    A single letter counts only as an HLA locus with its allele attached ("B*57:01/B*07:02"): the
+    "B" of G6PD's "B (reference)/B (reference)" or the "A" of "A / B" names no gene.
+    """
+    head = value.split("*", 1)[0]
+    words = head.split()
+    if not words:
+        return ""
+    word = words[0]
+    if len(word) == 1 and (head != word or "*" not in value):
+        return ""
+    return word
 
 
 def _phenotype_texts(concept: Any) -> list[str]:
