@@ -220,3 +220,13 @@ def test_an_hla_typing_with_its_locus_letter_still_names_its_gene(client):
     del obs["component"]
     obs["valueCodeableConcept"] = {"text": "B*57:01/B*07:02"}
     assert [indicator for indicator, _ in _cards(client, genotypes=[obs], drug=ABACAVIR)] == ["critical"]
+
+
+def test_a_result_that_disagrees_with_itself_is_not_settled_by_another(client):
+    """Before: the self-contradicting result was Indeterminate and dropped when merged, so the other
+    result on file (or the lab's phenotype beside it) decided alone: a confident Poor Metabolizer."""
+    conflicting = genotype("CYP2C19", "*2/*2")
+    conflicting["valueCodeableConcept"]["text"] = "CYP2C19 *1/*1"
+    assert _indeterminate(_cards(client, genotypes=[conflicting, genotype("CYP2C19", "*2/*2", date="2019-01-01")]))
+    conflicting["component"].append(_phenotype_component((LOINC, "53040-2"), {"text": "Poor metabolizer"}))
+    assert _indeterminate(_cards(client, genotypes=[conflicting]))

@@ -128,10 +128,11 @@ def interpret(
 def _merge(results: list[GeneResult]) -> GeneResult:
     if len(results) == 1:  # the usual case: nothing to rank or reconcile
         return results[0]
+    # A result that disagrees with itself takes part with each of its sides: being Indeterminate, it
+    # would otherwise be passed over, and another result on file would settle what it left open.
+    sides = [side for result in results for side in (result.conflicting or (result,))]
     # Prefer calls made from a diplotype (they carry the most information), then the newest.
-    ranked = sorted(
-        results, key=lambda result: (result.call.diplotype is not None, result.effective or ""), reverse=True
-    )
+    ranked = sorted(sides, key=lambda result: (result.call.diplotype is not None, result.effective or ""), reverse=True)
     definite = [result for result in ranked if result.call.definite]
     if not definite:
         return ranked[0]
