@@ -230,3 +230,21 @@ def test_a_result_that_disagrees_with_itself_is_not_settled_by_another(client):
     assert _indeterminate(_cards(client, genotypes=[conflicting, genotype("CYP2C19", "*2/*2", date="2019-01-01")]))
     conflicting["component"].append(_phenotype_component((LOINC, "53040-2"), {"text": "Poor metabolizer"}))
     assert _indeterminate(_cards(client, genotypes=[conflicting]))
+
+
+# --- HLA statuses reported one allele at a time ------------------------------------------------------
+
+
+def test_statuses_for_different_alleles_are_read_together(client):
+    """Before: an abacavir screen (*57:01) and a carbamazepine screen (*15:02) on file "disagreed",
+    so both drugs got an Indeterminate card although neither result contradicts the other."""
+    screens = [genotype("HLA-B", "HLA-B*57:01 negative"), genotype("HLA-B", "HLA-B*15:02 negative", date="2024-02-01")]
+    assert _cards(client, genotypes=screens, drug=ABACAVIR) == []
+    screens[0] = genotype("HLA-B", "HLA-B*57:01 positive")
+    assert [indicator for indicator, _ in _cards(client, genotypes=screens, drug=ABACAVIR)] == ["critical"]
+
+
+def test_statuses_for_one_allele_that_contradict_each_other_stay_indeterminate(client):
+    screens = [genotype("HLA-B", "HLA-B*57:01 negative"), genotype("HLA-B", "HLA-B*57:01 detected", date="2024-02-01")]
+    [(indicator, summary)] = _cards(client, genotypes=screens, drug=ABACAVIR)
+    assert indicator == "info" and "Indeterminate" in summary

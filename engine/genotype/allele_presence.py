@@ -129,6 +129,24 @@ class AllelePresenceGene(GeneDefinition):
         stated = {allele for allele in self.alleles_of_interest if self._statuses(allele) & set(call.keys)}
         return asked <= stated
 
+    def together(self, calls: list[PhenotypeCall]) -> PhenotypeCall | None:
+        """Several results' statuses as one call, or None if one allele is stated both ways.
+
+        Labs often report one allele at a time ("HLA-B*57:01 negative" before abacavir,
+        "HLA-B*15:02 negative" before carbamazepine); each says nothing about the other's allele,
+        so together they are one result, not a disagreement.
+        """
+        if self.named is not None:
+            return None
+        found: dict[str, str] = {}
+        for call in calls:
+            for allele in self.alleles_of_interest:
+                for status in ("positive", "negative"):
+                    if f"{allele} {status}" in call.keys and found.setdefault(allele, status) != status:
+                        return None
+        keys = tuple(f"{allele} {found[allele]}" for allele in self.alleles_of_interest if allele in found)
+        return PhenotypeCall(self.symbol, None, "; ".join(keys), keys=keys)
+
     @staticmethod
     def _statuses(allele: str) -> set[str]:
         return {f"{allele} positive", f"{allele} negative"}

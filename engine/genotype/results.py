@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from engine.genotype.activity_score import ActivityScoreGene
+from engine.genotype.allele_presence import AllelePresenceGene
 from engine.genotype.calls import PhenotypeCall, indeterminate, loose_phenotype
 from engine.genotype.genes import GeneDefinition
 from engine.genotype.phenotyper import call_diplotype
@@ -122,10 +123,10 @@ def interpret(
         gene = genes.get(report.gene)
         if gene is not None:
             by_gene.setdefault(gene.symbol, []).append(interpret_one(gene, report, sex))
-    return {symbol: _merge(results) for symbol, results in by_gene.items()}
+    return {symbol: _merge(results, genes.get(symbol)) for symbol, results in by_gene.items()}
 
 
-def _merge(results: list[GeneResult]) -> GeneResult:
+def _merge(results: list[GeneResult], gene: GeneDefinition | None = None) -> GeneResult:
     if len(results) == 1:  # the usual case: nothing to rank or reconcile
         return results[0]
     # A result that disagrees with itself takes part with each of its sides: being Indeterminate, it
@@ -139,4 +140,9 @@ def _merge(results: list[GeneResult]) -> GeneResult:
     best = definite[0]
     if all(compatible(result.call, best.call) for result in definite):
         return best
+    if isinstance(gene, AllelePresenceGene):
+        together = gene.together([result.call for result in definite])
+        if together is not None:  # statuses of different alleles (an abacavir and a carbamazepine screen)
+            newest = max((result.effective or "" for result in definite), default="") or None
+            return GeneResult(together, newest)
     return _disagreement(best.gene, tuple(definite))
