@@ -1,0 +1,152 @@
+"""An attacker's pass against a real `pgx-loop serve` with JWT authentication on.
+
+One server process (TCP, real ES384 signatures, a trusted issuer whose FHIR server is a real local
+one) is attacked with what the other tests leave out: request heads too large to parse cheaply,
+two Authorization headers, FHIR results beyond the page limit or behind a next link that cannot
+be followed, ``..;`` path segments, feedback timestamps at the edge of the calendar, and raw
+paths reaching the log.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import yaml
+
+from tests.fhir_server import FhirServer
+from tests.fhirdata import genotype, hook_request
+from tests.jwt_keys import SigningKey, claims, jwks, new_key
+from tests.live_server import LiveServer
+
+EHR = "https://ehr.example.org"
+SELECT = "/cds-services/pgx-order-select"
+FEEDBACK = SELECT + "/feedback"
+MAX_PAGES = 3
+
+
+class Target:
+    """The server under attack, the EHR's signing key and the EHR's FHIR server."""
+
+    def __init__(self, server: LiveServer, key: SigningKey, fhir: FhirServer) -> None:
+        self.server = server
+        self.key = key
+        self.fhir = fhir
+
+    def token(self, path: str, **extra: Any) -> str:
+        return self.key.sign(claims(EHR, self.server.base + path, **extra))
+
+    def post(self, path: str, body: Any, **headers: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token(path)}", **headers}
+        return httpx.post(self.server.base + path, json=body, headers=headers, timeout=30)
+
+    def log_since(self, mark: int) -> str:
+        return self.server.output()[mark:]
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory) -> Iterator[Target]:
+    directory: Path = tmp_path_factory.mktemp("attacks")
+    key = new_key("ES384")
+    with FhirServer() as fhir:
+        issuers = [{"iss": EHR, "jwks": jwks(key), "fhir_servers": [fhir.base]}]
+        (directory / "issuers.yaml").write_text(yaml.safe_dump(issuers))
+        server = LiveServer(
+            directory / "var",
+            env={
+                "PGX_LOOP_AUTH": "jwt",
+                "PGX_LOOP_TRUSTED_ISSUERS": str(directory / "issuers.yaml"),
+                "PGX_LOOP_FHIR_MAX_PAGES": str(MAX_PAGES),
+            },
+        )
+        server.env["PGX_LOOP_PUBLIC_BASE_URL"] = server.base
+        with server:
+            yield Target(server, key, fhir)
+
+
+@pytest.fixture
+def fhir(target: Target) -> Iterator[FhirServer]:
+    """The EHR's FHIR server, reset after each test."""
+    yield target.fhir
+    target.fhir.observations, target.fhir.page_size, target.fhir.body = [], 0, None
+    target.fhir.requests.clear()
+
+
+def exchange(target: Target, head: bytes, chunks: Iterable[bytes] = (), timeout: float = 15) -> bytes:
+    """Send ``head`` then ``chunks`` on one connection; the server's whole answer (until it closes).
+
+    Read while sending: a server that answers and closes before the rest arrives resets the
+    connection, and an answer still unread then may be lost.
+    """
+    answer = bytearray()
+    with socket.create_connection(("127.0.0.1", target.server.port), timeout=timeout) as sock:
+
+        def read() -> None:
+            try:
+                while data := sock.recv(65536):
+                    answer.extend(data)
+            except OSError:
+                pass
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            sock.sendall(head)
+            for chunk in chunks:
+                sock.sendall(chunk)
+        except OSError:  # closed by the server while we were still sending
+            pass
+        reader.join(timeout)
+    return bytes(answer)
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+def repeated(total: int, piece: bytes) -> list[bytes]:
+    return [piece] * (total // len(piece))
+
+
+# --- The request head ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "head, filler, end",
+    [
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: ", b"a" * 65536, b"\r\n\r\n"),  # one huge header
+        (b"GET /healthz?", b"a" * 65536, b" HTTP/1.1\r\nHost: x\r\n\r\n"),  # a huge URL
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b"X-A: b\r\n" * 8192, b"\r\n"),  # very many headers
+    ],
+    ids=["header", "url", "many headers"],
+)
+def test_a_request_head_over_64_kib_is_refused_with_431_before_it_costs_the_loop(target, head, filler, end):
+    """Unbounded, a head was accumulated by repeated concatenation: 40 MB cost 1.5 s of the event loop."""
+    started = time.monotonic()
+    answer = exchange(target, head, [*repeated(8 * 2**20, filler), end])
+    assert status_of(answer) == 431, answer[:200]
+    assert time.monotonic() - started < 5
+    assert httpx.get(target.server.base + "/healthz", timeout=5).status_code == 200
+
+
+def test_a_large_token_and_a_large_body_still_pass(target, fhir):
+    """The head limit counts the head only: a 15 kB token and a 3 MB body sent in one write are served."""
+    body = hook_request(genotypes=[genotype("CYP2C19", "*2/*2")])
+    body["padding"] = "x" * 3_000_000
+    data = orjson.dumps(body)
+    token = target.token(SELECT, padding="p" * 11_200)
+    head = (
+        f"POST {SELECT} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    assert 15_000 < len(token) < 16 * 1024
+    answer = exchange(target, head + data)
+    assert status_of(answer) == 200, answer[:300]
+    assert b'"indicator":"critical"' in answer
