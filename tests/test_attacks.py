@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.fhir_server import FhirServer
-from tests.fhirdata import genotype, hook_request
+from tests.fhirdata import PATIENT, example, genotype, hook_request
 from tests.jwt_keys import SigningKey, claims, jwks, new_key
 from tests.live_server import LiveServer
 
@@ -150,3 +150,35 @@ def test_a_large_token_and_a_large_body_still_pass(target, fhir):
     answer = exchange(target, head + data)
     assert status_of(answer) == 200, answer[:300]
     assert b'"indicator":"critical"' in answer
+
+
+# --- Authorization ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["valid first", "valid last", "both valid"])
+def test_two_authorization_headers_are_refused_whichever_comes_first(target, order):
+    """A proxy that reads the last header and the service the first would each see a different caller."""
+    data = orjson.dumps(example("order-select-poor-metabolizer.json"))
+    valid, bad = f"Bearer {target.token(SELECT)}", "Bearer not.a.token"
+    first, second = {
+        "valid first": (valid, bad),
+        "valid last": (bad, valid),
+        "both valid": (valid, f"Bearer {target.token(SELECT)}"),
+    }[order]
+    head = (
+        f"POST {SELECT} HTTP/1.1\r\nHost: x\r\nAuthorization: {first}\r\nAuthorization: {second}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    answer = exchange(target, head + data)
+    assert status_of(answer) == 401, answer[:200]
+    assert answer.endswith(b"\r\n\r\n")  # an empty body
+
+
+def test_a_refusal_is_logged_with_the_route_never_the_raw_path(target):
+    mark = len(target.server.output())
+    raw = "/cds-services/" + PATIENT + "-" * 2000
+    assert httpx.get(target.server.base + raw, timeout=5).status_code == 401
+    time.sleep(0.3)  # the log line is written after the answer
+    log = target.log_since(mark)
+    assert "missing_token" in log
+    assert PATIENT not in log
