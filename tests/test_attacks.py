@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.fhir_server import FhirServer
-from tests.fhirdata import PATIENT, example, genotype, hook_request
+from tests.fhirdata import PATIENT, example, genotype, hook_request, searchset
 from tests.jwt_keys import SigningKey, claims, jwks, new_key
 from tests.live_server import LiveServer
 
@@ -182,3 +182,63 @@ def test_a_refusal_is_logged_with_the_route_never_the_raw_path(target):
     log = target.log_since(mark)
     assert "missing_token" in log
     assert PATIENT not in log
+
+
+# --- Results that must not be silently cut short -----------------------------------------------
+
+
+def fallback(server: str) -> dict[str, Any]:
+    body = hook_request()
+    del body["prefetch"]
+    body["fhirServer"] = server
+    body["fhirAuthorization"] = {
+        "access_token": "fhir-token",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/Observation.read",
+        "subject": "pgx-loop",
+    }
+    return body
+
+
+def test_a_result_beyond_the_page_limit_is_not_silently_dropped(target, fhir):
+    """Normal results fill the pages the service may read; the disagreeing one is on the page after."""
+    fhir.page_size = 1
+    fhir.observations = [genotype("CYP2C19", "*1/*1", obs_id=f"nm-{n}") for n in range(MAX_PAGES)]
+    fhir.observations.append(genotype("CYP2C19", "*2/*2", obs_id="pm"))
+    mark = len(target.server.output())
+    response = target.post(SELECT, fallback(fhir.base))
+    assert response.status_code == 412, response.text  # not {"cards": []}: results were left unread
+    assert f"more than {MAX_PAGES} pages" in target.log_since(mark)
+
+
+def test_results_that_fit_the_page_limit_are_all_read(target, fhir):
+    fhir.page_size = 1
+    fhir.observations = [genotype("CYP2C19", "*1/*1", obs_id=f"nm-{n}") for n in range(MAX_PAGES - 1)]
+    fhir.observations.append(genotype("CYP2C19", "*2/*2", obs_id="pm"))
+    card = target.post(SELECT, fallback(fhir.base)).json()["cards"][0]
+    assert "disagree" in card["detail"]
+
+
+@pytest.mark.parametrize("server", [None, "https://unlisted.example.org/fhir"], ids=["no fhirServer", "unlisted"])
+def test_a_paged_prefetch_whose_next_page_cannot_be_read_gives_412(target, fhir, server):
+    """The first page holds a normal result; the next one, which nobody may fetch, could disagree."""
+    first = searchset(genotype("CYP2C19", "*1/*1"))
+    first["link"] = [{"relation": "next", "url": f"{fhir.base}/Observation?patient={PATIENT}&page=2"}]
+    body = hook_request()
+    body["prefetch"] = {"pgxGenotypes": first, "pgxImplications": None}
+    if server:
+        body["fhirServer"] = server
+    response = target.post(SELECT, body)
+    assert response.status_code == 412, response.text
+    assert fhir.requests == []
+
+
+def test_a_paged_prefetch_is_completed_from_a_listed_server(target, fhir):
+    fhir.observations = [genotype("CYP2C19", "*2/*2")]
+    first = searchset(genotype("CYP2C19", "*2/*2"))
+    first["link"] = [{"relation": "next", "url": f"{fhir.base}/Observation?patient={PATIENT}&code=84413-4"}]
+    body = fallback(fhir.base)
+    body["prefetch"] = {"pgxGenotypes": first, "pgxImplications": None}
+    assert target.post(SELECT, body).json()["cards"][0]["indicator"] == "critical"
+    assert len(fhir.requests) == 1
