@@ -242,3 +242,24 @@ def test_a_paged_prefetch_is_completed_from_a_listed_server(target, fhir):
     body["prefetch"] = {"pgxGenotypes": first, "pgxImplications": None}
     assert target.post(SELECT, body).json()["cards"][0]["indicator"] == "critical"
     assert len(fhir.requests) == 1
+
+
+# --- Paths that leave the listed FHIR base on servers that read ";" as a parameter -------------
+
+
+@pytest.mark.parametrize("tail", ["/..;/admin", "/r4/..;/..;/admin", "/.;/..;x/admin", "/..;jsessionid=1"])
+def test_a_fhir_server_with_dot_segments_behind_parameters_is_refused(target, fhir, tail):
+    """Tomcat and Jetty read `/fhir/..;/admin` as `/admin`: outside the listed base, with the EHR's token."""
+    response = target.post(SELECT, fallback(fhir.base + tail))
+    assert response.status_code == 400, response.text
+    assert "fhirServer" in response.text
+    assert fhir.requests == []
+
+
+def test_a_next_link_with_dot_segments_behind_parameters_is_not_followed(target, fhir):
+    page = searchset(genotype("CYP2C19", "*2/*2"))
+    page["link"] = [{"relation": "next", "url": f"{fhir.base}/..;/admin/Observation?page=2"}]
+    fhir.body = orjson.dumps(page)
+    response = target.post(SELECT, fallback(fhir.base))
+    assert response.status_code == 412, response.text
+    assert all("..;" not in path for path, _ in fhir.requests)
