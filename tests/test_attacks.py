@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -263,3 +264,14 @@ def test_a_next_link_with_dot_segments_behind_parameters_is_not_followed(target,
     response = target.post(SELECT, fallback(fhir.base))
     assert response.status_code == 412, response.text
     assert all("..;" not in path for path, _ in fhir.requests)
+
+
+# --- Feedback -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_a_feedback_time_that_is_outside_the_calendar_in_utc_gets_400_not_500(target, stamp):
+    item = {"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": stamp}
+    response = target.post(FEEDBACK, {"feedback": [item]})
+    assert response.status_code == 400, response.text
+    assert "outcomeTimestamp" in response.text
