@@ -137,6 +137,26 @@ def test_a_request_head_over_64_kib_is_refused_with_431_before_it_costs_the_loop
     assert httpx.get(target.server.base + "/healthz", timeout=5).status_code == 200
 
 
+@pytest.mark.parametrize("authorized", [True, False], ids=["answered with 431", "after its 401"])
+def test_trailers_over_64_kib_are_refused_like_a_head(target, authorized):
+    """A chunked body's trailer fields are gathered like headers: unbounded, 40 MB of them cost 2 s of the loop."""
+    data = orjson.dumps(hook_request(genotypes=[genotype("CYP2C19", "*2/*2")]))
+    auth = f"Authorization: Bearer {target.token(SELECT)}\r\n" if authorized else ""
+    head = (
+        (
+            f"POST {SELECT} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\n{len(data):x}\r\n"
+        ).encode()
+        + data
+        + b"\r\n0\r\nX-Trailer: "
+    )
+    started = time.monotonic()
+    answer = exchange(target, head, [*repeated(8 * 2**20, b"a" * 65536), b"\r\n\r\n"])
+    assert status_of(answer) == (431 if authorized else 401), answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 1  # never a second answer to one request
+    assert time.monotonic() - started < 4  # closed, not kept alive after the 401
+
+
 def test_a_large_token_and_a_large_body_still_pass(target, fhir):
     """The head limit counts the head only: a 15 kB token and a 3 MB body sent in one write are served."""
     body = hook_request(genotypes=[genotype("CYP2C19", "*2/*2")])
