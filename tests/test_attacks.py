@@ -295,3 +295,14 @@ def test_a_feedback_time_that_is_outside_the_calendar_in_utc_gets_400_not_500(ta
     response = target.post(FEEDBACK, {"feedback": [item]})
     assert response.status_code == 400, response.text
     assert "outcomeTimestamp" in response.text
+
+
+# --- Which gene a genotype is about -------------------------------------------------------------
+
+
+def test_a_gene_coding_that_is_not_an_object_gets_400_not_500(target):
+    other = genotype("CYP2D6", "*4/*4")
+    other["component"][0]["valueCodeableConcept"] = {"coding": [7]}
+    response = target.post(SELECT, hook_request(genotypes=[genotype("CYP2C19", "*2/*2"), other]))
+    assert response.status_code == 400, response.text
+    assert "prefetch.pgxGenotypes.entry.1.resource" in response.text

@@ -220,7 +220,9 @@ class ResultReader:
             return DOUBT
         found = None
         for coding in codings:
-            code = coding.get("code") if type(coding) is dict else DOUBT
+            if type(coding) is not dict:
+                return DOUBT
+            code = coding.get("code")
             if found is None and type(code) is str and code in self._exact:  # the usual case: an exact HGNC id
                 return self._exact[code]
             display = coding.get("display")
