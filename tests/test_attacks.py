@@ -306,3 +306,30 @@ def test_a_gene_coding_that_is_not_an_object_gets_400_not_500(target):
     response = target.post(SELECT, hook_request(genotypes=[genotype("CYP2C19", "*2/*2"), other]))
     assert response.status_code == 400, response.text
     assert "prefetch.pgxGenotypes.entry.1.resource" in response.text
+
+
+GENE_NAMED_BY_NOTHING = {
+    "null": None,
+    "empty": {},
+    "no codings": {"coding": []},
+    "an empty coding": {"coding": [{}]},
+    "a gene not ours": {"coding": [{"system": "http://www.genenames.org", "code": "HGNC:99999"}]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(GENE_NAMED_BY_NOTHING))
+def test_a_genotype_whose_gene_studied_does_not_name_the_gene_of_its_value_is_refused_not_skipped(target, case):
+    """`CYP2C19 *2/*2` with a gene-studied component naming no gene of ours was skipped: no card at all."""
+    poor = genotype("CYP2C19", "*2/*2")
+    poor["component"][0]["valueCodeableConcept"] = GENE_NAMED_BY_NOTHING[case]
+    response = target.post(SELECT, hook_request(genotypes=[poor]))
+    assert response.status_code == 400, response.text  # never {"cards": []}
+    assert "gene studied" in response.text
+
+
+@pytest.mark.parametrize("case", sorted(GENE_NAMED_BY_NOTHING))
+def test_such_a_genotype_of_a_gene_the_order_does_not_need_costs_no_card(target, case):
+    other = genotype("CYP2D6", "*4/*4")
+    other["component"][0]["valueCodeableConcept"] = GENE_NAMED_BY_NOTHING[case]
+    response = target.post(SELECT, hook_request(genotypes=[other, genotype("CYP2C19", "*2/*2")]))
+    assert [card["indicator"] for card in response.json()["cards"]] == ["critical"]
