@@ -314,12 +314,13 @@ GENE_NAMED_BY_NOTHING = {
     "no codings": {"coding": []},
     "an empty coding": {"coding": [{}]},
     "a gene not ours": {"coding": [{"system": "http://www.genenames.org", "code": "HGNC:99999"}]},
+    "another gene of ours": {"coding": [{"system": "http://www.genenames.org", "code": "HGNC:2623"}]},  # CYP2C9
 }
 
 
 @pytest.mark.parametrize("case", sorted(GENE_NAMED_BY_NOTHING))
 def test_a_genotype_whose_gene_studied_does_not_name_the_gene_of_its_value_is_refused_not_skipped(target, case):
-    """`CYP2C19 *2/*2` with a gene-studied component naming no gene of ours was skipped: no card at all."""
+    """`CYP2C19 *2/*2` with a gene-studied component naming no gene of ours, or CYP2C9, was skipped: no card."""
     poor = genotype("CYP2C19", "*2/*2")
     poor["component"][0]["valueCodeableConcept"] = GENE_NAMED_BY_NOTHING[case]
     response = target.post(SELECT, hook_request(genotypes=[poor]))

@@ -268,9 +268,11 @@ class ResultReader:
                         implications.append((obs, gene))
                     continue
                 obs_id = obs.get("id")
-                if named and gene is None and self._value_gene(obs) in wanted:
-                    # Its gene-studied component names no gene of ours (empty, null, another HGNC id) while its
-                    # value names one this order needs: skipping it could lose that gene's card, reading it guesses.
+                stated = self._value_gene(obs) if named else None
+                if stated is not None and stated != gene and stated in wanted:
+                    # Its gene-studied component names no gene of ours (empty, null, an unknown HGNC id) or
+                    # another one, while its value names one this order needs: skipping it could lose that
+                    # gene's card, reading it would guess.
                     raise PrefetchInvalid(
                         "prefetch: a genotype's gene studied (LOINC 48018-6) is not the gene its value names"
                     )
