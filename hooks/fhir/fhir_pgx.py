@@ -220,7 +220,9 @@ class ResultReader:
             return DOUBT
         found = None
         for coding in codings:
-            code = coding.get("code") if type(coding) is dict else DOUBT
+            if type(coding) is not dict:
+                return DOUBT
+            code = coding.get("code")
             if found is None and type(code) is str and code in self._exact:  # the usual case: an exact HGNC id
                 return self._exact[code]
             display = coding.get("display")
@@ -266,6 +268,14 @@ class ResultReader:
                         implications.append((obs, gene))
                     continue
                 obs_id = obs.get("id")
+                stated = self._value_gene(obs) if named else None
+                if stated is not None and stated != gene and stated in wanted:
+                    # Its gene-studied component names no gene of ours (empty, null, an unknown HGNC id) or
+                    # another one, while its value names one this order needs: skipping it could lose that
+                    # gene's card, reading it would guess.
+                    raise PrefetchInvalid(
+                        "prefetch: a genotype's gene studied (LOINC 48018-6) is not the gene its value names"
+                    )
                 if gene is not None and gene not in wanted:
                     if type(obs_id) is str and obs_id:  # it may be unchecked (``unread``)
                         genotype_genes[obs_id] = obs, gene
@@ -351,6 +361,14 @@ class ResultReader:
                 if symbol:
                     return symbol
         return self._gene_symbol(value.get("text")) if type(value) is dict else None
+
+    def _value_gene(self, obs: dict[str, Any]) -> str | None:
+        """Which of our genes a genotype's value starts with ("CYP2C19 *2/*2"), if any."""
+        for value in _value_texts(obs):
+            symbol = self._gene_symbol(_leading_word(value))
+            if symbol:
+                return symbol
+        return None
 
     def _coding_gene(self, code: Any, display: Any) -> str | None:
         """Which of our genes one coding of a gene-studied value names: by its code, else its display."""

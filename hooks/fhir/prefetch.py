@@ -115,12 +115,13 @@ class FhirFetcher:
             bundles.append(page)
             link = _next_link(page)
             if not link:
-                break
+                return bundles
             if not under(link, server):
                 # The bearer token is for fhirServer only; never send it elsewhere.
                 raise FetchFailed("a next link points outside fhirServer")
             url, page = httpx.URL(link), None
-        return bundles
+        # Results left unread could disagree with those read: never answer from part of a search.
+        raise FetchFailed(f"more than {self._max_pages} pages in one search")
 
     async def _get(self, url: httpx.URL | None, token: str | None, budget: _Budget) -> dict[str, Any]:
         headers = {"Accept": "application/fhir+json"}

@@ -63,6 +63,9 @@ class BaseUrl:
         raw_path = url.raw_path.decode("ascii")
         if any(hidden in raw_path.lower() for hidden in _HIDDEN_PATH) or "\\" in value:
             raise UnusableUrl("must not hide dots or slashes in its path")
+        if any(segment.partition(";")[0] in (".", "..") for segment in raw_path.split("/") if ";" in segment):
+            # "/fhir/..;/admin": Tomcat and Jetty drop the ";..." and walk up, out of the listed base.
+            raise UnusableUrl("must not hide dots or slashes in its path")
         port = url.port or (443 if url.scheme == "https" else 80)
         return cls(url.scheme, host.lower(), port, raw_path.rstrip("/"))
 

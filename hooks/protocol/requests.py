@@ -7,6 +7,7 @@ name the field, never echo its value (it may be a token or a patient id).
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -142,6 +143,14 @@ class FeedbackItem(_Open):
     acceptedSuggestions: list[AcceptedSuggestion] | None = Field(default=None, max_length=100)
     overrideReason: OverrideReason | None = None
     outcomeTimestamp: AwareDatetime
+
+    @field_validator("outcomeTimestamp")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        try:
+            return value.astimezone(UTC)  # what is recorded; "9999-12-31T23:59:59-14:00" is past year 9999 in UTC
+        except OverflowError:
+            raise ValueError("the time in UTC is outside the years 1 to 9999") from None
 
     @model_validator(mode="after")
     def _accepted_names_suggestion(self) -> FeedbackItem:

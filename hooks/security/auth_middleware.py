@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hooks.http.cors import BrowserCors
-from hooks.http.observability import note_reason
+from hooks.http.observability import hook_labels, note_reason, route_template
 from hooks.security.auth import AuthError, JwtVerifier
 from hooks.security.replay import ReplayStoreUnavailable
 from hooks.settings import Settings
@@ -42,12 +42,13 @@ class BearerAuthMiddleware:
         if scope["type"] != "http" or scope["method"] == "OPTIONS" or not is_protected(scope["path"]):
             await self.app(scope, receive, send)
             return
-        header = next((value for name, value in scope["headers"] if name == b"authorization"), None)
         try:
+            header = _authorization(scope["headers"])
             claims = await self.verifier.verify(header.decode("latin-1") if header else None, scope["path"])
         except AuthError as exc:
-            # The reason class and who claimed to sign; never the token.
-            log.info("401 on %s: %s (iss=%s kid=%s)", scope["path"], exc.reason, _short(exc.iss), _short(exc.kid))
+            # The reason class, the route (never the raw path) and who claimed to sign; never the token.
+            route = route_template(scope, hook_labels(scope["path"]))
+            log.info("401 on %s: %s (iss=%s kid=%s)", route, exc.reason, _short(exc.iss), _short(exc.kid))
             note_reason(scope, exc.reason)
             await send({"type": "http.response.start", "status": 401, "headers": UNAUTHORIZED_HEADERS})
             await send({"type": "http.response.body", "body": b""})
@@ -61,6 +62,18 @@ class BearerAuthMiddleware:
             return
         scope.setdefault("state", {})["jwt_claims"] = claims
         await self.app(scope, receive, send)
+
+
+def _authorization(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The one ``Authorization`` header's value; AuthError if there are two.
+
+    RFC 9110 §11.6.2 allows one. With two, a proxy reading the last and this service the first
+    would each see a different caller, so neither is used.
+    """
+    found = [value for name, value in headers if name == b"authorization"]
+    if len(found) > 1:
+        raise AuthError("several_authorization_headers")
+    return found[0] if found else None
 
 
 def _short(value: Any) -> str | None:
