@@ -73,12 +73,8 @@ class UnsupportedMediaType(Exception):
 
 
 def _require_json(request: Request) -> None:
-    """``application/json``, optionally with ``charset=utf-8``, not compressed; else UnsupportedMediaType."""
-    headers = request.headers
-    encoding = headers.get("content-encoding")
-    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
-        raise UnsupportedMediaType("the body must be sent uncompressed: Content-Encoding is not supported")
-    content_type = headers.get("content-type", "")
+    """``application/json``, optionally with ``charset=utf-8``; else UnsupportedMediaType."""
+    content_type = request.headers.get("content-type", "")
     if content_type in USUAL_JSON:
         return  # what EHRs send, known without parsing it
     media_type, *parameters = (part.strip().lower() for part in content_type.split(";"))
@@ -105,6 +101,11 @@ async def _parse(request: Request, model: type[ModelT]) -> ModelT:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        encoding = request.headers.get("content-encoding")
+        if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+            # Asked only of a body that is not JSON (a compressed one cannot be): the usual call pays nothing.
+            refused = "the body must be sent uncompressed: Content-Encoding is not supported"
+            raise UnsupportedMediaType(refused) from None
         if str(exc).startswith("depth limit exceeded"):
             raise BadRequest(f"the JSON is nested more than {PARSER_DEPTH} levels deep") from None
         raise BadRequest("the body is not valid JSON") from None

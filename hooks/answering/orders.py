@@ -52,7 +52,7 @@ def orders_to_check(context: OrderContext) -> list[Order]:
         if subject is not None and subject.get("reference") not in (None, f"Patient/{context.patientId}"):
             problems.append(f"{where}.subject: the order is for a different patient than context.patientId")
             continue
-        if context.selections is not None and _no_drug_chosen(resource):
+        if "medicationCodeableConcept" not in resource and context.selections is not None and _no_drug_chosen(resource):
             log.info("a selected draft order names no medication yet: nothing to check for it")
             continue
         concept, problem = _medication(resource, where, context)
@@ -84,8 +84,9 @@ def _no_drug_chosen(draft: dict[str, Any]) -> bool:
 
 def _listed(draft: dict[str, Any]) -> dict[str, Any]:
     """``draft`` with a lone object in a field of ``ONE_OR_LIST`` made a list of it (then checked as R4)."""
-    lone = [name for name in ONE_OR_LIST if type(draft.get(name)) is dict]
-    return {**draft, **{name: [draft[name]] for name in lone}} if lone else draft
+    if type(draft.get("category")) is not dict and type(draft.get("reasonCode")) is not dict:
+        return draft  # the usual case: lists, or absent
+    return {**draft, **{name: [draft[name]] for name in ONE_OR_LIST if type(draft.get(name)) is dict}}
 
 
 def _medication(draft: dict[str, Any], where: str, context: OrderContext) -> tuple[dict[str, Any], str | None]:

@@ -28,6 +28,7 @@ from hooks.fhir.prefetch import PrefetchInvalid
 
 log = logging.getLogger(__name__)
 DOUBT = object()  # a field the strict triage cannot read as R4 types it
+TEXTS_KEPT = 4096  # value texts whose leading gene a reader remembers (bounded: the texts come from requests)
 
 LOINC = "http://loinc.org"
 GENOMICS_TBD = "http://hl7.org/fhir/uv/genomics-reporting/CodeSystem/tbd-codes-cs"
@@ -154,6 +155,7 @@ class ResultReader:
         # Exact spellings first: most servers send "HGNC:2621" or "CYP2C19" as they are.
         self._exact = {**{symbol: symbol for symbol in genes}, **self._by_hgnc}
         self._rules_by_code = rules_by_code
+        self._text_genes: dict[str, str | None] = {}  # a value's text -> the gene it starts with (``_value_gene``)
 
     def unread(self, genes: Container[str], triaged: Triaged) -> Unread:
         """Which prefetched Observations certainly cannot change a card for ``genes``, so need not be
@@ -363,12 +365,48 @@ class ResultReader:
         return self._gene_symbol(value.get("text")) if type(value) is dict else None
 
     def _value_gene(self, obs: dict[str, Any]) -> str | None:
-        """Which of our genes a genotype's value starts with ("CYP2C19 *2/*2"), if any."""
-        for value in _value_texts(obs):
-            symbol = self._gene_symbol(_leading_word(value))
+        """Which of our genes a genotype's value starts with ("CYP2C19 *2/*2"), if any: the first of its
+        texts, in ``_value_texts`` order, that names one.
+
+        Asked of every genotype in a request, wanted or not, so written out rather than with those
+        generators; what each text names is remembered (labs repeat the same few values), up to
+        ``TEXTS_KEPT`` of them.
+        """
+        concept = obs.get("valueCodeableConcept")
+        text = concept.get("text") if type(concept) is dict and obs.get("valueString") is None else None
+        if type(text) is str:  # the usual value, its text seen before: one lookup
+            symbol = self._text_genes.get(text)
             if symbol:
                 return symbol
+        symbol = self._text_gene(obs.get("valueString"))
+        if symbol:
+            return symbol
+        if type(concept) is not dict:
+            return None
+        symbol = self._text_gene(concept.get("text"))
+        if symbol:
+            return symbol
+        codings = concept.get("coding")
+        if type(codings) is list:
+            for key in ("display", "code"):
+                for coding in codings:
+                    symbol = self._text_gene(coding.get(key)) if type(coding) is dict else None
+                    if symbol:
+                        return symbol
         return None
+
+    def _text_gene(self, text: Any) -> str | None:
+        """The gene a value's text starts with (``_leading_word``), remembered."""
+        if type(text) is not str:
+            return None
+        known = self._text_genes
+        symbol = known.get(text, DOUBT)
+        if symbol is DOUBT:
+            stripped = text.strip()
+            symbol = self._gene_symbol(_leading_word(stripped)) if stripped else None
+            if len(known) < TEXTS_KEPT:
+                known[text] = symbol
+        return symbol  # type: ignore[return-value]
 
     def _coding_gene(self, code: Any, display: Any) -> str | None:
         """Which of our genes one coding of a gene-studied value names: by its code, else its display."""
