@@ -275,6 +275,22 @@ def test_the_triage_takes_a_result_for_the_gene_the_reader_would_read_it_as(clie
     assert [card["indicator"] for card in response.json()["cards"]] == ["critical"]
 
 
+@pytest.mark.parametrize(
+    "codings",
+    [
+        [{"system": "http://www.genenames.org", "code": "HGNC:2621"}],  # CYP2C19 alone
+        [{"system": "http://www.genenames.org", "code": "HGNC:2621"}, {"code": "HGNC:2625", "display": "CYP2D6"}],
+    ],
+)
+def test_a_genotype_whose_value_names_another_gene_than_its_gene_studied_is_refused(client, codings):
+    """CYP2D6 *1/*4 under a gene-studied component naming CYP2C19 (first): read as CYP2C19 it gave an
+    Intermediate Metabolizer card for clopidogrel, from another gene's alleles."""
+    result = genotype("CYP2D6", "*1/*4")
+    result["component"][0]["valueCodeableConcept"] = {"coding": codings}
+    response = client.post(SELECT, json=hook_request(genotypes=[result]))
+    assert_refused(response, "prefetch: a genotype's gene studied (LOINC 48018-6) is not the gene its value names")
+
+
 GENE_VALUES = [
     {"coding": [{"code": "HGNC:2621"}, {"code": "HGNC:2623"}]},
     {"coding": [{"code": "x", "display": "CYP2C19"}, {"code": "HGNC:2623"}]},

@@ -271,10 +271,10 @@ class ResultReader:
                     continue
                 obs_id = obs.get("id")
                 stated = self._value_gene(obs) if named else None
-                if stated is not None and stated != gene and stated in wanted:
+                if stated is not None and stated != gene and (stated in wanted or gene in wanted):
                     # Its gene-studied component names no gene of ours (empty, null, an unknown HGNC id) or
-                    # another one, while its value names one this order needs: skipping it could lose that
-                    # gene's card, reading it would guess.
+                    # another one than its value, and one of them is a gene this order needs: skipping it
+                    # could lose that gene's card, reading it as either would guess.
                     raise PrefetchInvalid(
                         "prefetch: a genotype's gene studied (LOINC 48018-6) is not the gene its value names"
                     )
