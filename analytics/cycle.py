@@ -293,6 +293,13 @@ def _study_rule(
     cell_table = cells_of(study)
     counts, opted_out = cohort_counts(inputs.run, study, inputs.catalog)
     result.opted_out_excluded += opted_out
+    if not (counts.target == 1).any():
+        # Not an error (a new site, a drug nobody took), but the usual cause of an empty study at a real
+        # site is a vocabulary that does not hold the rule's codes, or genotypes not loaded: say so.
+        drugs = ", ".join(f"{drug.name} (RxNorm {drug.rxnorm[0]} and {len(drug.rxnorm) - 1} more)"
+                          for drug in rule.drugs if drug.rxnorm) or "its drug"  # fmt: skip
+        log.warning("%s: no genotyped new user of %s: check that the OMOP vocabulary holds the rule's codes "
+                    "(concept_ancestor for products) and that genotype results are loaded", rule.id, drugs)  # fmt: skip
     store_cohort(con, run_id, rule.id, counts, opted_out)
     estimates = {(e.group, e.contrast): e for e in estimate(study, cell_table)}
     errors = _systematic_errors(inputs, study)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -220,6 +221,24 @@ def test_research_opt_outs_are_left_out_and_counted(library: Library, paths: Pat
     assert all(n_all[key] >= n[key] for key in n) and sum(n_all.values()) > sum(n.values())
     recorded = query(paths, "SELECT opted_out_excluded FROM analysis_run WHERE run_id = ?", [with_opt_outs.run_id])
     assert recorded == [(with_opt_outs.opted_out_excluded,)]
+
+
+def test_a_study_that_finds_no_user_of_its_drug_says_why_it_may_be(library: Library, paths: Paths, caplog):
+    """A real site's vocabulary may lack a rule's codes (OHDSI's Synthea27Nj lacks simvastatin's
+    ingredient): the study is then empty, and the log names the drug and what to check."""
+    with caplog.at_level(logging.WARNING, logger="analytics.cycle"):
+        run_cycle(library, paths)
+    assert "no genotyped new user" not in caplog.text
+    con = connect(paths.database)
+    con.execute("DELETE FROM drug_exposure WHERE drug_concept_id IN (SELECT descendant_concept_id FROM "
+                "concept_ancestor a JOIN concept c ON c.concept_id = a.ancestor_concept_id "
+                "WHERE c.vocabulary_id = 'RxNorm' AND c.concept_code = '36567')")  # simvastatin  # fmt: skip
+    con.close()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="analytics.cycle"):
+        run_cycle(library, paths)
+    [line] = [r.getMessage() for r in caplog.records if "no genotyped new user" in r.getMessage()]
+    assert line.startswith(f"{SIMVASTATIN}: no genotyped new user of simvastatin (RxNorm 36567")
 
 
 def test_a_database_without_omop_data_is_refused_clearly(library: Library, tmp_path: Path):
