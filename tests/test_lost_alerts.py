@@ -291,6 +291,20 @@ def test_a_genotype_whose_value_names_another_gene_than_its_gene_studied_is_refu
     assert_refused(response, "prefetch: a genotype's gene studied (LOINC 48018-6) is not the gene its value names")
 
 
+def test_a_gene_less_value_under_a_component_naming_two_genes_is_refused(client):
+    """"*1/*4" under a gene-studied component coded CYP2C19 then CYP2D6: read as the first it would be a
+    CYP2C19 Intermediate Metabolizer, though *4 may be CYP2D6's; which gene it is, nothing says."""
+    result = genotype("CYP2C19", "*1/*4")
+    result["valueCodeableConcept"] = {"coding": [{"system": "https://www.pharmvar.org", "code": "*1/*4"}]}
+    result["component"][0]["valueCodeableConcept"] = {
+        "coding": [{"system": "http://www.genenames.org", "code": "HGNC:2621"}, {"code": "HGNC:2625"}]
+    }
+    response = client.post(SELECT, json=hook_request(genotypes=[result]))
+    assert_refused(response, "prefetch: a genotype's gene studied (LOINC 48018-6) is not the gene its value names")
+    result["component"][0]["valueCodeableConcept"]["coding"].pop()  # CYP2C19 alone: read as CYP2C19
+    assert client.post(SELECT, json=hook_request(genotypes=[result])).json()["cards"][0]["indicator"] == "warning"
+
+
 GENE_VALUES = [
     {"coding": [{"code": "HGNC:2621"}, {"code": "HGNC:2623"}]},
     {"coding": [{"code": "x", "display": "CYP2C19"}, {"code": "HGNC:2623"}]},

@@ -271,10 +271,12 @@ class ResultReader:
                     continue
                 obs_id = obs.get("id")
                 stated = self._value_gene(obs) if named else None
-                if stated is not None and stated != gene and (stated in wanted or gene in wanted):
+                if (stated is not None and stated != gene and (stated in wanted or gene in wanted)) or (
+                    stated is None and gene in wanted and self._names_several_genes(obs)
+                ):
                     # Its gene-studied component names no gene of ours (empty, null, an unknown HGNC id) or
-                    # another one than its value, and one of them is a gene this order needs: skipping it
-                    # could lose that gene's card, reading it as either would guess.
+                    # another one than its value, or several while its value names none, and one of them is a
+                    # gene this order needs: skipping it could lose that gene's card, reading it would guess.
                     raise PrefetchInvalid(
                         "prefetch: a genotype's gene studied (LOINC 48018-6) is not the gene its value names"
                     )
@@ -363,6 +365,17 @@ class ResultReader:
                 if symbol:
                     return symbol
         return self._gene_symbol(value.get("text")) if type(value) is dict else None
+
+    def _names_several_genes(self, obs: dict[str, Any]) -> bool:
+        """Whether a genotype's gene-studied component names more than one of our genes (its codings and
+        text): read as its first, a value with no gene of its own ("*1/*4") would be a guess."""
+        for component in obs.get("component") or ():
+            if type(component) is dict and _has_code(component.get("code"), GENE_STUDIED):
+                value = component.get("valueCodeableConcept")
+                named = {self._coding_gene(c.get("code"), c.get("display")) for c in _codings(value) if type(c) is dict}
+                named.add(self._gene_symbol(value.get("text")) if type(value) is dict else None)
+                return len(named - {None}) > 1
+        return False
 
     def _value_gene(self, obs: dict[str, Any]) -> str | None:
         """Which of our genes a genotype's value starts with ("CYP2C19 *2/*2"), if any: the first of its
