@@ -385,15 +385,11 @@ class ResultReader:
         generators; what each text names is remembered (labs repeat the same few values), up to
         ``TEXTS_KEPT`` of them.
         """
-        concept = obs.get("valueCodeableConcept")
-        text = concept.get("text") if type(concept) is dict and obs.get("valueString") is None else None
-        if type(text) is str:  # the usual value, its text seen before: one lookup
-            symbol = self._text_genes.get(text)
-            if symbol:
-                return symbol
-        symbol = self._text_gene(obs.get("valueString"))
+        text = obs.get("valueString")
+        symbol = self._text_gene(text) if text is not None else None  # the usual value has none
         if symbol:
             return symbol
+        concept = obs.get("valueCodeableConcept")
         if type(concept) is not dict:
             return None
         symbol = self._text_gene(concept.get("text"))
@@ -442,12 +438,12 @@ class ResultReader:
         texts = list(dict.fromkeys(_value_texts(obs)))
         # The gene definition decides what a value means (it may be "-1639 GA"): without a gene-studied
         # component, the first text that names one of our genes gives the gene and is the one read.
-        first = next((text for text in texts if gene or self._gene_symbol(_leading_word(text))), None)
+        first = next((text for text in texts if gene or self._text_gene(text)), None)
         if first is None:
             if texts:
                 log.info("skipped a genotype Observation with no recognised gene and diplotype")
             return None, []
-        symbol = gene or self._gene_symbol(_leading_word(first))
+        symbol = gene or self._text_gene(first)
         if symbol is None or not self._usable(obs, patient_id):
             return None, []
         effective = _effective(obs)
