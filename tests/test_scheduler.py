@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from analytics.data.store import connect
 from analytics.scheduler import next_due, scheduled_cycle, start_scheduler
 from analytics.settings import AnalyticsSettings
 from engine.rulebook.library import Library
@@ -67,17 +70,16 @@ def test_the_scheduler_runs_an_overdue_cycle_in_a_child_process(tmp_path: Path, 
     scheduler = start_scheduler(settings)
     assert scheduler is not None
     try:
+        # Watch the status file, not the database: a reader's lock on the file is what a cycle
+        # starting at that moment would have to wait for.
         deadline = time.monotonic() + 60
-        finished = []
-        while time.monotonic() < deadline and not finished:
-            time.sleep(0.5)
-            try:
-                con = duckdb.connect(str(settings.database), read_only=True)
-            except duckdb.Error:  # the cycle holds the file
-                continue
-            finished = con.execute("SELECT status FROM analysis_run").fetchall()
-            con.close()
-        assert finished == [("ok",)]
+        while time.monotonic() < deadline and read_status(settings.paths().status) is None:
+            time.sleep(0.2)
+        status = read_status(settings.paths().status)
+        assert status is not None and status.status == "ok", status
+        con = duckdb.connect(str(settings.database), read_only=True)
+        assert con.execute("SELECT status FROM analysis_run").fetchall() == [("ok",)]
+        con.close()
         job = scheduler.get_job("analytics-cycle")
         assert job.next_run_time > datetime.now(UTC) + timedelta(hours=23)
     finally:
@@ -114,3 +116,26 @@ def test_replicas_sharing_a_postgresql_run_one_cycle_between_them(tmp_path: Path
         assert scheduled_cycle(settings) is None
     assert "a replica finished one at" in caplog.text
     assert runs() == [("ok",)]
+
+
+def test_a_cycle_waits_for_a_reader_holding_the_database_instead_of_failing(tmp_path: Path, site_db: Path):
+    """An analyst's read-only look at the file when the cycle opens it delays the cycle; it does not fail it."""
+    settings = settings_for(tmp_path, site_db)
+    hold = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True);"
+        " print('held', flush=True); time.sleep(1.5)"
+    )
+    reader = subprocess.Popen([sys.executable, "-c", hold, str(settings.database)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "held"
+        with pytest.raises(duckdb.IOException, match="lock"):  # no waiting: DuckDB refuses a second process
+            connect(settings.database, lock_wait=0)
+        started = time.monotonic()
+        con = connect(settings.database)  # what the cycle calls: it waits for the reader to let go
+        waited = time.monotonic() - started
+        con.close()
+        assert 0.5 < waited < 10
+        result = scheduled_cycle(settings)
+        assert result is not None and result.status == "ok"
+    finally:
+        reader.wait(timeout=30)

@@ -19,6 +19,7 @@ see analytics.data.omop). The loop's own tables:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -162,11 +163,29 @@ CREATE SEQUENCE IF NOT EXISTS proposal_ids;
 """
 
 
-def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the analytics database and make sure the loop's tables exist."""
+LOCK_WAIT_SECONDS = 30.0
+
+
+def connect(path: Path, *, read_only: bool = False, lock_wait: float = LOCK_WAIT_SECONDS) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the analytics database and make sure the loop's tables exist.
+
+    DuckDB lets one process write a file, or several read it. When another process holds it
+    (an analyst's read-only look, a report being built), wait up to ``lock_wait`` seconds for it
+    rather than fail the nightly cycle on a moment's overlap.
+    """
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    deadline = time.monotonic() + lock_wait
+    pause = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower() or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
     if not read_only:
         con.execute(LOOP_TABLES)
     return con
