@@ -21,11 +21,29 @@ from engine.genotype.calls import INDETERMINATE, PhenotypeCall, indeterminate
 from engine.genotype.genes import AllelePresenceFile, GeneDefinition, allele_sort_key
 
 _HLA_NAME = re.compile(r"^\*\d{2,3}(:\d{2,3}[A-Z]?)+$")
-_STATUS_WORDS = "not detected|not present|detected|present|absent|positive|negative|pos|neg"
+# Before 2010 HLA names had no colons: "*5701" is *57:01, "*570101" *57:01:01. Only 4, 6 or 8
+# digits read as two-digit fields; other lengths had 3-digit fields and are not guessed at.
+_PRE_2010_NAME = re.compile(r"^\*(\d{2})(\d{2})(\d{2})?(\d{2})?([A-Z]?)$")
+_STATUS_WORDS = (
+    "not detected|not present|non-carrier|noncarrier|detected|present|absent|positive|negative|pos|neg"
+    "|carrier|heterozygous|homozygous"
+)
 _STATUS_AFTER = re.compile(rf"^(?P<allele>\S+?)\s*[:=-]?\s*\(?(?P<status>{_STATUS_WORDS})\)?$", re.IGNORECASE)
 _STATUS_BEFORE = re.compile(rf"^(?P<status>{_STATUS_WORDS})\s*(?:for\s+|:\s*)(?P<allele>\S+)$", re.IGNORECASE)
-_CARRIED = frozenset({"detected", "present", "positive", "pos"})
+_CARRIED = frozenset({"detected", "present", "positive", "pos", "carrier", "heterozygous", "homozygous"})
+_STATUS_ONLY = re.compile(rf"^\(?(?:{_STATUS_WORDS})\)?$", re.IGNORECASE)
 OTHER = "Other"  # PharmCAT's placeholder for "none of the alleles of interest"
+
+
+def _statements(text: str) -> list[str]:
+    """The "allele status" statements of a text: "*57:01 positive; *58:01 negative", "*57:01, positive"."""
+    statements: list[str] = []
+    for part in re.split(r"\s*[;,]\s*", text):
+        if statements and _STATUS_ONLY.match(part):  # "*57:01, positive": the comma is not a list separator
+            statements[-1] = f"{statements[-1]} {part}"
+        else:
+            statements.append(part)
+    return statements
 
 
 class AllelePresenceGene(GeneDefinition):
@@ -74,6 +92,8 @@ class AllelePresenceGene(GeneDefinition):
             return OTHER
         if self.fields is None:
             return self._by_fold.get(name.casefold())
+        if old := _PRE_2010_NAME.match(name):
+            name = "*" + ":".join(field for field in old.groups()[:4] if field) + old[5]
         if not _HLA_NAME.match(name):
             return None
         return ":".join(name.split(":")[: self.fields])
@@ -105,7 +125,7 @@ class AllelePresenceGene(GeneDefinition):
         if self.named is not None:
             return super().reported(text)
         found: dict[str, str] = {}
-        for part in re.split(r"\s*[;,]\s*", self._strip_gene(" ".join(text.split()))):
+        for part in _statements(self._strip_gene(" ".join(text.split()))):
             match = _STATUS_AFTER.match(part) or _STATUS_BEFORE.match(part)
             allele = self._truncate(self._strip_gene(match["allele"])) if match else None
             if allele not in self.alleles_of_interest:

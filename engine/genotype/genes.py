@@ -24,9 +24,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.genotype.calls import INDETERMINATE, PhenotypeCall, indeterminate, stated_agrees
-from engine.genotype.notations import NotationReader, Position, Reading
-
-_SUBALLELE = re.compile(r"^(\*\d+[A-Za-z]*)\.\d+$")
+from engine.genotype.notations import SUBALLELE, NotationReader, Position, Reading
 
 
 class Citation(BaseModel):
@@ -67,6 +65,11 @@ class _GeneFile(BaseModel):
     )
     allele_names: dict[str, str] = Field(
         default_factory=dict, description="Other names labs give an allele (legacy, repeat counts) -> the allele"
+    )
+    synonyms_separated_by_commas: bool = Field(
+        default=False,
+        description="An allele name listing several names ('Mediterranean, Dallas, Panama') is one variant: "
+        "each of them names it",
     )
     reference_allele: str | None = Field(
         default=None, description="The allele meant by 'heterozygous' for one named variant (DPYD: Reference)"
@@ -186,6 +189,8 @@ class GeneDefinition:
         self.examples = dict(spec.examples)
         self.notations = {_notation_key(alias): diplotype for alias, diplotype in spec.notations.items()}
         self.allele_names = dict(spec.allele_names)
+        if spec.synonyms_separated_by_commas:
+            self._add_synonyms(spec)
         self.reference_allele = spec.reference_allele
         self.positions = tuple(Position(tuple(p.names), dict(p.bases)) for p in spec.positions)
         self.phenotypes: tuple[str, ...] = (INDETERMINATE,)
@@ -196,6 +201,17 @@ class GeneDefinition:
     def known_alleles(self) -> tuple[str, ...]:
         """The allele names this gene file defines."""
         return ()
+
+    def _add_synonyms(self, spec: _GeneFile) -> None:
+        """Each name of a comma-separated list names the allele ("Mediterranean" for "Mediterranean, Dallas, ...").
+
+        The reader drops a name two alleles would claim, so a synonym never picks one of two alleles.
+        """
+        for name in getattr(spec, "alleles", {}):
+            synonyms = [part.strip() for part in name.split(",")]
+            if len(synonyms) > 1:
+                for synonym in synonyms:
+                    self.allele_names.setdefault(synonym, name)
 
     @cached_property
     def reader(self) -> NotationReader:
@@ -302,7 +318,7 @@ class GeneDefinition:
         """The defined allele ``name`` stands for: PharmVar sub-alleles (*2.001) share the core allele's function."""
         if name in known:
             return name
-        match = _SUBALLELE.match(name)
+        match = SUBALLELE.match(name)
         if match and match.group(1) in known:
             return match.group(1)
         return name

@@ -7,7 +7,8 @@ service's FHIR results: every path reaches it through ``GeneDefinition.call``.
 What it reads, beyond the strict ``allele/allele`` form:
 
 - allele names in any case and spacing (``reference/hapb3``, ``*36+*10``), a tandem written in
-  the other order (``*4+*68`` for ``*68 + *4``) when that names one defined tandem only;
+  the other order (``*4+*68`` for ``*68 + *4``) when that names one defined tandem only, PharmVar
+  sub-alleles in a tandem (Aldy's ``*36.001+*10.001``);
 - the other names a gene file gives an allele (``allele_names``: DPYD ``*2A``, UGT1A1
   ``(TA)7``, pre-2022 SLCO1B1 ``*1B``), and the name in brackets of a defined allele
   (``c.1905+1G>A`` and ``*2A`` for ``c.1905+1G>A (*2A)``);
@@ -18,7 +19,7 @@ What it reads, beyond the strict ``allele/allele`` form:
   allele; single-position genotypes (``rs4149056 T/C``, ``-1639 G>A homozygous``) where the gene
   file lists the position;
 - several variants on one strand (``[c.498G>A + c.2582A>G]/[...]``) and an unknown copy number
-  (``*1/*1xN``): the gene kind decides what they mean (engine.genotype.activity_score).
+  (``*1/*1xN``, ``*1/*2dup``): the gene kind decides what they mean (engine.genotype.activity_score).
 
 Anything it cannot read is left for the gene to call Indeterminate; nothing is guessed.
 """
@@ -48,7 +49,11 @@ ABBREVIATIONS = {
     "um": "Ultrarapid Metabolizer",
 }
 UNKNOWN_COPIES = "xN"
-_COPIES_N = re.compile(r"^(?P<base>.+?)\s*[xX×]\s*[nN]$")
+# A duplication whose copy number is not stated: "*1xN", "*2dup". Not "*1/*4 DUP": written apart,
+# it may not say which allele is duplicated.
+_COPIES_N = re.compile(r"^(?P<base>.+?)(?:\s*[x×]\s*n|(?<=\S)dup)$", re.IGNORECASE)
+# A PharmVar sub-allele ("*4.001"): it has its core allele's function.
+SUBALLELE = re.compile(r"^(\*\d+[A-Za-z]*)\.\d+$")
 _TRAILING_PAREN = re.compile(r"^(?P<body>.*\S)\s*\((?P<word>[^()]+)\)$")
 _SEPARATORS = " ,;:-–—"  # before a trailing qualifier: "*1/*2 - IM", "*1/*2 – IM", "*1/*2 — IM"
 # A defined name with another in brackets: "c.1905+1G>A (*2A)", "... (HapB3)"; not a lone base ("(C)").
@@ -125,6 +130,9 @@ class NotationReader:
         if copies:
             base = self.defined(copies["base"])
             return f"{base}{UNKNOWN_COPIES}" if base else None
+        core = SUBALLELE.match(name.strip())
+        if core:
+            return self.defined(core[1])
         parts = _PLUS.split(name)
         if len(parts) > 1:
             canonical = [self.allele(part) for part in parts]

@@ -50,6 +50,12 @@ class XLinkedGene(GeneDefinition):
             ("male_examples", MALE, self.male_examples),
         ]
 
+    def canonical_allele(self, name: str, known: dict) -> str:
+        """Also the reader's names ("Mediterranean", "A+"): a male's lone allele is read only here, since
+        the notation reader takes one allele only with its zygosity."""
+        name = super().canonical_allele(name, known)
+        return name if name in known else (self.reader.defined(name) or name)
+
     def _hemizygous(self, allele: str) -> str:
         return self.hemizygous.get(self.allele_function[allele], INDETERMINATE)
 
