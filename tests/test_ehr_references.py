@@ -1,23 +1,27 @@
-"""References as EHRs write them: the subject of a result.
+"""References as EHRs write them: the subject of a result, and the Medication of a draft order.
 
 FHIR R4 lets a reference be relative (``Patient/123``), absolute (``https://ehr.example/fhir/Patient/123``),
 version-specific (``.../_history/2``) or, inside a Bundle, the ``urn:uuid:`` fullUrl of another entry
-(references.html, bundle.html#references).
+(references.html, bundle.html#references); transaction Bundles carry new resources with no id at all.
 Requests are the HL7 sandbox's (tests/test_sandbox_shapes.py): CYP2C19 *2/*2 on clopidogrel, whose
-card is critical. A result about another patient must never give it.
+card is critical. A result about another patient must never give it; a draft order whose Medication
+can be found must; one whose Medication cannot be found is refused, naming where.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import pytest
 
-from tests.fhirdata import genotype, searchset
-from tests.test_sandbox_shapes import PATIENT, SELECT, sandbox_request
+from tests.fhirdata import RXNORM, genotype, searchset
+from tests.test_sandbox_shapes import PATIENT, SELECT, SIGN, sandbox_order, sandbox_request
 
 SERVER = "https://launch.smarthealthit.org/v/r4/fhir"  # sandbox_request's fhirServer
 PATIENT_URN = "urn:uuid:6f1d2c7e-3b1a-4c59-9a57-0d5b8e1f2a34"
+MEDICATION_URN = "urn:uuid:0b9e5f3c-8a47-4d21-b6de-7c1f9a2e4b10"
+CLOPIDOGREL = {"coding": [{"system": RXNORM, "code": "309362", "display": "clopidogrel 75 MG Oral Tablet"}]}
 PGX_LOGGER = "hooks.fhir.fhir_pgx"
 
 
@@ -112,3 +116,72 @@ def test_a_urn_uuid_subject_is_the_patient_only_as_the_patients_entry_in_its_bun
         "entry": [{"fullUrl": PATIENT_URN, "resource": patient}],
     }
     assert not critical(client.post(SELECT, json=elsewhere))
+
+
+# --- MedicationRequest.medicationReference ---------------------------------------------------
+
+
+def referring_order(reference: str, medication: dict | None, full_url: str | None = MEDICATION_URN) -> dict:
+    """The sandbox's order-sign whose order names its drug by ``reference``; ``medication`` an entry beside it."""
+    order = sandbox_order()
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": reference}
+    body = sandbox_request("order-sign", order)
+    if medication is not None:
+        entry = {"resource": copy.deepcopy(medication)}
+        if full_url is not None:
+            entry["fullUrl"] = full_url
+        body["context"]["draftOrders"]["entry"].append(entry)
+    return body
+
+
+ID_LESS = {"resourceType": "Medication", "code": CLOPIDOGREL}
+
+
+@pytest.mark.parametrize("path", [SELECT, SIGN])
+def test_a_medication_entry_named_by_its_urn_uuid_is_read(client, path):
+    # A transaction-style draftOrders: the new Medication has no id, only its entry's urn:uuid fullUrl.
+    body = referring_order(MEDICATION_URN, ID_LESS)
+    if path == SELECT:
+        body["hook"], body["context"]["selections"] = "order-select", ["MedicationRequest/request-123"]
+    assert critical(client.post(path, json=copy.deepcopy(body)))
+    # With an id too, found by either name.
+    body["context"]["draftOrders"]["entry"][1]["resource"]["id"] = "med-1"
+    assert critical(client.post(path, json=copy.deepcopy(body)))
+    body["context"]["draftOrders"]["entry"][0]["resource"]["medicationReference"] = {"reference": "Medication/med-1"}
+    assert critical(client.post(path, json=body))
+
+
+def refusal(response) -> str:
+    assert response.status_code == 400, response.text
+    return response.json()["issue"][0]["diagnostics"]
+
+
+ORDER = "context.draftOrders.entry.0.resource.medicationReference"
+
+
+def test_a_medication_reference_that_resolves_to_nothing_readable_is_still_refused(client):
+    # No entry has that urn:uuid; the urn:uuid is a Patient's; the Medication found has no code.
+    assert ORDER in refusal(client.post(SIGN, json=referring_order(MEDICATION_URN, None)))
+    assert ORDER in refusal(client.post(SIGN, json=referring_order(MEDICATION_URN, ID_LESS, PATIENT_URN)))
+    patient = {"resourceType": "Patient", "id": PATIENT}
+    assert "Medication" in refusal(client.post(SIGN, json=referring_order(MEDICATION_URN, patient)))
+    codeless = {"resourceType": "Medication", "status": "active"}
+    assert ORDER in refusal(client.post(SIGN, json=referring_order(MEDICATION_URN, codeless)))
+    # The Medication found is checked as R4 says, as one named Medication/<id> is.
+    malformed = {"resourceType": "Medication", "code": "clopidogrel"}
+    assert "context.draftOrders.entry.1.resource.code" in refusal(
+        client.post(SIGN, json=referring_order(MEDICATION_URN, malformed))
+    )
+
+
+def test_only_a_medication_with_a_urn_uuid_full_url_may_come_without_an_id(client):
+    # An entry without an id that nothing could name, and an order without one, are refused as before.
+    no_url = referring_order(MEDICATION_URN, ID_LESS, full_url=None)
+    assert "context.draftOrders.entry.1.resource: id: missing" in refusal(client.post(SIGN, json=no_url))
+    absolute = referring_order(f"{SERVER}/Medication/m", ID_LESS, full_url=f"{SERVER}/Medication/m")
+    assert "context.draftOrders.entry.1.resource: id: missing" in refusal(client.post(SIGN, json=absolute))
+    order = referring_order(MEDICATION_URN, ID_LESS)
+    order["context"]["draftOrders"]["entry"][0]["fullUrl"] = "urn:uuid:9d3c5a1e-2f4b-4e6a-8c7d-1b2a3c4d5e6f"
+    del order["context"]["draftOrders"]["entry"][0]["resource"]["id"]
+    assert "context.draftOrders.entry.0.resource: id: missing" in refusal(client.post(SIGN, json=order))
