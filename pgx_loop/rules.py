@@ -150,7 +150,7 @@ def _explain_request(library: Library, path: Path, strengths: StrengthTable) -> 
     context = order_context(request.hook, request.context)
     orders = orders_to_check(context)
     reader = ResultReader(library.genes, library.rules_by_code)
-    reports = reader.read((request.prefetch or {}).values(), context.patientId)
+    reports = reader.read((request.prefetch or {}).values(), context.patientId, fhir_server=request.fhirServer)
     facts = patient_facts(request.prefetch, orders)  # prefetch as given: explain never calls the EHR
     return [explain(library, reports, order.rxnorm, facts, strengths, order.display) for order in orders]
 

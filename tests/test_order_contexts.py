@@ -245,3 +245,17 @@ def test_the_400_reasons_over_http_are_pydantics(client):
             assert response.status_code == 200, response.text
 
     check()
+
+
+def test_urn_uuid_full_urls_are_read_alike_and_only_pydantic_takes_an_entry_without_an_id():
+    # A transaction-style draftOrders: a Medication named by its entry's urn:uuid fullUrl (test_ehr_references.py).
+    context = hook_request("order-sign", orders=[medication_request()])["context"]
+    urn = "urn:uuid:0b9e5f3c-8a47-4d21-b6de-7c1f9a2e4b10"
+    context["draftOrders"]["entry"].append({"fullUrl": urn, "resource": {"resourceType": "Medication", "id": "m"}})
+    fast = certainly_valid("order-sign", context)
+    assert fast is not None and fast == reference("order-sign", context)[0]
+    assert fast.uuid_index_of == {urn: 1} and fast.index_of["Medication/m"] == 1
+    del context["draftOrders"]["entry"][1]["resource"]["id"]
+    assert certainly_valid("order-sign", context) is None
+    read = order_context("order-sign", context)
+    assert read.uuid_index_of == {urn: 1} and "Medication/m" not in read.index_of

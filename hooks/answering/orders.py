@@ -13,6 +13,7 @@ from typing import Any
 from engine.decision.orders import RXNORM_SYSTEM, Order
 from hooks.fhir.fhir_shapes import DraftMedicationRequest, Medication, carried_over, problems_of
 from hooks.protocol.order_contexts import OrderContext
+from hooks.protocol.requests import is_urn_uuid
 
 log = logging.getLogger(__name__)
 # R4 lists that a real client sends as one CodeableConcept: the HL7 CDS Hooks sandbox builds every draft
@@ -103,9 +104,13 @@ def _medication(draft: dict[str, Any], where: str, context: OrderContext) -> tup
             contained = next((c for c in draft.get("contained") or () if c.get("id") == reference[1:]), None)
             concept = contained.get("code") if contained is not None else None
         else:
-            index = context.index_of.get(reference)
+            # "Medication/<id>", or the urn:uuid fullUrl of its entry (a transaction's new Medication, which
+            # may have no id): the entry in draftOrders, checked as R4 says a Medication is.
+            index = context.uuid_index_of.get(reference) if is_urn_uuid(reference) else context.index_of.get(reference)
             if index is not None:
                 medication = context.resources[index]
+                if medication["resourceType"] != "Medication":
+                    return {}, f"{where}.medicationReference: names a draftOrders entry that is not a Medication"
                 found = problems_of(Medication, medication, f"context.draftOrders.entry.{index}.resource")
                 if found:
                     return {}, found[0]

@@ -142,9 +142,10 @@ class HookHandler:
             log.warning("refused unreadable PGx prefetch: %s", exc)
             raise BadRequest(*exc.reasons) from None
         facts = patient_facts(request.prefetch, orders)
-        # Only the genes of the rules these orders meet: the other results cannot change a card.
+        # Only the genes of the rules these orders meet: the other results cannot change a card. The fhirServer
+        # as named, contacted or not: it is the server the EHR's results, and their absolute subjects, are on.
         try:
-            reported = reader.read(resources, context.patientId, genes, triaged)
+            reported = reader.read(resources, context.patientId, genes, triaged, request.fhirServer)
         except PrefetchInvalid as exc:
             log.warning("refused unreadable PGx prefetch: %s", exc)
             raise BadRequest(*exc.reasons) from None

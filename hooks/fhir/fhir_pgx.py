@@ -15,6 +15,7 @@ Only final results about the request's patient are used; everything else is skip
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ from engine.genotype.genes import GeneDefinition
 from engine.genotype.results import ReportedResult
 from hooks.fhir.fhir_shapes import Observation, Unread, conforms, shape_problems
 from hooks.fhir.prefetch import PrefetchInvalid
+from hooks.protocol.fhir_servers import BaseUrl, UnusableUrl
 
 log = logging.getLogger(__name__)
 DOUBT = object()  # a field the strict triage cannot read as R4 types it
@@ -59,6 +61,15 @@ Triage = tuple[str | None, bool, str | None]
 # kept beside its triage: it stays alive, so its id cannot be reused by another, and ``read`` checks it is
 # the same object before trusting what was found.
 Triaged = dict[int, tuple[dict[str, Any], str | None, bool, str | None]]
+
+# Why an Observation's subject is not used. Constant texts: the reference itself holds the patient's id.
+NOT_THE_PATIENT = "skipped an Observation whose subject is not the request's patient"
+UNCHECKABLE = (
+    "skipped an Observation whose subject is an absolute reference: the request names no fhirServer to check it against"
+)
+HISTORY = "/_history/"
+URN_UUID = "urn:uuid:"
+VERSION_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}", re.ASCII)  # FHIR R4 references.html, the literal reference pattern
 
 # LOINC answers for metabolizer status (LL3856-3) -> CPIC terms.
 LOINC_PHENOTYPES = {
@@ -139,6 +150,84 @@ def resources_of(value: Any, resource_type: str) -> list[dict[str, Any]]:
                 found.append(inner)
         return found
     return [value] if value.get("resourceType") == resource_type else []
+
+
+# What ``_usable`` knows of the request's patient (``patient_refs``): ("Patient/<id>", the request's
+# fhirServer, its prefetch/fetch values, what ``_subject_problem`` found and keeps for the request). A
+# tuple: built for every call, where an instance of a class cost five times as much, and most calls only
+# ever compare its first item.
+PatientRefs = tuple[str, str | None, list[Any], dict[str, Any]]
+
+
+def patient_refs(patient_id: str, fhir_server: str | None = None, values: list[Any] | None = None) -> PatientRefs:
+    """What an Observation's subject is compared with, for one request (``_subject_problem``)."""
+    return "Patient/" + patient_id, fhir_server, values or [], {}
+
+
+def _subject_problem(obs: dict[str, Any], reference: Any, patient: PatientRefs) -> str | None:
+    """None if ``reference`` names the request's patient, else why it does not (a constant: no ids).
+
+    The caller has compared it with ``Patient/<id>``, the usual. FHIR R4 (references.html,
+    bundle.html#references) also allows, and this accepts:
+    - ``<fhirServer>/Patient/<id>``, absolute on the request's own FHIR server: scheme, host and port
+      compared as URLs are (case-insensitively, default port), the path exactly, a trailing slash
+      ignored. The same id on another server is another patient, whose genotype must never reach
+      this one's card. Without a fhirServer such a reference cannot be checked, and is skipped;
+    - either of them with ``/_history/<version>``: a version of the same Patient;
+    - ``urn:uuid:<uuid>``: only as the ``fullUrl`` of a Patient entry, with the patient's id, in the
+      same Bundle as the Observation (a urn:uuid means nothing outside its Bundle).
+    """
+    if type(reference) is not str:
+        return NOT_THE_PATIENT
+    relative, server, values, found = patient
+    if reference.startswith(URN_UUID):
+        if "urns" not in found:
+            found["urns"] = _bundle_patients(values, relative[len("Patient/") :])
+        return None if reference in found["urns"].get(id(obs), ()) else NOT_THE_PATIENT
+    head, history, version = reference.partition(HISTORY)
+    if history and not VERSION_ID.fullmatch(version):
+        return NOT_THE_PATIENT
+    if head == relative:
+        return None
+    if not head.endswith("/" + relative):
+        return NOT_THE_PATIENT
+    if "server" not in found:
+        try:
+            found["server"] = BaseUrl.parse(server) if server is not None else None
+        except UnusableUrl:  # not from a checked request (a request's fhirServer is parsed when it is read)
+            found["server"] = None
+    if found["server"] is None:
+        return UNCHECKABLE
+    try:
+        base = BaseUrl.parse(head[: -len(relative) - 1])
+    except UnusableUrl:
+        return NOT_THE_PATIENT
+    return None if base == found["server"] else NOT_THE_PATIENT
+
+
+def _bundle_patients(values: list[Any], patient_id: str) -> dict[int, set[str]]:
+    """``id`` of each resource in a Bundle -> the urn:uuid fullUrls of that Bundle's Patient entries with
+    ``patient_id`` (Bundles with none left out). Keyed by ``id``: the values stay alive through the request."""
+    found: dict[int, set[str]] = {}
+    for value in values:
+        entries = value.get("entry") if type(value) is dict and value.get("resourceType") == "Bundle" else None
+        entries = [entry for entry in entries if type(entry) is dict] if type(entries) is list else []
+        urns = set()
+        for entry in entries:
+            resource, full_url = entry.get("resource"), entry.get("fullUrl")
+            if (
+                type(resource) is dict
+                and resource.get("resourceType") == "Patient"
+                and resource.get("id") == patient_id
+                and type(full_url) is str
+                and full_url.startswith(URN_UUID)
+            ):
+                urns.add(full_url)
+        if urns:
+            for entry in entries:
+                if type(entry.get("resource")) is dict:
+                    found[id(entry["resource"])] = urns
+    return found
 
 
 class ResultReader:
@@ -246,13 +335,19 @@ class ResultReader:
         patient_id: str,
         genes: Container[str] | None = None,
         triaged: Triaged | None = None,
+        fhir_server: str | None = None,
     ) -> list[ReportedResult]:
         """Every usable PGx result for ``patient_id`` among the given prefetch/fetch values.
 
         ``genes``: read only results for these genes (None: all). Observations about other genes
         are recognised by their gene and left unparsed; no rule asked for them, so they cannot
         change a card. ``triaged``: what ``unread`` found about the same values in this request.
+        ``fhir_server``: the request's fhirServer, the one server whose absolute Patient references
+        name this patient (``_subject_problem``).
         """
+        if type(resources) is not list:
+            resources = list(resources)  # read twice: here, and by ``_subject_problem`` for a urn:uuid subject
+        patient = patient_refs(patient_id, fhir_server, resources)
         triaged = triaged or {}
         wanted = genes if genes is not None else self._genes
         reports, implications = [], []  # implications: (Observation, which of our genes it names)
@@ -284,7 +379,7 @@ class ResultReader:
                     if type(obs_id) is str and obs_id:  # it may be unchecked (``unread``)
                         genotype_genes[obs_id] = obs, gene
                     continue
-                gene, found = self._genotype(obs, named, gene, patient_id)
+                gene, found = self._genotype(obs, named, gene, patient)
                 if gene is not None and obs_id:
                     genotype_genes[obs_id] = gene
                 reports += found
@@ -301,24 +396,26 @@ class ResultReader:
                 problems = shape_problems(Observation, obs, "prefetch: the genotype an implication is derived from")
                 if problems:
                     raise PrefetchInvalid(*problems)
-            return gene if next(_value_texts(obs), None) is not None and self._usable(obs, patient_id) else None
+            return gene if next(_value_texts(obs), None) is not None and self._usable(obs, patient) else None
 
         for obs, gene in implications:
-            reports += self._implication(obs, gene, derived_gene, wanted, patient_id)
+            reports += self._implication(obs, gene, derived_gene, wanted, patient)
         return reports
 
     @staticmethod
-    def _usable(obs: dict[str, Any], patient_id: str) -> bool:
+    def _usable(obs: dict[str, Any], patient: PatientRefs) -> bool:
         if obs.get("status") not in USABLE_STATUS:
             # Not the value itself: it comes from the request and could hold anything.
             log.info("skipped an Observation whose status is not %s", "/".join(sorted(USABLE_STATUS)))
             return False
-        subject = (obs.get("subject") or {}).get("reference") if isinstance(obs.get("subject"), dict) else None
-        if not isinstance(subject, str) or not (
-            subject == f"Patient/{patient_id}" or subject.endswith(f"/Patient/{patient_id}")
-        ):
-            # Never use a result that is not explicitly this patient's.
-            log.warning("skipped an Observation whose subject is not the request's patient")
+        reference = obs.get("subject")
+        reference = reference.get("reference") if type(reference) is dict else None
+        if reference == patient[0]:  # "Patient/<id>", the usual case: one comparison
+            return True
+        problem = _subject_problem(obs, reference, patient)
+        if problem is not None:
+            # Never use a result that is not explicitly this patient's. The message is a constant: no ids.
+            log.warning(problem)
             return False
         return True
 
@@ -423,7 +520,7 @@ class ResultReader:
         return symbol or self._gene_symbol(code) or self._gene_symbol(display)
 
     def _genotype(
-        self, obs: dict[str, Any], named: bool, gene: str | None, patient_id: str
+        self, obs: dict[str, Any], named: bool, gene: str | None, patient: PatientRefs
     ) -> tuple[str | None, list[ReportedResult]]:
         """(gene, results) of a genotype Observation whose gene-studied component gave (named, gene).
 
@@ -444,7 +541,7 @@ class ResultReader:
                 log.info("skipped a genotype Observation with no recognised gene and diplotype")
             return None, []
         symbol = gene or self._text_gene(first)
-        if symbol is None or not self._usable(obs, patient_id):
+        if symbol is None or not self._usable(obs, patient):
             return None, []
         effective = _effective(obs)
         others = tuple(text for text in texts if text != first)
@@ -468,7 +565,7 @@ class ResultReader:
         gene: str | None,
         derived_gene: Callable[[str], str | None],
         wanted: Container[str],
-        patient_id: str,
+        patient: PatientRefs,
     ) -> list[ReportedResult]:
         """The phenotypes a therapeutic implication states: one result per distinct wording, so that a
         LOINC answer and a text that disagree are both seen (and the gene called Indeterminate)."""
@@ -481,7 +578,7 @@ class ResultReader:
         if gene is None:
             log.info("skipped a therapeutic implication whose gene could not be determined")
             return []
-        if gene not in wanted or not self._usable(obs, patient_id):
+        if gene not in wanted or not self._usable(obs, patient):
             return []
         phenotypes = []
         if _has_code(obs.get("code"), METABOLISM_EFFECTS):

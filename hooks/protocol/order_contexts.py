@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
-from hooks.protocol.requests import ORDER_TYPES, OrderSelectContext, OrderSignContext
+from hooks.protocol.requests import ORDER_TYPES, OrderSelectContext, OrderSignContext, is_urn_uuid
 
 MODELS: dict[str, type[OrderSignContext]] = {"order-select": OrderSelectContext, "order-sign": OrderSignContext}
 # requests.py's patterns, anchored by fullmatch: Python's "$" would also pass a trailing newline.
@@ -30,8 +30,10 @@ class OrderContext(NamedTuple):
     more than all the fast check's patterns.
 
     ``resources`` are the draftOrders entries' resources in order, as the JSON they are;
-    ``index_of`` maps each "Type/id" to the index of its (last) entry; ``selections`` is None
-    for order-sign, where every draft order is checked.
+    ``index_of`` maps each "Type/id" to the index of its (last) entry; ``uuid_index_of`` each
+    ``urn:uuid:`` fullUrl to the index of its (last) entry (a resource that may have no id, named
+    by that in a reference, bundle.html#references); ``selections`` is None for order-sign, where
+    every draft order is checked.
     """
 
     userId: str
@@ -40,6 +42,7 @@ class OrderContext(NamedTuple):
     resources: list[dict[str, Any]]
     index_of: dict[str, int]
     selections: list[str] | None
+    uuid_index_of: dict[str, int]
 
 
 def order_context(hook: str, context: dict[str, Any]) -> OrderContext:
@@ -50,10 +53,14 @@ def order_context(hook: str, context: dict[str, Any]) -> OrderContext:
 
 def from_model(model: OrderSignContext) -> OrderContext:
     """What the service reads of a context pydantic has validated."""
-    resources = [entry.resource for entry in model.draftOrders.entry]
-    index_of = {f"{resource['resourceType']}/{resource['id']}": i for i, resource in enumerate(resources)}
+    entries = model.draftOrders.entry
+    resources = [entry.resource for entry in entries]
+    index_of = {f"{r['resourceType']}/{r['id']}": i for i, r in enumerate(resources) if "id" in r}
+    uuid_index_of = {entry.fullUrl: i for i, entry in enumerate(entries) if is_urn_uuid(entry.fullUrl)}
     selections = list(model.selections) if isinstance(model, OrderSelectContext) else None
-    return OrderContext(model.userId, model.patientId, model.encounterId, resources, index_of, selections)
+    return OrderContext(
+        model.userId, model.patientId, model.encounterId, resources, index_of, selections, uuid_index_of
+    )
 
 
 def certainly_valid(hook: str, context: Any) -> OrderContext | None:
@@ -71,7 +78,7 @@ def certainly_valid(hook: str, context: Any) -> OrderContext | None:
     kind, entries = bundle.get("resourceType"), bundle.get("entry")
     if type(kind) is not str or kind != "Bundle" or type(entries) is not list or not entries:
         return None
-    resources, index_of, has_order = [], {}, False
+    resources, index_of, uuid_index_of, has_order = [], {}, {}, False
     for index, entry in enumerate(entries):
         if type(entry) is not dict or not _string_keys(entry):
             return None
@@ -89,6 +96,9 @@ def certainly_valid(hook: str, context: Any) -> OrderContext | None:
             return None
         resources.append(resource)
         index_of[f"{kind}/{name}"] = index
+        full_url = entry.get("fullUrl")
+        if full_url is not None and is_urn_uuid(full_url):  # most entries have none: the sandbox sends none
+            uuid_index_of[full_url] = index
     if not has_order:
         return None
     selections = None
@@ -104,7 +114,7 @@ def certainly_valid(hook: str, context: Any) -> OrderContext | None:
         selections = list(selections)
     elif hook != "order-sign":
         return None
-    return OrderContext(user, patient, encounter, resources, index_of, selections)
+    return OrderContext(user, patient, encounter, resources, index_of, selections, uuid_index_of)
 
 
 def _string_keys(value: dict[Any, Any]) -> bool:

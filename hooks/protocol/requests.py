@@ -10,12 +10,22 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from hooks.protocol.fhir_servers import BaseUrl, UnusableUrl
 
 FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
 UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+URN_UUID = "urn:uuid:"
 ORDER_TYPES = ("MedicationRequest", "ServiceRequest", "DeviceRequest", "NutritionOrder", "VisionPrescription")
 _FHIR_ID = re.compile(FHIR_ID)
 _RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]+$")
@@ -74,17 +84,32 @@ class HookRequest(_Open):
 
 
 class BundleEntry(_Open):
+    fullUrl: Any = None  # read before ``resource``: it decides whether the resource needs an id
     resource: dict[str, Any]
 
     @field_validator("resource")
     @classmethod
-    def _typed_with_id(cls, resource: dict[str, Any]) -> dict[str, Any]:
+    def _typed_with_id(cls, resource: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         # Kept as the raw JSON (orders are read field by field later); only type and id are checked.
         if not isinstance(resource.get("resourceType"), str) or not _RESOURCE_TYPE.match(resource["resourceType"]):
             raise ValueError("resourceType: missing or not a FHIR resource type")
+        if (
+            "id" not in resource
+            and resource["resourceType"] not in ORDER_TYPES
+            and is_urn_uuid(info.data.get("fullUrl"))
+        ):
+            # A resource new in this Bundle, as a transaction carries it (a Medication an order names by
+            # the urn:uuid): FHIR gives it no id yet. An order always needs one: selections name it by it.
+            return resource
         if not isinstance(resource.get("id"), str) or not _FHIR_ID.match(resource["id"]):
             raise ValueError("id: missing or not a FHIR id")
         return resource
+
+
+def is_urn_uuid(value: Any) -> bool:
+    """Whether ``value`` (a Bundle entry's fullUrl, or a reference to one) is a ``urn:uuid:``: bundle.html's
+    name for a resource new in the Bundle, on no server yet."""
+    return type(value) is str and value.startswith(URN_UUID)
 
 
 class DraftOrders(_Open):
@@ -98,8 +123,12 @@ class DraftOrders(_Open):
         return self
 
     def resources(self) -> dict[str, dict[str, Any]]:
-        """Every entry as ``{"Type/id": resource}``."""
-        return {f"{entry.resource['resourceType']}/{entry.resource['id']}": entry.resource for entry in self.entry}
+        """Every entry with an id as ``{"Type/id": resource}``."""
+        return {
+            f"{entry.resource['resourceType']}/{entry.resource['id']}": entry.resource
+            for entry in self.entry
+            if "id" in entry.resource
+        }
 
 
 class OrderSignContext(_Open):
