@@ -27,6 +27,7 @@ from engine.genotype.results import ReportedResult
 from hooks.fhir.fhir_shapes import Observation, Unread, conforms, shape_problems
 from hooks.fhir.prefetch import PrefetchInvalid
 from hooks.protocol.fhir_servers import BaseUrl, UnusableUrl
+from hooks.protocol.requests import is_urn_uuid
 
 log = logging.getLogger(__name__)
 DOUBT = object()  # a field the strict triage cannot read as R4 types it
@@ -68,7 +69,6 @@ UNCHECKABLE = (
     "skipped an Observation whose subject is an absolute reference: the request names no fhirServer to check it against"
 )
 HISTORY = "/_history/"
-URN_UUID = "urn:uuid:"
 VERSION_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}", re.ASCII)  # FHIR R4 references.html, the literal reference pattern
 
 # LOINC answers for metabolizer status (LL3856-3) -> CPIC terms.
@@ -180,7 +180,7 @@ def _subject_problem(obs: dict[str, Any], reference: Any, patient: PatientRefs) 
     if type(reference) is not str:
         return NOT_THE_PATIENT
     relative, server, values, found = patient
-    if reference.startswith(URN_UUID):
+    if is_urn_uuid(reference):
         if "urns" not in found:
             found["urns"] = _bundle_patients(values, relative[len("Patient/") :])
         return None if reference in found["urns"].get(id(obs), ()) else NOT_THE_PATIENT
@@ -219,8 +219,7 @@ def _bundle_patients(values: list[Any], patient_id: str) -> dict[int, set[str]]:
                 type(resource) is dict
                 and resource.get("resourceType") == "Patient"
                 and resource.get("id") == patient_id
-                and type(full_url) is str
-                and full_url.startswith(URN_UUID)
+                and is_urn_uuid(full_url)
             ):
                 urns.add(full_url)
         if urns:
