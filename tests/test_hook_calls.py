@@ -358,6 +358,20 @@ def test_an_unknown_service_is_404(client):
     assert client.post("/cds-services/no-such-service", content=b"junk").status_code == 404
 
 
+def test_the_routers_own_404_and_405_are_operation_outcomes(client):
+    """Not FastAPI's {"detail": ...}: every error answer has the one shape CDS Hooks 3.0 asks for."""
+    for response, code, allowed in [
+        (client.post(SELECT + "/feedback2", json={}), "not-found", None),
+        (client.post("/nothing-here", json={}), "not-found", None),
+        (client.get(SELECT), "not-supported", "POST"),
+        (client.delete("/cds-services"), "not-supported", "GET"),
+    ]:
+        outcome = response.json()
+        assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"][0]["code"] == code, outcome
+        assert response.status_code == (405 if allowed else 404)
+        assert response.headers.get("allow") == allowed
+
+
 # --- prefetch semantics: absent -> fetch or 412; null -> no data; OperationOutcome -> handled ---
 
 

@@ -92,7 +92,7 @@ def test_without_reports_yet_the_answer_says_so(tmp_path: Path, library: Library
     with TestClient(create_app(settings, library)) as client:
         for path in ("/reports/", "/reports/latest"):
             response = client.get(path)
-            assert response.status_code == 404 and "no reports yet" in response.json()["detail"]
+            assert response.status_code == 404 and "no reports yet" in response.json()["issue"][0]["diagnostics"]
 
 
 def test_the_service_does_not_load_duckdb_or_analytics_for_reports():

@@ -6,6 +6,8 @@
   sit in a browser or proxy cache.
 - The trailing-slash redirect Starlette offers builds an absolute ``Location`` from the Host
   header (``Host: evil.test`` -> ``http://evil.test/healthz``); this one sends a relative path.
+- The router's own 404 and 405 (and a route's 404) answer with an OperationOutcome, like every
+  other error; a 405 keeps its ``Allow`` header.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
+
+from hooks.protocol.outcomes import operation_outcome
 
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 NO_STORE = (b"cache-control", b"no-store")
@@ -52,7 +55,10 @@ def relative_slash_redirects(app: FastAPI) -> None:
             if not _routed(app, request.scope) and _routed(app, {**request.scope, "path": other}):
                 query = request.url.query
                 return RedirectResponse(other + (f"?{query}" if query else ""), status_code=307)
-        return await http_exception_handler(request, exc)
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        answer = operation_outcome(exc.status_code, code, str(exc.detail))
+        answer.headers.update(exc.headers or {})
+        return answer
 
 
 def _redirectable(path: str) -> bool:
