@@ -136,6 +136,33 @@ def test_an_ambiguous_notation_stays_indeterminate_with_a_reason(library, gene, 
     assert call.phenotype == INDETERMINATE and call.reason, call
 
 
+# Ambiguous calls as genotype callers (Cyrius: "*1/*46;*43/*45") and labs ("... or ...") print them.
+AGREEING = [
+    ("CYP2D6", "*1/*2 or *1/*35", "Normal Metabolizer", "2.0"),
+    ("CYP2D6", "*1/*2x2;*1/*35x2", "Ultrarapid Metabolizer", "3.0"),
+    ("CYP2C19", "*2/*2;*2/*3", "Poor Metabolizer", None),
+]
+DIFFERING = [
+    ("CYP2D6", "*1/*4;*1/*10", "the possible diplotypes differ"),  # activity 1.0 against 1.25
+    ("CYP2C19", "*2/*2 or *1/*1", "the possible diplotypes differ"),
+    ("CYP2C19", "*2/*2;*2/*99", "allele not in the CYP2C19 definitions: *99"),
+    ("CYP2D6", "*1/*46;*43/*45", "no CPIC activity value for *43"),
+]
+
+
+@pytest.mark.parametrize(("gene", "written", "phenotype", "score"), AGREEING)
+def test_an_ambiguous_call_whose_diplotypes_agree_gets_their_phenotype(library, gene, written, phenotype, score):
+    call = call_diplotype(library.genes[gene], written)
+    assert (call.phenotype, call.activity_score) == (phenotype, score), call
+    assert " or " in call.diplotype  # the card shows that the caller could not choose
+
+
+@pytest.mark.parametrize(("gene", "written", "reason"), DIFFERING)
+def test_an_ambiguous_call_whose_diplotypes_differ_is_indeterminate(library, gene, written, reason):
+    call = call_diplotype(library.genes[gene], written)
+    assert call.phenotype == INDETERMINATE and reason in call.reason, call
+
+
 def test_an_unknown_copy_number_scores_as_at_least_its_lowest(library):
     call = call_diplotype(library.genes["CYP2D6"], "*1/*1xN")
     assert (call.activity_score, call.diplotype) == ("≥3.0", "*1/*1xN")
@@ -263,6 +290,7 @@ HOOK_CASES = [
     ("G6PD", "Mediterranean", "Mediterranean, Dallas, Panama, Sassari, Cagliari, Birmingham", "283821"),
     ("CYP2C19", "*2|*2", "*2/*2", "32968"),
     ("CYP2C19", "*1/*2 (heterozygous)", "*1/*2", "32968"),
+    ("CYP2C19", "*2/*2;*2/*3", "*2/*2", "32968"),
 ]
 
 

@@ -81,6 +81,11 @@ class AllelePresenceGene(GeneDefinition):
     def call_normalised(self, text: str, sex: str | None = None) -> PhenotypeCall:
         return self.reported(text) or self.call_as_written(text)
 
+    def alternatives(self, text: str) -> list[str] | None:
+        """None: ";" separates statuses here ("*57:01 positive; *58:01 negative"), and "/" lists every
+        allele a typing could be, all counted as carried."""
+        return None
+
     def split(self, text: str) -> list[str] | None:
         text = text.rsplit("#", 1)[-1]  # GL string with a namespace prefix: hla#3.33.0#HLA-B*08:01/...
         separators = r"[/+]" if self.fields else r"/"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import replace
 from functools import cached_property
 from typing import Annotated, Literal
 
@@ -25,6 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.genotype.calls import INDETERMINATE, PhenotypeCall, indeterminate, stated_agrees
 from engine.genotype.notations import SUBALLELE, NotationReader, Position, Reading
+
+# Between the possible diplotypes of an ambiguous call: ";" (genotype callers) or the word "or".
+_ALTERNATIVES = re.compile(r"\s*;\s*|\s+or\s+", re.IGNORECASE)
 
 
 class Citation(BaseModel):
@@ -231,7 +235,30 @@ class GeneDefinition:
         written = self.call_as_written(text, sex)
         if written.definite or written.functions:  # functions: both alleles known, CPIC gives no phenotype
             return written
+        alternatives = self.alternatives(text)
+        if alternatives:
+            return self._agreed(alternatives, sex)
         return self.call_normalised(text, sex)
+
+    def alternatives(self, text: str) -> list[str] | None:
+        """The diplotypes of an ambiguous call, as genotype callers print them ("*1/*46;*43/*45", Cyrius)
+        and labs write them ("*1/*2 or *1/*35"); None for one diplotype."""
+        parts = _ALTERNATIVES.split(text.strip())
+        return parts if len(parts) > 1 and all("/" in part for part in parts) else None
+
+    def _agreed(self, alternatives: list[str], sex: str | None) -> PhenotypeCall:
+        """The call every alternative gives, or Indeterminate: choosing one would be a guess."""
+        calls = [self.call(part, sex) for part in alternatives]
+        named = (call.diplotype or part for call, part in zip(calls, alternatives, strict=True))
+        written = " or ".join(dict.fromkeys(named))
+        unread = next((call for call in calls if not call.definite), None)
+        if unread is not None:
+            return indeterminate(self.symbol, written, f"one of the possible diplotypes: {unread.reason}")
+        if len({(call.phenotype, call.activity_score, call.keys) for call in calls}) > 1:
+            each = "; ".join(f"{call.diplotype} is {self.describe(call)}" for call in calls)
+            return indeterminate(self.symbol, written, f"the possible diplotypes differ: {each}")
+        functions = calls[0].functions if all(call.functions == calls[0].functions for call in calls) else ()
+        return replace(calls[0], diplotype=written, functions=functions)
 
     def call_as_written(self, text: str, sex: str | None = None) -> PhenotypeCall:
         """The strict reading: two allele names as this file writes them (gene prefix and order aside)."""
