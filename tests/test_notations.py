@@ -33,6 +33,11 @@ READ = [
     ("DPYD", "No variants detected", "Reference/Reference", "Normal Metabolizer"),
     ("DPYD", "reference/c.1905+1g>a", "Reference/c.1905+1G>A (*2A)", "Intermediate Metabolizer"),
     ("DPYD", "*1/*2a", "Reference/c.1905+1G>A (*2A)", "Intermediate Metabolizer"),
+    # HGVS's genotype notation: one bracket per strand, "=" the reference.
+    ("DPYD", "c.[1905+1G>A];[=]", "Reference/c.1905+1G>A (*2A)", "Intermediate Metabolizer"),
+    ("DPYD", "c.[2846A>T];[1905+1G>A]", "c.1905+1G>A (*2A)/c.2846A>T", "Poor Metabolizer"),
+    ("DPYD", "c.[=];[=]", "Reference/Reference", "Normal Metabolizer"),
+    ("DPYD", "c.[498G>A;2933A>G];[=]", "Reference/c.2933A>G", "Intermediate Metabolizer"),
     # Phased multi-variant strands: the lowest-activity variant of each (0.5 and 0.0 -> 1.0 + 0.0).
     ("DPYD", "[c.498G>A + c.2582A>G]/[c.2846A>T + c.2933A>G]", "c.498G>A/c.2933A>G", "Intermediate Metabolizer"),
     ("DPYD", "Reference/[c.85T>C (*9A) + c.3067C>A]", "Reference/c.85T>C (*9A)", "Normal Metabolizer"),
@@ -105,6 +110,9 @@ AMBIGUOUS = [
     ("SLCO1B1", "*1C/*1A"),  # *1C became *38, since withdrawn
     ("VKORC1", "c.-1639G>A"),
     ("VKORC1", "-1639 G/C"),  # one base of each strand
+    ("DPYD", "c.[=;1905+1G>A];[=]"),  # "=" (no change) and a variant on one strand
+    ("CYP2C19", "c.[681G>A];[=]"),  # CYP2C19 names no reference allele that "=" would be
+    ("DPYD", "c.[1905+1G>A];[=] homozygous"),
     ("VKORC1", "rs9923231 A/T"),
     ("VKORC1", "1173C>T CT"),  # another position (rs9934438), not the one CPIC's table is written for
     ("CYP2D6", "*1/*4 DUP"),  # written apart: which allele is duplicated?

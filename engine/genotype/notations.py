@@ -16,8 +16,9 @@ What it reads, beyond the strict ``allele/allele`` form:
   ``*1/*2 Intermediate Metabolizer``): the zygosity must fit the alleles and the phenotype must
   be the one they give, else the result is Indeterminate;
 - one variant and its zygosity (``c.2846A>T heterozygous``) where the gene names its reference
-  allele; single-position genotypes (``rs4149056 T/C``, ``-1639 G>A homozygous``) where the gene
-  file lists the position;
+  allele, and HGVS's genotype (``c.[1905+1G>A];[=]``, ``c.[2846A>T];[1905+1G>A]``);
+  single-position genotypes (``rs4149056 T/C``, ``-1639 G>A homozygous``) where the gene file
+  lists the position;
 - several variants on one strand (``[c.498G>A + c.2582A>G]/[...]``) and an unknown copy number
   (``*1/*1xN``, ``*1/*2dup``): the gene kind decides what they mean (engine.genotype.activity_score).
 
@@ -58,6 +59,9 @@ _TRAILING_PAREN = re.compile(r"^(?P<body>.*\S)\s*\((?P<word>[^()]+)\)$")
 _SEPARATORS = " ,;:-–—"  # before a trailing qualifier: "*1/*2 - IM", "*1/*2 – IM", "*1/*2 — IM"
 # A defined name with another in brackets: "c.1905+1G>A (*2A)", "... (HapB3)"; not a lone base ("(C)").
 _BRACKETED = re.compile(r"(?P<main>.+?)\s*\((?P<other>[^()]{2,})\)")
+# HGVS's genotype: "c.[1905+1G>A];[=]" (one strand each in brackets, "=" the reference,
+# variants of one strand separated by ";": "c.[498G>A;2582A>G];[=]").
+_HGVS_GENOTYPE = re.compile(r"^c\.\[(?P<first>[^\[\]]+)\];\[(?P<second>[^\[\]]+)\]$")
 # "+" joins the parts of a tandem or the variants of a strand; in "c.1905+1G>A" it is part of a name.
 _PLUS = re.compile(r"\s*\+\s*(?=[^\s\d])")
 
@@ -151,6 +155,12 @@ class NotationReader:
         position = self._position(body, zygosity, stated)
         if position is not None:
             return position
+        hgvs = _HGVS_GENOTYPE.match(body)
+        if hgvs is not None:
+            strands = (self._hgvs_strand(hgvs["first"]), self._hgvs_strand(hgvs["second"]))
+            if () in strands:
+                return f"'=' (the reference) with no reference allele named for this gene, or with a variant: {body!r}"
+            return Reading(strands, zygosity, stated)
         parts = _split_strands(body)
         if parts is None:
             return f"not a diplotype: {text.strip()!r}"
@@ -173,6 +183,15 @@ class NotationReader:
         if whole is not None or "+" not in text:
             return (whole or text,)
         return tuple(self.allele(part) for part in _PLUS.split(text))
+
+    def _hgvs_strand(self, text: str) -> tuple[str, ...]:
+        """One bracket of an HGVS genotype as allele names; () when "=" cannot be read."""
+        variants = [part.strip() for part in text.split(";")]
+        if variants == ["="]:
+            return (self.reference,) if self.reference else ()
+        if "=" in variants:
+            return ()
+        return tuple(self.allele("c." + variant) for variant in variants)
 
     def _qualified(self, text: str) -> tuple[str, str | None, str | None] | str:
         """Strip trailing zygosity and phenotype words: "(heterozygous)", "Poor Metabolizer", "PM".
