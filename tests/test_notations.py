@@ -63,6 +63,12 @@ READ = [
     ("CYP2D6", "*1/*4xN", "*1/*4x2", "Intermediate Metabolizer"),
     ("CYP2D6", "*1/*4XN", "*1/*4x2", "Intermediate Metabolizer"),
     ("HLA-B", "B*57:01/B*07:02", "*57:01/*07:02", "*15:02 negative; *57:01 positive; *58:01 negative"),
+    # An activity score written after the genotype must be the one the alleles give.
+    ("CYP2D6", "*1/*2 (AS 2.0)", "*1/*2", "Normal Metabolizer"),
+    ("CYP2D6", "*1/*4, activity score 1.0", "*1/*4", "Intermediate Metabolizer"),
+    ("CYP2D6", "*1/*4 Intermediate Metabolizer (AS 1)", "*1/*4", "Intermediate Metabolizer"),
+    ("CYP2C9", "*1/*3 AS=1.0", "*1/*3", "Intermediate Metabolizer"),
+    ("DPYD", "c.[1905+1G>A];[=] (AS 1.0)", "Reference/c.1905+1G>A (*2A)", "Intermediate Metabolizer"),
     # Pre-2010 HLA names, without colons.
     ("HLA-B", "HLA-B*5701", "*57:01", "*15:02 negative; *57:01 positive; *58:01 negative"),
     ("HLA-B", "B*5801/B*0702", "*58:01/*07:02", "*15:02 negative; *57:01 negative; *58:01 positive"),
@@ -110,6 +116,10 @@ AMBIGUOUS = [
     ("SLCO1B1", "*1C/*1A"),  # *1C became *38, since withdrawn
     ("VKORC1", "c.-1639G>A"),
     ("VKORC1", "-1639 G/C"),  # one base of each strand
+    ("CYP2D6", "*1/*4 (AS 2.0)"),  # the score stated is not the alleles' (1.0)
+    ("CYP2D6", "*1/*1xN (AS 2.0)"),  # two copies or more: 3.0 or more
+    ("CYP2C19", "*1/*2 (AS 1.0)"),  # CYP2C19 has no activity score
+    ("CYP2D6", "*1/*2 (AS 2.0) AS 1.0"),
     ("DPYD", "c.[=;1905+1G>A];[=]"),  # "=" (no change) and a variant on one strand
     ("CYP2C19", "c.[681G>A];[=]"),  # CYP2C19 names no reference allele that "=" would be
     ("DPYD", "c.[1905+1G>A];[=] homozygous"),

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.genotype.calls import INDETERMINATE, PhenotypeCall, indeterminate, stated_agrees
 from engine.genotype.notations import SUBALLELE, NotationReader, Position, Reading
+from engine.genotype.scores import parse_score
 
 # Between the possible diplotypes of an ambiguous call: ";" (genotype callers) or the word "or".
 _ALTERNATIVES = re.compile(r"\s*;\s*|\s+or\s+", re.IGNORECASE)
@@ -179,6 +180,12 @@ def _notation_key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+def _score_agrees(stated: str, called: str | None) -> bool:
+    """Whether a stated activity score is the called one (or within it: "≥3.0" for an unknown copy number)."""
+    interval = parse_score(called) if called else None
+    return interval is not None and interval.low <= float(stated) <= interval.high
+
+
 class GeneDefinition:
     """A validated gene file: turns diplotypes (and reported phenotypes) into phenotype calls."""
 
@@ -313,6 +320,10 @@ class GeneDefinition:
             return indeterminate(
                 self.symbol, call.diplotype, f"stated {reading.stated}, but {call.diplotype} is {call.phenotype}"
             )
+        if reading.score is not None and not _score_agrees(reading.score, call.activity_score):
+            scored = f"activity score {call.activity_score}" if call.activity_score else "no activity score"
+            reason = f"stated activity score {reading.score}, but {call.diplotype} has {scored}"
+            return indeterminate(self.symbol, call.diplotype, reason)
         return call
 
     def _strip_gene(self, text: str) -> str:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.genotype.calls import stated_agrees
 
@@ -55,6 +55,11 @@ UNKNOWN_COPIES = "xN"
 _COPIES_N = re.compile(r"^(?P<base>.+?)(?:\s*[x×]\s*n|(?<=\S)dup)$", re.IGNORECASE)
 # A PharmVar sub-allele ("*4.001"): it has its core allele's function.
 SUBALLELE = re.compile(r"^(\*\d+[A-Za-z]*)\.\d+$")
+# An activity score written after the genotype: "(AS 1.5)", "AS=1.5", ", activity score 1.5".
+_SCORE = r"(?<![A-Za-z])(?:AS|activity\s+score)\s*[:=]?\s*(?P<{}>\d+(?:\.\d+)?)"
+_STATED_SCORE = re.compile(
+    rf"^(?P<body>.*?\S)[\s,;:]*(?:\(\s*{_SCORE.format('inner')}\s*\)|{_SCORE.format('bare')})$", re.IGNORECASE
+)
 _TRAILING_PAREN = re.compile(r"^(?P<body>.*\S)\s*\((?P<word>[^()]+)\)$")
 _SEPARATORS = " ,;:-–—"  # before a trailing qualifier: "*1/*2 - IM", "*1/*2 – IM", "*1/*2 — IM"
 # A defined name with another in brackets: "c.1905+1G>A (*2A)", "... (HapB3)"; not a lone base ("(C)").
@@ -85,12 +90,14 @@ class Reading:
     """What a genotype text says, in the gene file's allele names.
 
     ``strands`` holds one tuple of allele names per strand (one name, unless a phased result
-    lists several variants on a strand). ``stated`` is a phenotype written after the genotype.
+    lists several variants on a strand). ``stated`` is a phenotype written after the genotype,
+    ``score`` an activity score ("*1/*41 (AS 1.5)").
     """
 
     strands: tuple[tuple[str, ...], ...]
     zygosity: str | None = None
     stated: str | None = None
+    score: str | None = None
 
 
 class NotationReader:
@@ -151,7 +158,12 @@ class NotationReader:
         qualified = self._qualified(" ".join(text.split()))
         if isinstance(qualified, str):
             return f"{qualified}: {text.strip()!r}"
-        body, zygosity, stated = qualified
+        body, zygosity, stated, score = qualified
+        reading = self._body(body, zygosity, stated, text)
+        return replace(reading, score=score) if score is not None and isinstance(reading, Reading) else reading
+
+    def _body(self, body: str, zygosity: str | None, stated: str | None, text: str) -> Reading | str:
+        """What the genotype, its qualifiers stripped, says."""
         position = self._position(body, zygosity, stated)
         if position is not None:
             return position
@@ -193,15 +205,23 @@ class NotationReader:
             return ()
         return tuple(self.allele("c." + variant) for variant in variants)
 
-    def _qualified(self, text: str) -> tuple[str, str | None, str | None] | str:
-        """Strip trailing zygosity and phenotype words: "(heterozygous)", "Poor Metabolizer", "PM".
+    def _qualified(self, text: str) -> tuple[str, str | None, str | None, str | None] | str:
+        """Strip trailing zygosity and phenotype words and an activity score: "(heterozygous)",
+        "Poor Metabolizer", "PM", "(AS 1.5)".
 
         Two of one kind must agree ("*2/*2 PM (Poor Metabolizer)"); two that differ ("*1/*2 PM IM",
         "het hom") contradict each other, and the reason is returned instead: keeping either one
         would be a guess.
         """
-        zygosity = stated = None
-        for _ in range(2):
+        zygosity = stated = score = None
+        for _ in range(3):
+            stated_score = _STATED_SCORE.match(text)
+            if stated_score is not None:
+                if score is not None:
+                    return "stated two activity scores"
+                text = stated_score["body"].rstrip(_SEPARATORS)
+                score = stated_score["inner"] or stated_score["bare"]
+                continue
             found = self._trailing(text)
             if found is None:
                 break
@@ -215,7 +235,7 @@ class NotationReader:
                 if stated is not None and not stated_agrees(meaning, stated):
                     return f"stated both {meaning} and {stated}"
                 stated = stated or meaning
-        return text, zygosity, stated
+        return text, zygosity, stated, score
 
     def _trailing(self, text: str) -> tuple[str, str] | None:
         paren = _TRAILING_PAREN.match(text)
