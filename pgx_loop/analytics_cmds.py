@@ -50,7 +50,7 @@ def _log_to_stderr() -> None:
 @click.option("--truth", "truth_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--export-postgres", metavar="URL", default=None,
               help="Also copy the OMOP tables into PostgreSQL: postgresql://USER[:PASS]@HOST:PORT/DB?schema=SCHEMA "
-                   "(tables replaced).")  # fmt: skip
+                   "(tables replaced; &vocabulary=VOCAB puts the vocabulary tables in schema VOCAB).")  # fmt: skip
 @click.option("--export-lake", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write the OMOP tables as a Parquet lake, DIR/<table>.parquet (for spark://local?lake=DIR).")
 @db_option
@@ -162,7 +162,8 @@ def _load_file(
 @click.command(name="analyze")
 @db_option
 @click.option("--omop", metavar="URL", default=None,
-              help="Study the site's OMOP CDM in place: postgresql://USER[:PASS]@HOST:PORT/DB?schema=SCHEMA, "
+              help="Study the site's OMOP CDM in place: postgresql://USER[:PASS]@HOST:PORT/DB?schema=SCHEMA "
+                   "(&vocabulary=VOCAB: the vocabulary tables in schema VOCAB), "
                    "spark://local?lake=DIR, sc://HOST:PORT?lake=DIR or sc://HOST:PORT?database=NAME "
                    "(default: PGX_LOOP_OMOP, else the tables in the DuckDB file).")  # fmt: skip
 @events_option

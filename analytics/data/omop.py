@@ -32,13 +32,15 @@ from analytics.data.store import count, transaction
 log = logging.getLogger(__name__)
 
 REQUIRED = cdm.REQUIRED_TABLES  # what the learning loop cannot do without
+# The standardized vocabularies of CDM v5.4: what a site may keep in a schema of their own
+# (OHDSI's @vocabularyDatabaseSchema; ``vocabulary=`` of a PostgreSQL OMOP URL).
+VOCABULARY_TABLES = ("concept", "vocabulary", "domain", "concept_class", "concept_relationship", "relationship",
+                     "concept_synonym", "concept_ancestor", "source_to_concept_map", "drug_strength")  # fmt: skip
 OPTIONAL = (
     "visit_occurrence", "visit_detail", "death", "procedure_occurrence", "device_exposure", "observation",
     "specimen", "note", "note_nlp", "location", "care_site", "provider", "payer_plan_period", "cost",
     "drug_era", "dose_era", "condition_era", "episode", "episode_event", "fact_relationship", "metadata",
-    "cdm_source", "cohort", "cohort_definition", "concept", "vocabulary", "domain", "concept_class",
-    "concept_relationship", "relationship", "concept_synonym", "concept_ancestor", "source_to_concept_map",
-    "drug_strength",
+    "cdm_source", "cohort", "cohort_definition", *VOCABULARY_TABLES,
 )  # fmt: skip
 CDM_TABLES = (*REQUIRED, *OPTIONAL)
 DATE_COLUMNS = (

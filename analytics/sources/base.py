@@ -16,13 +16,34 @@ class SourceError(RuntimeError):
     """
 
 
-def render(sql: str, dialect: str) -> str:
-    """The study SQL (written in DuckDB's dialect) in ``dialect``, by SQLGlot; DuckDB's runs as written."""
-    if dialect == "duckdb":
+def render(sql: str, dialect: str, schemas: dict[str, str] | None = None) -> str:
+    """The study SQL (written in DuckDB's dialect) in ``dialect``, by SQLGlot; DuckDB's runs as written.
+
+    ``schemas``: table -> the schema to read it from, for tables kept apart from the CDM (a vocabulary
+    schema); the others stay unqualified, read where the session looks (the CDM schema).
+    """
+    if dialect == "duckdb" and not schemas:
         return sql
     import sqlglot  # only the analytics process needs it, and only for a source elsewhere
 
-    return sqlglot.transpile(sql, read="duckdb", write=dialect)[0]
+    if not schemas:
+        return sqlglot.transpile(sql, read="duckdb", write=dialect)[0]
+    return _qualified(sqlglot.parse_one(sql, read="duckdb"), schemas).sql(dialect=dialect)
+
+
+def _qualified(tree, schemas: dict[str, str]):
+    """``tree`` with each unqualified table of ``schemas`` named in its schema (quoted: the name as resolved).
+
+    A CTE of the same name is not a table; the study's CTEs never take a vocabulary table's name, but a
+    reference to one must stay a reference."""
+    from sqlglot import exp
+
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        name = table.name.lower()
+        if name in schemas and name not in ctes and not table.args.get("db"):
+            table.set("db", exp.to_identifier(schemas[name], quoted=True))
+    return tree
 
 
 class Source(ABC):
@@ -33,6 +54,10 @@ class Source(ABC):
 
     def __init__(self) -> None:
         self.rows_out = 0
+        # Vocabulary table -> its schema, when the URL puts the vocabulary apart from the CDM.
+        self.schemas: dict[str, str] = {}
+        # Where the URL says the vocabulary is, for messages; None: not named, so it is optional.
+        self.vocabulary: str | None = None
 
     @abstractmethod
     def _fetch(self, sql: str) -> pd.DataFrame:
@@ -45,7 +70,7 @@ class Source(ABC):
 
     def query(self, sql: str) -> pd.DataFrame:
         """Run a DuckDB-dialect query in the engine; its result is all that leaves the engine."""
-        frame = self._fetch(render(sql, self.dialect))
+        frame = self._fetch(render(sql, self.dialect, self.schemas))
         frame.columns = [str(column).lower() for column in frame.columns]
         self.rows_out += len(frame)
         return frame

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from analytics.data.omop import CDM_TABLES
+from analytics.data.omop import CDM_TABLES, VOCABULARY_TABLES
 from analytics.sources.base import SourceError
 from analytics.sources.url import OmopUrlError, PostgresUrl, parse_omop_url
 from engine.runtime.postgres_url import scrubbed
@@ -48,7 +48,9 @@ def export_lake(con: duckdb.DuckDBPyConnection, directory: Path) -> dict[str, in
 
 
 def export_postgres(con: duckdb.DuckDBPyConnection, url: str) -> dict[str, int]:
-    """Create the CDM tables in the URL's schema (replacing them) and copy the rows in; returns row counts."""
+    """Create the CDM tables in the URL's schema (replacing them) and copy the rows in; returns row counts.
+
+    The vocabulary tables go to the URL's ``vocabulary`` schema when it names one."""
     import psycopg
 
     try:
@@ -60,9 +62,11 @@ def export_postgres(con: duckdb.DuckDBPyConnection, url: str) -> dict[str, int]:
     counts = {}
     try:
         with psycopg.connect(parsed.conninfo, connect_timeout=10) as pg, tempfile.TemporaryDirectory() as tmp:
-            pg.execute(f'CREATE SCHEMA IF NOT EXISTS "{parsed.schema}"')
+            vocabulary = parsed.vocabulary or parsed.schema  # the URL may put the vocabulary apart, as sites do
+            for schema in dict.fromkeys((parsed.schema, vocabulary)):
+                pg.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             for table, columns in cdm_tables(con).items():
-                name = f'"{parsed.schema}"."{table}"'
+                name = f'"{vocabulary if table in VOCABULARY_TABLES else parsed.schema}"."{table}"'
                 ddl = ", ".join(f'"{c}" {PG_TYPES.get(kind.split("(")[0], "text")}' for c, kind in columns.items())
                 pg.execute(f"DROP TABLE IF EXISTS {name}")
                 pg.execute(f"CREATE TABLE {name} ({ddl})")

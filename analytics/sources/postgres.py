@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analytics.data.omop import VOCABULARY_TABLES
 from analytics.sources.base import Source, SourceError
 from analytics.sources.url import PostgresUrl
 from engine.runtime.postgres_url import scrubbed
@@ -27,6 +28,11 @@ class PostgresSource(Source):
     study read that one schema. Table and column names are taken as PostgreSQL holds them: the study's
     SQL names them unquoted, so a table created as "PERSON" is not its ``person``.
 
+    A ``vocabulary`` schema (OHDSI's ``@vocabularyDatabaseSchema``) resolves the same way and must
+    exist. Its tables (analytics.data.omop.VOCABULARY_TABLES) are read from it alone, named in it in
+    every query (base.render), so a stray copy in the CDM schema (an empty ``concept`` that the full
+    DDL run there creates) is never read; the CDM tables stay on the search path.
+
     Nested-loop joins are off for the session: the planner cannot see the size of the study's
     CTEs and, guessing a handful of rows, chose nested loops that took minutes on 30,000 persons;
     every join of the study is an equality join that hashes well.
@@ -48,16 +54,28 @@ class PostgresSource(Source):
         except psycopg.Error as exc:
             raise SourceError(f"{self.shown}: cannot connect: {scrubbed(exc, self.conninfo)[:300]}") from None
         try:
-            found = self.con.execute(
-                "SELECT nspname FROM pg_namespace WHERE nspname IN (%s, lower(%s)) ORDER BY nspname <> %s LIMIT 1",
-                [url.schema, url.schema, url.schema],
-            ).fetchone()
-            self.schema = found[0] if found else url.schema
+            self.schema = self._resolved(url.schema) or url.schema
+            self.vocabulary_schema = self._resolved(url.vocabulary) if url.vocabulary else self.schema
             self.con.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         except psycopg.Error as exc:
             self.con.close()
             reason = scrubbed(exc, self.conninfo)[:300]
             raise SourceError(f"{self.shown}: cannot use schema {url.schema}: {reason}") from None
+        if self.vocabulary_schema is None:
+            self.con.close()
+            raise SourceError(f"{self.shown}: vocabulary schema {url.vocabulary} does not exist")
+        if url.vocabulary:
+            self.vocabulary = f"vocabulary schema {self.vocabulary_schema}"
+        if self.vocabulary_schema != self.schema:
+            self.schemas = dict.fromkeys(VOCABULARY_TABLES, self.vocabulary_schema)
+
+    def _resolved(self, name: str) -> str | None:
+        """The schema ``name`` means: that exact one, else its lower-case fold; None if neither exists."""
+        found = self.con.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname IN (%s, lower(%s)) ORDER BY nspname <> %s LIMIT 1",
+            [name, name, name],
+        ).fetchone()
+        return found[0] if found else None
 
     def _fetch(self, sql: str) -> pd.DataFrame:
         import psycopg
@@ -72,15 +90,20 @@ class PostgresSource(Source):
         return pd.DataFrame(rows, columns=names)
 
     def columns(self) -> dict[str, dict[str, str]]:
+        # Vocabulary tables from the vocabulary schema, the others from the CDM's (the same schema by default).
         found: dict[str, dict[str, str]] = {}
         with self.con.cursor() as cursor:
             cursor.execute(
-                "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = %s",
-                [self.schema],
+                "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema IN (%s, %s)",
+                [self.schema, self.vocabulary_schema],
             )
-            for table, column, kind in cursor.fetchall():
+            rows = cursor.fetchall()
+        for schema, table, column, kind in rows:
+            wanted = self.vocabulary_schema if table in VOCABULARY_TABLES else self.schema
+            if schema == wanted:
                 found.setdefault(table, {})[column] = TYPES.get(kind, kind.upper())
-        if not found:
+        if not any(schema == self.schema for schema, *_ in rows):
             raise SourceError(f"{self.shown}: schema {self.schema} holds no tables this login can read")
         return found
 

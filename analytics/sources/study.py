@@ -15,6 +15,7 @@ import logging
 import pandas as pd
 
 from analytics.data import cdm
+from analytics.data.products import VOCABULARY
 from analytics.sources.base import Source, SourceError
 from analytics.study.cohort import Catalog, Study, cells_query, genotype_rows, sorted_cells
 from engine.genotype.phenotyper import call_diplotype
@@ -27,10 +28,13 @@ def usable_tables(source: Source) -> dict[str, dict[str, str]]:
     """The source's CDM tables the study can read; ``SourceError`` naming what stops it.
 
     As on import (analytics.data.omop): a required table missing a column or of a wrong type stops the
-    cycle; an optional one (vocabulary, death) in that state is left out with a warning.
+    cycle; an optional one (vocabulary, death) in that state is left out with a warning. A vocabulary
+    the URL names (``source.vocabulary``) is required: its ``concept`` and ``concept_ancestor``, missing or
+    unusable, stop the cycle with the schema named, rather than a study run silently without them.
     """
     columns = source.columns()
-    problems = [f"missing table {name}" for name in cdm.REQUIRED_TABLES if name not in columns]
+    required = [*cdm.REQUIRED_TABLES, *(VOCABULARY if source.vocabulary else ())]
+    problems = [_where(source, name, f"missing table {name}") for name in required if name not in columns]
     usable = {}
     for table, types in columns.items():
         if table not in cdm.USED_TABLES:
@@ -40,13 +44,18 @@ def usable_tables(source: Source) -> dict[str, dict[str, str]]:
         found += cdm.type_problems(table, types, loaded=True)
         if not found:
             usable[table] = types
-        elif table in cdm.REQUIRED_TABLES:
-            problems += found
+        elif table in required:
+            problems += [_where(source, table, problem) for problem in found]
         else:
             log.warning("%s: %s; left out, as if the source had no %s table", source.shown, "; ".join(found), table)
     if problems:
         raise SourceError(f"{source.shown}: " + "; ".join(problems))
     return usable
+
+
+def _where(source: Source, table: str, problem: str) -> str:
+    """``problem``, naming the vocabulary schema when ``table`` was looked for there."""
+    return f"{problem} in {source.vocabulary}" if source.vocabulary and table in VOCABULARY else problem
 
 
 def catalog(source: Source, library: Library, opt_outs: list[int]) -> Catalog:

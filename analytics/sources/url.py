@@ -2,12 +2,17 @@
 
 The forms, kept stable because other tools call them:
 
-- ``postgresql://USER[:PASS]@HOST:PORT/DB?schema=SCHEMA``: the CDM in a PostgreSQL schema
-  (default ``public``);
+- ``postgresql://USER[:PASS]@HOST:PORT/DB?schema=SCHEMA[&vocabulary=VOCAB]``: the CDM in a PostgreSQL
+  schema (default ``public``); ``vocabulary`` names the schema of the vocabulary tables (``concept``,
+  ``concept_ancestor``, ... ``analytics.data.omop.VOCABULARY_TABLES``) when a site keeps them apart, as
+  OHDSI's ``@vocabularyDatabaseSchema`` (default: ``SCHEMA``, and the vocabulary is optional; named, it is
+  required). Both names resolve alike: the schema of that exact name, else its lower-case fold;
 - ``spark://local?lake=DIR``: Spark in local mode over a Parquet lake, each CDM table being
   ``DIR/<table>.parquet`` or a folder ``DIR/<table>/`` of Parquet files (names in any case);
 - ``sc://HOST:PORT?lake=DIR``: a Spark Connect server reading the same lake layout;
 - ``sc://HOST:PORT?database=NAME``: a Spark Connect server's catalog database.
+
+On Spark the vocabulary is read with the CDM, from the same lake or database: a separate one is not supported.
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
-from engine.runtime.postgres_url import PostgresTarget, PostgresUrlError, parse_url
+from engine.runtime.postgres_url import SCHEMA_NAME, PostgresTarget, PostgresUrlError, parse_url
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -26,7 +31,11 @@ class OmopUrlError(ValueError):
     """The URL is not one of the forms above; the message says which part is wrong (never the password)."""
 
 
-PostgresUrl = PostgresTarget  # a PostgreSQL database and the schema holding the CDM tables
+@dataclass(frozen=True)
+class PostgresUrl(PostgresTarget):
+    """A PostgreSQL database, the schema of the CDM tables and, if the URL names one, that of the vocabulary."""
+
+    vocabulary: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,18 +70,35 @@ def _identifier(value: str, what: str) -> str:
 
 def _postgres(url: str) -> PostgresUrl:
     # The same form as the replay store's (engine/runtime/postgres_url.py): libpq parameters such as sslmode pass
-    # through; ``schema`` names where the CDM is.
+    # through; ``schema`` names where the CDM is. ``vocabulary`` is the OMOP URL's alone: taken out before the
+    # rest is parsed, or libpq would be handed a parameter it refuses.
     parts = urlsplit(url)
     if not parts.hostname or not parts.username or not parts.path.strip("/"):
         raise OmopUrlError("OMOP URL: PostgreSQL needs postgresql://USER[:PASS]@HOST:PORT/DB?schema=SCHEMA")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    named = [value for key, value in query if key == "vocabulary"]
+    if len(named) > 1:
+        raise OmopUrlError("OMOP URL: vocabulary is given more than once")
+    if named and not SCHEMA_NAME.fullmatch(named[0]):
+        raise OmopUrlError("OMOP URL: vocabulary must be a schema's plain name (letters, digits and _)")
+    rest = urlunsplit(parts._replace(query=urlencode([(key, value) for key, value in query if key != "vocabulary"])))
     try:
-        return parse_url(url, setting="OMOP URL", default_schema="public")
+        target = parse_url(rest, setting="OMOP URL", default_schema="public")
     except PostgresUrlError as exc:
         raise OmopUrlError(str(exc)) from None
+    if not named:
+        return PostgresUrl(target.conninfo, target.schema, target.shown)
+    shown = target.shown.removesuffix(")") + f", vocabulary {named[0]})"
+    return PostgresUrl(target.conninfo, target.schema, shown, named[0])
 
 
 def _spark(url: str) -> SparkUrl:
     parts = urlsplit(url)
+    if any(key.startswith("vocabulary") for key in parse_qs(parts.query, keep_blank_values=True)):
+        raise OmopUrlError(
+            "OMOP URL: a vocabulary apart from the CDM is supported on PostgreSQL only; on Spark keep the "
+            "vocabulary tables in the same lake or database"
+        )
     params = _query(url, {"lake", "database"})
     if parts.scheme == "spark":
         if parts.netloc != "local" or parts.path not in ("", "/"):
