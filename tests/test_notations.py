@@ -69,6 +69,10 @@ READ = [
     ("CYP2D6", "*1/*4 Intermediate Metabolizer (AS 1)", "*1/*4", "Intermediate Metabolizer"),
     ("CYP2C9", "*1/*3 AS=1.0", "*1/*3", "Intermediate Metabolizer"),
     ("DPYD", "c.[1905+1G>A];[=] (AS 1.0)", "Reference/c.1905+1G>A (*2A)", "Intermediate Metabolizer"),
+    # The zygosity in front.
+    ("CYP2C19", "Homozygous for *2", "*2/*2", "Poor Metabolizer"),
+    ("DPYD", "Heterozygous for c.1905+1G>A", "Reference/c.1905+1G>A (*2A)", "Intermediate Metabolizer"),
+    ("DPYD", "No variants identified", "Reference/Reference", "Normal Metabolizer"),
     # Pre-2010 HLA names, without colons.
     ("HLA-B", "HLA-B*5701", "*57:01", "*15:02 negative; *57:01 positive; *58:01 negative"),
     ("HLA-B", "B*5801/B*0702", "*58:01/*07:02", "*15:02 negative; *57:01 negative; *58:01 positive"),
@@ -116,6 +120,9 @@ AMBIGUOUS = [
     ("SLCO1B1", "*1C/*1A"),  # *1C became *38, since withdrawn
     ("VKORC1", "c.-1639G>A"),
     ("VKORC1", "-1639 G/C"),  # one base of each strand
+    ("CYP2C19", "Heterozygous for *2"),  # and what else? CYP2C19 names no reference allele
+    ("CYP2C19", "Homozygous for *2 (heterozygous)"),
+    ("CYP2C19", "hom *1/*2"),
     ("CYP2D6", "*1/*4 (AS 2.0)"),  # the score stated is not the alleles' (1.0)
     ("CYP2D6", "*1/*1xN (AS 2.0)"),  # two copies or more: 3.0 or more
     ("CYP2C19", "*1/*2 (AS 1.0)"),  # CYP2C19 has no activity score

@@ -12,9 +12,9 @@ What it reads, beyond the strict ``allele/allele`` form:
 - the other names a gene file gives an allele (``allele_names``: DPYD ``*2A``, UGT1A1
   ``(TA)7``, pre-2022 SLCO1B1 ``*1B``), and the name in brackets of a defined allele
   (``c.1905+1G>A`` and ``*2A`` for ``c.1905+1G>A (*2A)``);
-- a phased bar (``*1|*2``), a trailing zygosity word or phenotype (``*1/*2 (heterozygous)``,
-  ``*1/*2 Intermediate Metabolizer``): the zygosity must fit the alleles and the phenotype must
-  be the one they give, else the result is Indeterminate;
+- a phased bar (``*1|*2``), a zygosity in front (``Homozygous for *2``), a trailing zygosity
+  word or phenotype (``*1/*2 (heterozygous)``, ``*1/*2 Intermediate Metabolizer``): the zygosity
+  must fit the alleles and the phenotype must be the one they give, else the result is Indeterminate;
 - one variant and its zygosity (``c.2846A>T heterozygous``) where the gene names its reference
   allele, and HGVS's genotype (``c.[1905+1G>A];[=]``, ``c.[2846A>T];[1905+1G>A]``);
   single-position genotypes (``rs4149056 T/C``, ``-1639 G>A homozygous``) where the gene file
@@ -55,6 +55,7 @@ UNKNOWN_COPIES = "xN"
 _COPIES_N = re.compile(r"^(?P<base>.+?)(?:\s*[x×]\s*n|(?<=\S)dup)$", re.IGNORECASE)
 # A PharmVar sub-allele ("*4.001"): it has its core allele's function.
 SUBALLELE = re.compile(r"^(\*\d+[A-Za-z]*)\.\d+$")
+_LEADING_ZYGOSITY = re.compile(rf"^(?P<word>{'|'.join(ZYGOSITY)})(?:\s+for)?\s*:?\s+(?P<rest>\S.*)$", re.IGNORECASE)
 # An activity score written after the genotype: "(AS 1.5)", "AS=1.5", ", activity score 1.5".
 _SCORE = r"(?<![A-Za-z])(?:AS|activity\s+score)\s*[:=]?\s*(?P<{}>\d+(?:\.\d+)?)"
 _STATED_SCORE = re.compile(
@@ -214,6 +215,9 @@ class NotationReader:
         would be a guess.
         """
         zygosity = stated = score = None
+        leading = _LEADING_ZYGOSITY.match(text)
+        if leading is not None:  # "Homozygous for *2", "heterozygous c.1905+1G>A"
+            zygosity, text = ZYGOSITY[leading["word"].casefold()], leading["rest"]
         for _ in range(3):
             stated_score = _STATED_SCORE.match(text)
             if stated_score is not None:
