@@ -248,3 +248,30 @@ def test_statuses_for_one_allele_that_contradict_each_other_stay_indeterminate(c
     screens = [genotype("HLA-B", "HLA-B*57:01 negative"), genotype("HLA-B", "HLA-B*57:01 detected", date="2024-02-01")]
     [(indicator, summary)] = _cards(client, genotypes=screens, drug=ABACAVIR)
     assert indicator == "info" and "Indeterminate" in summary
+
+
+# --- G6PD "A-": the hyphen is part of the allele's name ----------------------------------------------
+
+# Before: the hyphen was taken for a separator before a trailing word, so "A- homozygous" was read as
+# A/A, Normal, for a woman homozygous for the class III A- allele (CPIC: Deficient), and "B/A-
+# heterozygous" as B/A, Normal, where CPIC gives a heterozygous woman Variable.
+
+
+@pytest.mark.parametrize(
+    ("written", "sex", "phenotype"),
+    [
+        ("A- homozygous", "female", "Deficient"),
+        ("B/A- heterozygous", "female", "Variable"),
+        ("B/A- (heterozygous)", "female", "Variable"),
+        ("B/A- heterozygous", None, INDETERMINATE),  # a woman's Variable, a man cannot carry two alleles
+        ("A/A- Normal", "female", INDETERMINATE),  # the lab's own phenotype does not fit A/A-
+    ],
+)
+def test_g6pd_a_minus_keeps_its_hyphen_before_a_trailing_word(library, written, sex, phenotype):
+    call = call_diplotype(library.genes["G6PD"], written, sex)
+    assert call.phenotype == phenotype, call
+
+
+def test_a_hyphen_glued_to_a_star_allele_is_not_dropped_by_guesswork(library):
+    assert call_diplotype(library.genes["CYP2C19"], "*1/*2-IM").phenotype == INDETERMINATE
+    assert call_diplotype(library.genes["CYP2C19"], "*1/*2 - IM").phenotype == "Intermediate Metabolizer"

@@ -219,7 +219,7 @@ class NotationReader:
             if stated_score is not None:
                 if score is not None:
                     return "stated two activity scores"
-                text = stated_score["body"].rstrip(_SEPARATORS)
+                text = _before_qualifier(stated_score["body"])
                 score = stated_score["inner"] or stated_score["bare"]
                 continue
             found = self._trailing(text)
@@ -240,12 +240,12 @@ class NotationReader:
     def _trailing(self, text: str) -> tuple[str, str] | None:
         paren = _TRAILING_PAREN.match(text)
         if paren and paren["word"].strip().casefold() in self._qualifiers:
-            return paren["body"].rstrip(_SEPARATORS), paren["word"].strip().casefold()
+            return _before_qualifier(paren["body"]), paren["word"].strip().casefold()
         folded = text.casefold()
         for word in self._suffixes:
             cut = len(text) - len(word)
             if cut > 0 and folded.endswith(word) and text[cut - 1] in _SEPARATORS:
-                return text[:cut].rstrip(_SEPARATORS), word
+                return _before_qualifier(text[:cut]), word
         return None
 
     def _position(self, text: str, zygosity: str | None, stated: str | None) -> Reading | str | None:
@@ -265,6 +265,20 @@ class NotationReader:
             strands = ((bases[ref],), (bases[alt],)) if zygosity == "heterozygous" else ((bases[alt],),) * 2
             return Reading(strands, zygosity, stated)
         return None
+
+
+def _before_qualifier(body: str) -> str:
+    """``body`` without the separators before a trailing qualifier ("*1/*2 - IM" -> "*1/*2").
+
+    A hyphen right after a name is part of it (G6PD "A-" is not "A"): "B/A- heterozygous" keeps
+    it, and "*1/*2-IM" is then not read rather than guessed at.
+    """
+    body = body.rstrip()
+    while body and body[-1] in _SEPARATORS:
+        if body[-1] == "-" and len(body) > 1 and body[-2] not in _SEPARATORS:
+            break
+        body = body[:-1].rstrip()
+    return body
 
 
 def _split_strands(text: str) -> list[str] | None:
