@@ -79,7 +79,10 @@ def name_key(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """A single-position result: the names labs give the position and the allele each base stands for."""
+    """A single-position result: the names labs give the position and the allele each base stands for.
+
+    The first base is the reference: a change is read only from it ("c.521T>C", not "c.521C>T").
+    """
 
     names: tuple[str, ...]
     bases: Mapping[str, str]
@@ -260,6 +263,8 @@ class NotationReader:
             ref, alt = match["ref"].upper(), match["alt"].upper()
             if ref == alt:
                 return f"{text!r} names no change"
+            if ref != next(iter(bases)):  # "-1639 A>G": which base is the patient's "homozygous"? Not guessed.
+                return f"{text!r} changes from {ref}, which is not the reference base {next(iter(bases))}"
             if zygosity is None:
                 return f"{text!r} does not say whether it is heterozygous or homozygous"
             strands = ((bases[ref],), (bases[alt],)) if zygosity == "heterozygous" else ((bases[alt],),) * 2
