@@ -265,6 +265,8 @@ def test_statuses_for_one_allele_that_contradict_each_other_stay_indeterminate(c
         ("B/A- (heterozygous)", "female", "Variable"),
         ("B/A- heterozygous", None, INDETERMINATE),  # a woman's Variable, a man cannot carry two alleles
         ("A/A- Normal", "female", INDETERMINATE),  # the lab's own phenotype does not fit A/A-
+        ("A\u2013 homozygous", "female", INDETERMINATE),  # "A-" with an en dash: not the allele "A"
+        ("B/A\u2013 heterozygous", "female", INDETERMINATE),
     ],
 )
 def test_g6pd_a_minus_keeps_its_hyphen_before_a_trailing_word(library, written, sex, phenotype):

@@ -62,6 +62,7 @@ _STATED_SCORE = re.compile(
 )
 _TRAILING_PAREN = re.compile(r"^(?P<body>.*\S)\s*\((?P<word>[^()]+)\)$")
 _SEPARATORS = " ,;:-–—"  # before a trailing qualifier: "*1/*2 - IM", "*1/*2 – IM", "*1/*2 — IM"
+_DASHES = "-–—"
 # A defined name with another in brackets: "c.1905+1G>A (*2A)", "... (HapB3)"; not a lone base ("(C)").
 _BRACKETED = re.compile(r"(?P<main>.+?)\s*\((?P<other>[^()]{2,})\)")
 # HGVS's genotype: "c.[1905+1G>A];[=]" (one strand each in brackets, "=" the reference,
@@ -275,12 +276,13 @@ class NotationReader:
 def _before_qualifier(body: str) -> str:
     """``body`` without the separators before a trailing qualifier ("*1/*2 - IM" -> "*1/*2").
 
-    A hyphen right after a name is part of it (G6PD "A-" is not "A"): "B/A- heterozygous" keeps
-    it, and "*1/*2-IM" is then not read rather than guessed at.
+    A dash right after a name is part of it (G6PD "A-" is not "A", nor is "A–" as a word processor
+    may print it): "B/A- heterozygous" keeps it, and "*1/*2-IM" is then not read rather than
+    guessed at.
     """
     body = body.rstrip()
     while body and body[-1] in _SEPARATORS:
-        if body[-1] == "-" and len(body) > 1 and body[-2] not in _SEPARATORS:
+        if body[-1] in _DASHES and len(body) > 1 and body[-2] not in _SEPARATORS:
             break
         body = body[:-1].rstrip()
     return body
