@@ -306,3 +306,29 @@ def test_a_change_from_the_reference_base_is_read_on_either_strand(library):
     assert call_diplotype(vkorc1, "rs9923231 C>T homozygous").phenotype == "-1639 AA"
     assert call_diplotype(vkorc1, "rs9923231 G>A heterozygous").phenotype == "-1639 AG"
     assert call_diplotype(library.genes["SLCO1B1"], "c.521T>C homozygous").phenotype == "Poor Function"
+
+
+# --- an HLA allele of interest with a letter after its two fields ------------------------------------
+
+# Before: "B*57:01P" (the P group of alleles sharing *57:01's binding-site protein) was compared at two
+# fields as "*57:01P", another allele, so the abacavir result was "*57:01 negative". IMGT/HLA never
+# puts a suffix on *57:01 itself, so such a name is neither *57:01 for certain nor another allele.
+
+
+@pytest.mark.parametrize(
+    ("gene", "written"),
+    [
+        ("HLA-B", "B*57:01P/B*07:02"),
+        ("HLA-B", "HLA-B*58:01P positive"),
+        ("HLA-B", "*5701N"),  # the pre-2010 spelling with an expression suffix
+        ("HLA-A", "A*31:01P/A*02:01"),
+    ],
+)
+def test_an_allele_of_interest_with_a_suffix_letter_is_indeterminate(library, gene, written):
+    assert call_diplotype(library.genes[gene], written).phenotype == INDETERMINATE
+
+
+def test_a_g_group_and_other_alleles_with_suffixes_are_still_read(library):
+    hla_b = library.genes["HLA-B"]
+    assert "*57:01 positive" in call_diplotype(hla_b, "B*57:01:01G/B*07:02").phenotype
+    assert "*57:01 negative" in call_diplotype(hla_b, "B*15:11N/B*07:02P").phenotype
