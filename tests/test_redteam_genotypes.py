@@ -248,3 +248,87 @@ def test_statuses_for_one_allele_that_contradict_each_other_stay_indeterminate(c
     screens = [genotype("HLA-B", "HLA-B*57:01 negative"), genotype("HLA-B", "HLA-B*57:01 detected", date="2024-02-01")]
     [(indicator, summary)] = _cards(client, genotypes=screens, drug=ABACAVIR)
     assert indicator == "info" and "Indeterminate" in summary
+
+
+# --- G6PD "A-": the hyphen is part of the allele's name ----------------------------------------------
+
+# Before: the hyphen was taken for a separator before a trailing word, so "A- homozygous" was read as
+# A/A, Normal, for a woman homozygous for the class III A- allele (CPIC: Deficient), and "B/A-
+# heterozygous" as B/A, Normal, where CPIC gives a heterozygous woman Variable.
+
+
+@pytest.mark.parametrize(
+    ("written", "sex", "phenotype"),
+    [
+        ("A- homozygous", "female", "Deficient"),
+        ("B/A- heterozygous", "female", "Variable"),
+        ("B/A- (heterozygous)", "female", "Variable"),
+        ("B/A- heterozygous", None, INDETERMINATE),  # a woman's Variable, a man cannot carry two alleles
+        ("A/A- Normal", "female", INDETERMINATE),  # the lab's own phenotype does not fit A/A-
+        ("A\u2013 homozygous", "female", INDETERMINATE),  # "A-" with an en dash: not the allele "A"
+        ("B/A\u2013 heterozygous", "female", INDETERMINATE),
+    ],
+)
+def test_g6pd_a_minus_keeps_its_hyphen_before_a_trailing_word(library, written, sex, phenotype):
+    call = call_diplotype(library.genes["G6PD"], written, sex)
+    assert call.phenotype == phenotype, call
+
+
+def test_a_hyphen_glued_to_a_star_allele_is_not_dropped_by_guesswork(library):
+    assert call_diplotype(library.genes["CYP2C19"], "*1/*2-IM").phenotype == INDETERMINATE
+    assert call_diplotype(library.genes["CYP2C19"], "*1/*2 - IM").phenotype == "Intermediate Metabolizer"
+
+
+# --- a single-position change written from the other base ---------------------------------------------
+
+# -1639G>A (rs9923231 C>T) and c.521T>C change from the reference base. Before, "-1639 A>G homozygous"
+# and (since either strand is read) "rs9923231 A>G homozygous" were -1639 GG, "rs4149056 C>T
+# homozygous" c.521 TT: the normal genotype, for a text that may as well mean the variant one.
+
+
+@pytest.mark.parametrize(
+    ("gene", "written"),
+    [
+        ("VKORC1", "rs9923231 A>G homozygous"),
+        ("VKORC1", "-1639 A>G homozygous"),
+        ("VKORC1", "rs9923231 T>C homozygous"),
+        ("SLCO1B1", "rs4149056 C>T homozygous"),
+    ],
+)
+def test_a_change_written_from_a_base_that_is_not_the_reference_is_indeterminate(library, gene, written):
+    call = call_diplotype(library.genes[gene], written)
+    assert call.phenotype == INDETERMINATE, call
+    assert "not the reference base" in (call.reason or "")
+
+
+def test_a_change_from_the_reference_base_is_read_on_either_strand(library):
+    vkorc1 = library.genes["VKORC1"]
+    assert call_diplotype(vkorc1, "rs9923231 C>T homozygous").phenotype == "-1639 AA"
+    assert call_diplotype(vkorc1, "rs9923231 G>A heterozygous").phenotype == "-1639 AG"
+    assert call_diplotype(library.genes["SLCO1B1"], "c.521T>C homozygous").phenotype == "Poor Function"
+
+
+# --- an HLA allele of interest with a letter after its two fields ------------------------------------
+
+# Before: "B*57:01P" (the P group of alleles sharing *57:01's binding-site protein) was compared at two
+# fields as "*57:01P", another allele, so the abacavir result was "*57:01 negative". IMGT/HLA never
+# puts a suffix on *57:01 itself, so such a name is neither *57:01 for certain nor another allele.
+
+
+@pytest.mark.parametrize(
+    ("gene", "written"),
+    [
+        ("HLA-B", "B*57:01P/B*07:02"),
+        ("HLA-B", "HLA-B*58:01P positive"),
+        ("HLA-B", "*5701N"),  # the pre-2010 spelling with an expression suffix
+        ("HLA-A", "A*31:01P/A*02:01"),
+    ],
+)
+def test_an_allele_of_interest_with_a_suffix_letter_is_indeterminate(library, gene, written):
+    assert call_diplotype(library.genes[gene], written).phenotype == INDETERMINATE
+
+
+def test_a_g_group_and_other_alleles_with_suffixes_are_still_read(library):
+    hla_b = library.genes["HLA-B"]
+    assert "*57:01 positive" in call_diplotype(hla_b, "B*57:01:01G/B*07:02").phenotype
+    assert "*57:01 negative" in call_diplotype(hla_b, "B*15:11N/B*07:02P").phenotype

@@ -101,7 +101,12 @@ class AllelePresenceGene(GeneDefinition):
             name = "*" + ":".join(field for field in old.groups()[:4] if field) + old[5]
         if not _HLA_NAME.match(name):
             return None
-        return ":".join(name.split(":")[: self.fields])
+        truncated = ":".join(name.split(":")[: self.fields])
+        if truncated[-1].isalpha() and truncated[:-1] in self.alleles_of_interest:
+            # "*57:01P" (a P group: *57:01's binding site, maybe another allele) or a suffix *57:01
+            # itself never has: not *57:01 for certain, and not certainly another allele either.
+            return None
+        return truncated
 
     def call_alleles(self, alleles: list[str]) -> PhenotypeCall:
         names = [self._truncate(name) for name in alleles]

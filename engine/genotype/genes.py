@@ -48,7 +48,9 @@ class PositionSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     names: list[str] = Field(min_length=1, description='e.g. ["rs4149056", "c.521"]')
-    bases: dict[str, str] = Field(min_length=2, description="base (A, C, G, T) -> allele")
+    bases: dict[str, str] = Field(
+        min_length=2, description="base (A, C, G, T) -> allele; the reference base first (a change is read from it)"
+    )
 
     @field_validator("bases")
     @classmethod

@@ -63,6 +63,7 @@ _STATED_SCORE = re.compile(
 )
 _TRAILING_PAREN = re.compile(r"^(?P<body>.*\S)\s*\((?P<word>[^()]+)\)$")
 _SEPARATORS = " ,;:-–—"  # before a trailing qualifier: "*1/*2 - IM", "*1/*2 – IM", "*1/*2 — IM"
+_DASHES = "-–—"
 # A defined name with another in brackets: "c.1905+1G>A (*2A)", "... (HapB3)"; not a lone base ("(C)").
 _BRACKETED = re.compile(r"(?P<main>.+?)\s*\((?P<other>[^()]{2,})\)")
 # HGVS's genotype: "c.[1905+1G>A];[=]" (one strand each in brackets, "=" the reference,
@@ -80,7 +81,10 @@ def name_key(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """A single-position result: the names labs give the position and the allele each base stands for."""
+    """A single-position result: the names labs give the position and the allele each base stands for.
+
+    The first base is the reference: a change is read only from it ("c.521T>C", not "c.521C>T").
+    """
 
     names: tuple[str, ...]
     bases: Mapping[str, str]
@@ -223,7 +227,7 @@ class NotationReader:
             if stated_score is not None:
                 if score is not None:
                     return "stated two activity scores"
-                text = stated_score["body"].rstrip(_SEPARATORS)
+                text = _before_qualifier(stated_score["body"])
                 score = stated_score["inner"] or stated_score["bare"]
                 continue
             found = self._trailing(text)
@@ -244,12 +248,12 @@ class NotationReader:
     def _trailing(self, text: str) -> tuple[str, str] | None:
         paren = _TRAILING_PAREN.match(text)
         if paren and paren["word"].strip().casefold() in self._qualifiers:
-            return paren["body"].rstrip(_SEPARATORS), paren["word"].strip().casefold()
+            return _before_qualifier(paren["body"]), paren["word"].strip().casefold()
         folded = text.casefold()
         for word in self._suffixes:
             cut = len(text) - len(word)
             if cut > 0 and folded.endswith(word) and text[cut - 1] in _SEPARATORS:
-                return text[:cut].rstrip(_SEPARATORS), word
+                return _before_qualifier(text[:cut]), word
         return None
 
     def _position(self, text: str, zygosity: str | None, stated: str | None) -> Reading | str | None:
@@ -264,11 +268,28 @@ class NotationReader:
             ref, alt = match["ref"].upper(), match["alt"].upper()
             if ref == alt:
                 return f"{text!r} names no change"
+            if ref != next(iter(bases)):  # "-1639 A>G": which base is the patient's "homozygous"? Not guessed.
+                return f"{text!r} changes from {ref}, which is not the reference base {next(iter(bases))}"
             if zygosity is None:
                 return f"{text!r} does not say whether it is heterozygous or homozygous"
             strands = ((bases[ref],), (bases[alt],)) if zygosity == "heterozygous" else ((bases[alt],),) * 2
             return Reading(strands, zygosity, stated)
         return None
+
+
+def _before_qualifier(body: str) -> str:
+    """``body`` without the separators before a trailing qualifier ("*1/*2 - IM" -> "*1/*2").
+
+    A dash right after a name is part of it (G6PD "A-" is not "A", nor is "A–" as a word processor
+    may print it): "B/A- heterozygous" keeps it, and "*1/*2-IM" is then not read rather than
+    guessed at.
+    """
+    body = body.rstrip()
+    while body and body[-1] in _SEPARATORS:
+        if body[-1] in _DASHES and len(body) > 1 and body[-2] not in _SEPARATORS:
+            break
+        body = body[:-1].rstrip()
+    return body
 
 
 def _split_strands(text: str) -> list[str] | None:
