@@ -8,6 +8,8 @@ an unknown, ambiguous or self-contradicting result is never read as a confident 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from engine.genotype.calls import INDETERMINATE
@@ -332,3 +334,24 @@ def test_a_g_group_and_other_alleles_with_suffixes_are_still_read(library):
     hla_b = library.genes["HLA-B"]
     assert "*57:01 positive" in call_diplotype(hla_b, "B*57:01:01G/B*07:02").phenotype
     assert "*57:01 negative" in call_diplotype(hla_b, "B*15:11N/B*07:02P").phenotype
+
+
+HOSTILE_TEXTS = {
+    "a run of commas": "*1/*2" + "," * 20_000 + "x",
+    "a run of semicolons": "*1/*2" + ";" * 20_000,
+    "a run of dashes": "*1/*2" + "-" * 20_000 + "x",
+    "separators before a score": "*1/*2" + ", " * 10_000 + "AS x",
+    "open brackets": "*1/*2" + " (" * 10_000,
+    "thousands of alternatives": " or ".join(["*1/*2"] * 5_000),
+    "an HGVS strand of thousands": "c.[" + "1;" * 10_000 + "];[=]",
+}
+
+
+@pytest.mark.parametrize("gene", ["CYP2D6", "DPYD", "G6PD", "HLA-B"])
+def test_hostile_genotype_texts_are_refused_in_linear_time(library, gene):
+    """A 20 kB value must not cost seconds: a quadratic pattern once took 16 s of CPU per such text."""
+    definitions = library.genes[gene]
+    started = time.process_time()
+    for text in HOSTILE_TEXTS.values():
+        assert definitions.call(text).phenotype == INDETERMINATE
+    assert time.process_time() - started < 2.0

@@ -29,6 +29,7 @@ from engine.genotype.notations import SUBALLELE, NotationReader, Position, Readi
 from engine.genotype.scores import parse_score
 
 # Between the possible diplotypes of an ambiguous call: ";" (genotype callers) or the word "or".
+MOST_ALTERNATIVES = 8  # Cyrius and labs list a few; thousands would only cost time
 _ALTERNATIVES = re.compile(r"\s*;\s*|\s+or\s+", re.IGNORECASE)
 
 
@@ -257,6 +258,8 @@ class GeneDefinition:
 
     def _agreed(self, alternatives: list[str], sex: str | None) -> PhenotypeCall:
         """The call every alternative gives, or Indeterminate: choosing one would be a guess."""
+        if len(alternatives) > MOST_ALTERNATIVES:
+            return indeterminate(self.symbol, None, f"{len(alternatives)} possible diplotypes, more than callers list")
         calls = [self.call(part, sex) for part in alternatives]
         named = (call.diplotype or part for call, part in zip(calls, alternatives, strict=True))
         written = " or ".join(dict.fromkeys(named))

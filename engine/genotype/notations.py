@@ -58,9 +58,8 @@ SUBALLELE = re.compile(r"^(\*\d+[A-Za-z]*)\.\d+$")
 _LEADING_ZYGOSITY = re.compile(rf"^(?P<word>{'|'.join(ZYGOSITY)})(?:\s+for)?\s*:?\s+(?P<rest>\S.*)$", re.IGNORECASE)
 # An activity score written after the genotype: "(AS 1.5)", "AS=1.5", ", activity score 1.5".
 _SCORE = r"(?<![A-Za-z])(?:AS|activity\s+score)\s*[:=]?\s*(?P<{}>\d+(?:\.\d+)?)"
-_STATED_SCORE = re.compile(
-    rf"^(?P<body>.*?\S)[\s,;:]*(?:\(\s*{_SCORE.format('inner')}\s*\)|{_SCORE.format('bare')})$", re.IGNORECASE
-)
+# Searched for at the end (no leading ".*?": on a long run of separators that backtracked quadratically).
+_STATED_SCORE = re.compile(rf"(?:\(\s*{_SCORE.format('inner')}\s*\)|{_SCORE.format('bare')})$", re.IGNORECASE)
 _TRAILING_PAREN = re.compile(r"^(?P<body>.*\S)\s*\((?P<word>[^()]+)\)$")
 _SEPARATORS = " ,;:-–—"  # before a trailing qualifier: "*1/*2 - IM", "*1/*2 – IM", "*1/*2 — IM"
 _DASHES = "-–—"
@@ -223,12 +222,12 @@ class NotationReader:
         if leading is not None:  # "Homozygous for *2", "heterozygous c.1905+1G>A"
             zygosity, text = ZYGOSITY[leading["word"].casefold()], leading["rest"]
         for _ in range(3):
-            stated_score = _STATED_SCORE.match(text)
-            if stated_score is not None:
+            stated_score = _STATED_SCORE.search(text)
+            body = _before_qualifier(text[: stated_score.start()]) if stated_score is not None else ""
+            if body:
                 if score is not None:
                     return "stated two activity scores"
-                text = _before_qualifier(stated_score["body"])
-                score = stated_score["inner"] or stated_score["bare"]
+                text, score = body, stated_score["inner"] or stated_score["bare"]
                 continue
             found = self._trailing(text)
             if found is None:
@@ -284,12 +283,12 @@ def _before_qualifier(body: str) -> str:
     may print it): "B/A- heterozygous" keeps it, and "*1/*2-IM" is then not read rather than
     guessed at.
     """
-    body = body.rstrip()
-    while body and body[-1] in _SEPARATORS:
-        if body[-1] in _DASHES and len(body) > 1 and body[-2] not in _SEPARATORS:
+    end = len(body)
+    while end and body[end - 1] in _SEPARATORS:
+        if body[end - 1] in _DASHES and end > 1 and body[end - 2] not in _SEPARATORS:
             break
-        body = body[:-1].rstrip()
-    return body
+        end -= 1
+    return body[:end].rstrip()
 
 
 def _split_strands(text: str) -> list[str] | None:
