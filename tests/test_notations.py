@@ -81,8 +81,8 @@ READ = [
     ("CYP2D6", "*36.001+*10.001/*1.001", "*1/*36 + *10", "Normal Metabolizer"),
     ("CYP2D6", "*1/*2dup", "*1/*2x2", "Ultrarapid Metabolizer"),
     ("CYP2D6", "*4DUP/*4", "*4/*4x2", "Poor Metabolizer"),
-    # VKORC1 -1639G>A on either strand: G/A on the gene's, C/T on the genome's forward strand.
-    ("VKORC1", "rs9923231 AG", "rs9923231 reference (C)/rs9923231 variant (T)", "-1639 AG"),
+    # VKORC1 -1639G>A written with the variant's name and the genotype's bases.
+    ("VKORC1", "-1639G>A AG", "rs9923231 reference (C)/rs9923231 variant (T)", "-1639 AG"),
     ("VKORC1", "-1639G>A AA", "rs9923231 variant (T)/rs9923231 variant (T)", "-1639 AA"),
     ("VKORC1", "c.-1639G>A: GG", "rs9923231 reference (C)/rs9923231 reference (C)", "-1639 GG"),
     ("HLA-A", "A*02:01/A*24:02", "*02:01/*24:02", "*31:01 negative"),
@@ -131,6 +131,8 @@ AMBIGUOUS = [
     ("CYP2C19", "c.[681G>A];[=]"),  # CYP2C19 names no reference allele that "=" would be
     ("DPYD", "c.[1905+1G>A];[=] homozygous"),
     ("VKORC1", "rs9923231 A/T"),
+    ("VKORC1", "rs9923231 AG"),  # coding-strand bases under the forward-strand name: or rare C>A, C>G alleles?
+    ("VKORC1", "-1639 CT"),
     ("VKORC1", "1173C>T CT"),  # another position (rs9934438), not the one CPIC's table is written for
     ("CYP2D6", "*1/*4 DUP"),  # written apart: which allele is duplicated?
     ("HLA-B", "*57011"),  # a pre-2010 name with a 3-digit field: not split by guesswork
