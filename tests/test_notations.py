@@ -77,6 +77,8 @@ READ = [
     ("HLA-B", "HLA-B*5701", "*57:01", "*15:02 negative; *57:01 positive; *58:01 negative"),
     ("HLA-B", "B*5801/B*0702", "*58:01/*07:02", "*15:02 negative; *57:01 negative; *58:01 positive"),
     ("HLA-B", "B*570101/B*1502", "*57:01/*15:02", "*15:02 positive; *57:01 positive; *58:01 negative"),
+    # A name IMGT/HLA withdrew as identical to an allele of interest.
+    ("HLA-B", "B*58:30/B*07:02", "*58:01/*07:02", "*15:02 negative; *57:01 negative; *58:01 positive"),
     # Aldy and other callers print PharmVar sub-alleles, inside a tandem too.
     ("CYP2D6", "*36.001+*10.001/*1.001", "*1/*36 + *10", "Normal Metabolizer"),
     ("CYP2D6", "*1/*2dup", "*1/*2x2", "Ultrarapid Metabolizer"),

@@ -106,7 +106,7 @@ class AllelePresenceGene(GeneDefinition):
             # "*57:01P" (a P group: *57:01's binding site, maybe another allele) or a suffix *57:01
             # itself never has: not *57:01 for certain, and not certainly another allele either.
             return None
-        return truncated
+        return self.allele_names.get(truncated, truncated)  # a withdrawn name of an allele (B*58:30)
 
     def call_alleles(self, alleles: list[str]) -> PhenotypeCall:
         names = [self._truncate(name) for name in alleles]
