@@ -77,6 +77,10 @@ READ = [
     ("HLA-B", "HLA-B*5701", "*57:01", "*15:02 negative; *57:01 positive; *58:01 negative"),
     ("HLA-B", "B*5801/B*0702", "*58:01/*07:02", "*15:02 negative; *57:01 negative; *58:01 positive"),
     ("HLA-B", "B*570101/B*1502", "*57:01/*15:02", "*15:02 positive; *57:01 positive; *58:01 negative"),
+    # PharmCAT's own outside-call test files (src/test/resources/.../outside_CYP2D6_G6PD.tsv, ...Suballeles.tsv).
+    ("G6PD", "B (wildtype)/B (wildtype)", "B (reference)/B (reference)", "Normal"),
+    ("CYP2D6", "*1.001/*2.034", "*1/*2", "Normal Metabolizer"),
+    ("HLA-B", "*02:01/B*04:05", "*02:01/*04:05", "*15:02 negative; *57:01 negative; *58:01 negative"),
     # A name IMGT/HLA withdrew as identical to an allele of interest.
     ("HLA-B", "B*58:30/B*07:02", "*58:01/*07:02", "*15:02 negative; *57:01 negative; *58:01 positive"),
     # Aldy and other callers print PharmVar sub-alleles, inside a tandem too.
