@@ -13,7 +13,7 @@ import time
 import pytest
 
 from engine.genotype.calls import INDETERMINATE
-from engine.genotype.phenotyper import call_diplotype
+from engine.genotype.phenotyper import _call_cached, call_diplotype
 from tests.fhirdata import LOINC, TBD, genotype, hook_request, implication, medication_request
 
 # --- a phenotype written after a single-position genotype ------------------------------------------
@@ -355,3 +355,55 @@ def test_hostile_genotype_texts_are_refused_in_linear_time(library, gene):
     for text in HOSTILE_TEXTS.values():
         assert definitions.call(text).phenotype == INDETERMINATE
     assert time.process_time() - started < 2.0
+
+
+# --- runs of whitespace, absurd lengths and digits int() refuses -----------------------------------
+
+
+@pytest.mark.parametrize("gene", ["CYP2D6", "CYP2C19", "DPYD"])
+def test_runs_of_whitespace_are_read_in_linear_time(library, gene):
+    """Under the length bound too: "\\s*;\\s*|\\s+or\\s+" (alternatives), "(.+?)\\s*x\\s*(\\d+)" (copy
+    numbers) and "\\s*\\+\\s*" backtracked quadratically on a run of spaces (1 to 5 s of CPU for these 100)."""
+    definitions = library.genes[gene]
+    started = time.process_time()
+    for extra in range(100):
+        assert definitions.call("*1 x" + " " * (900 + extra) + "q/*2").phenotype == INDETERMINATE
+    assert time.process_time() - started < 0.5
+    assert definitions.call("*1" + " " * 500 + "/\t\n*2") == definitions.call("*1/*2")  # spacing does not matter
+
+
+def test_a_value_too_long_for_a_genotype_is_neither_read_nor_cached(library):
+    """Each cached call holds its text: 65,536 values of a few hundred kB would have held gigabytes."""
+    cached = _call_cached.cache_info().currsize
+    call = call_diplotype(library.genes["CYP2C19"], "*1/*2 " + "x" * 100_000)
+    assert call.phenotype == INDETERMINATE and call.diplotype is None
+    assert len(call.reason or "") < 100  # the card and event log do not carry the value either
+    assert _call_cached.cache_info().currsize == cached
+
+
+HOSTILE_HOOK_VALUES = {
+    "spaces after a diplotype": ("CYP2C19", CLOPIDOGREL, "*1/*2" + " " * 20_000 + "x"),  # 3.4 s of CPU before
+    "spaces in a copy number": ("CYP2D6", CODEINE, "*1 x" + " " * 20_000 + "q/*2"),  # 19 s before
+    "a 200 kB allele number": ("CYP2C19", CLOPIDOGREL, "*" + "1" * 200_000 + "/*2"),  # int(): a 500 before
+    "a digit int() refuses": ("CYP2C19", CLOPIDOGREL, "*\u00b2/*1"),  # "²".isdigit(): a 500 before
+    "a 200 kB activity score": ("CYP2D6", CODEINE, "*1/*2 " + "AS " * 70_000 + "1"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_HOOK_VALUES)
+def test_a_hostile_genotype_value_is_indeterminate_at_the_cost_of_reading_the_body(client, case):
+    """Through the app: an answer (not a 500), the gene Indeterminate, and CPU in milliseconds."""
+    gene, drug, text = HOSTILE_HOOK_VALUES[case]
+    started = time.process_time()
+    cards = _cards(client, genotypes=[genotype(gene, text)], drug=drug)
+    assert time.process_time() - started < 1.0
+    assert _indeterminate(cards), cards
+
+
+def test_a_reported_result_too_long_for_one_is_not_read(client):
+    """A 3 MB HLA status list was read statement by statement: linear, but 1.4 s of CPU per call."""
+    statuses = {"text": "HLA-B*57:01 positive; " * 136_000}
+    started = time.process_time()
+    cards = _cards(client, implications=[implication(statuses, drug_code=ABACAVIR)], drug=ABACAVIR)
+    assert time.process_time() - started < 0.6
+    assert _indeterminate(cards), cards

@@ -30,6 +30,10 @@ from engine.genotype.scores import parse_score
 
 # Between the possible diplotypes of an ambiguous call: ";" (genotype callers) or the word "or".
 MOST_ALTERNATIVES = 8  # Cyrius and labs list a few; thousands would only cost time
+# A genotype, even with a lab's qualifiers and a few alternatives ("*1/*2 or *1/*35"), is a few
+# dozen characters. A longer value in a FHIR result is not read: it is Indeterminate unparsed and
+# uncached, so a hostile value (the body may hold megabytes) costs neither CPU nor cache memory.
+MOST_CHARACTERS = 1_000
 _ALTERNATIVES = re.compile(r"\s*;\s*|\s+or\s+", re.IGNORECASE)
 
 
@@ -173,7 +177,8 @@ GeneFile = Annotated[
 def allele_sort_key(name: str) -> tuple:
     """Order alleles the way CPIC tables do: ``*2`` before ``*17``, names after numbers."""
     if name.startswith("*"):
-        digits = "".join(itertools.takewhile(str.isdigit, name[1:]))
+        # isdecimal, not isdigit: "²" is a digit that int() refuses (a 500 for "*²/*1").
+        digits = "".join(itertools.takewhile(str.isdecimal, name[1:]))
         if digits:
             return (0, int(digits), name[1 + len(digits) :])
     return (1, 0, name)
@@ -242,6 +247,12 @@ class GeneDefinition:
         cannot call goes to the notation reader, so the reader never changes a call it made.
         ``sex`` ("female", "male" or None when unknown) matters only where ``uses_sex`` is set.
         """
+        if len(text) > MOST_CHARACTERS:
+            reason = f"a genotype of {len(text)} characters, longer than any lab writes one"
+            return indeterminate(self.symbol, None, reason)
+        # One space between words: the readings' patterns ("\s*[;,]\s*", "(.+?)\s*x\s*(\d+)") then
+        # never meet a run of whitespace, on which they backtracked quadratically.
+        text = " ".join(text.split())
         written = self.call_as_written(text, sex)
         if written.definite or written.functions:  # functions: both alleles known, CPIC gives no phenotype
             return written

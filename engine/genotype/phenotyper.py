@@ -12,15 +12,18 @@ from __future__ import annotations
 from functools import lru_cache
 
 from engine.genotype.calls import PhenotypeCall
-from engine.genotype.genes import GeneDefinition
+from engine.genotype.genes import MOST_CHARACTERS, GeneDefinition
 
 
 def call_diplotype(gene: GeneDefinition, text: str, sex: str | None = None) -> PhenotypeCall:
     """Phenotype one diplotype string for ``gene`` (cached: labs repeat the same few diplotypes).
 
     ``sex`` is passed on only to genes whose call depends on it (G6PD), so that other genes share
-    one cache entry per diplotype.
+    one cache entry per diplotype. A text too long to be a genotype is not cached: each would hold
+    its text in memory, and the call refuses it at once anyway.
     """
+    if len(text) > MOST_CHARACTERS:
+        return gene.call(text, sex)
     return _call_cached(gene, text, sex if gene.uses_sex else None)
 
 

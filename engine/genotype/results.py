@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from engine.genotype.activity_score import ActivityScoreGene
 from engine.genotype.allele_presence import AllelePresenceGene
 from engine.genotype.calls import PhenotypeCall, indeterminate, loose_phenotype
-from engine.genotype.genes import GeneDefinition
+from engine.genotype.genes import MOST_CHARACTERS, GeneDefinition
 from engine.genotype.phenotyper import call_diplotype
 
 
@@ -54,6 +54,11 @@ class GeneResult:
 
 def _reported_call(gene: GeneDefinition, report: ReportedResult) -> PhenotypeCall:
     """The call a stated phenotype or activity score stands for (Indeterminate if unrecognised)."""
+    longest = max(len(report.phenotype or ""), len(report.activity_score or ""))
+    if longest > MOST_CHARACTERS:  # as for a genotype: not read (an HLA status list is read statement by statement)
+        return indeterminate(
+            gene.symbol, None, f"a reported result of {longest} characters, longer than any lab writes one"
+        )
     if report.activity_score and isinstance(gene, ActivityScoreGene):
         call = gene.reported_score(report.activity_score)
         if call is not None:
