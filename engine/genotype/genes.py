@@ -28,12 +28,12 @@ from engine.genotype.calls import INDETERMINATE, PhenotypeCall, indeterminate, s
 from engine.genotype.notations import SUBALLELE, NotationReader, Position, Reading
 from engine.genotype.scores import parse_score
 
-# Between the possible diplotypes of an ambiguous call: ";" (genotype callers) or the word "or".
 MOST_ALTERNATIVES = 8  # Cyrius and labs list a few; thousands would only cost time
 # A genotype, even with a lab's qualifiers and a few alternatives ("*1/*2 or *1/*35"), is a few
 # dozen characters. A longer value in a FHIR result is not read: it is Indeterminate unparsed and
 # uncached, so a hostile value (the body may hold megabytes) costs neither CPU nor cache memory.
 MOST_CHARACTERS = 1_000
+# Between the possible diplotypes of an ambiguous call: ";" (genotype callers) or the word "or".
 _ALTERNATIVES = re.compile(r"\s*;\s*|\s+or\s+", re.IGNORECASE)
 
 
